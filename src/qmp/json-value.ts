@@ -1,0 +1,26 @@
+// The in-memory form of a QMP JSON value, exact where JavaScript numbers are not.
+// QEMU keeps int64/uint64 exact and tells integers from doubles (`1` vs `1.0`); so do we:
+// integers beyond 2^53 are bigint, and a double with an integral value is a JsonFloat.
+// Producing these values is json-stream's job; printing them is json-writer's.
+
+/** A JSON number token that QEMU stores as a double although its value is integral (`1.0`, `1e3`,
+ *  or an integer beyond the uint64/int64 range). Non-integral doubles are plain `number`s. */
+export class JsonFloat {
+  constructor(readonly value: number) {}
+}
+
+export type JsonScalar = null | boolean | number | bigint | string | JsonFloat;
+export interface JsonObject {
+  [key: string]: JsonValue;
+}
+export type JsonValue = JsonScalar | JsonValue[] | JsonObject;
+
+/** True for a JSON object (not array, not null, not a JsonFloat). */
+export function isJsonObject(v: unknown): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof JsonFloat);
+}
+
+/** True for any JSON number: number, bigint or JsonFloat. */
+export function isJsonNumber(v: unknown): v is number | bigint | JsonFloat {
+  return typeof v === 'number' || typeof v === 'bigint' || v instanceof JsonFloat;
+}
