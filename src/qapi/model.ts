@@ -25,6 +25,8 @@ export interface Member {
   optional: boolean;
   if?: IfCond;
   features: Feature[];
+  /** The member's `@name:` description from the definition's doc block, if any. */
+  doc?: string;
 }
 
 interface EntityBase {
@@ -46,6 +48,8 @@ export interface EnumValue {
   name: string;
   if?: IfCond;
   features: Feature[];
+  /** The value's `@name:` description from the enum's doc block, if any. */
+  doc?: string;
 }
 
 export interface EnumType extends EntityBase {
@@ -84,7 +88,7 @@ export interface ObjectType extends EntityBase {
 
 export interface AlternateType extends EntityBase {
   meta: 'alternate';
-  members: { name: string; type: string; if?: IfCond }[];
+  members: { name: string; type: string; if?: IfCond; doc?: string }[];
 }
 
 export interface Command extends EntityBase {
