@@ -24,3 +24,18 @@ export function isJsonObject(v: unknown): v is JsonObject {
 export function isJsonNumber(v: unknown): v is number | bigint | JsonFloat {
   return typeof v === 'number' || typeof v === 'bigint' || v instanceof JsonFloat;
 }
+
+/** Where json-stream records an object's member insertion order, when JavaScript's own order
+ *  differs: Object.keys() lists integer-like keys ("7", "42") first, but QEMU's QDict order
+ *  (qemu-facts §1.1) depends on insertion order. Non-enumerable, so invisible to comparisons. */
+export const MEMBER_ORDER: unique symbol = Symbol('hostmemd.memberOrder');
+
+/** An object's keys in insertion order: the recorded order while it still matches the object's
+ *  own keys, else Object.keys(). */
+export function memberKeys(o: JsonObject): string[] {
+  const keys = Object.keys(o);
+  const order = (o as { [MEMBER_ORDER]?: string[] })[MEMBER_ORDER];
+  if (order === undefined || order.length !== keys.length) return keys;
+  for (const k of order) if (!Object.prototype.hasOwnProperty.call(o, k)) return keys;
+  return order;
+}

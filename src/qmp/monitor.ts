@@ -1,0 +1,85 @@
+// The QMP monitor: all sessions of all transports, the dispatcher they share, the greeting
+// and event broadcast. Unlike QEMU it serves many connections at once, up to a limit.
+import { encodeJson } from './json-writer';
+import { JsonObject } from './json-value';
+import { Dispatcher } from './dispatcher';
+import { QmpSession, Transport } from './session';
+
+export interface VersionInfo {
+  qemu: { major: number; minor: number; micro: number };
+  package: string;
+}
+
+export interface MonitorOptions {
+  dispatcher: Dispatcher;
+  version: VersionInfo;
+  maxClients: number;
+}
+
+export class Monitor {
+  readonly dispatcher: Dispatcher;
+  private readonly sessions = new Set<QmpSession>();
+  private nextClient = 1;
+  private inflight = 0;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly opts: MonitorOptions) {
+    this.dispatcher = opts.dispatcher;
+  }
+
+  get clientCount(): number {
+    return this.sessions.size;
+  }
+
+  /** Creates the session for a new connection, or returns the refusal text to send before
+   *  closing when the client limit is reached. */
+  attach(transport: Transport, offeredCapabilities: readonly string[] = ['oob']): QmpSession | { refusal: string } {
+    if (this.sessions.size >= this.opts.maxClients) {
+      const desc = `Too many QMP clients: the limit is ${this.opts.maxClients}`;
+      return { refusal: `{"error": {"class": "GenericError", "desc": ${encodeJson(desc)}}}\r\n` };
+    }
+    const session = new QmpSession(this, transport, `${transport.kind}-${this.nextClient++}`, offeredCapabilities);
+    this.sessions.add(session);
+    session.start();
+    return session;
+  }
+
+  detach(session: QmpSession): void {
+    this.sessions.delete(session);
+  }
+
+  /** `{"QMP": {"version": ..., "capabilities": [...]}}` in QEMU's member order (§1.2). */
+  greeting(caps: readonly string[]): string {
+    const v = this.opts.version;
+    const value = { QMP: { version: { qemu: { major: v.qemu.major, minor: v.qemu.minor, micro: v.qemu.micro }, package: v.package }, capabilities: [...caps] } };
+    return encodeJson(value, { qdictOrder: true }) + '\r\n';
+  }
+
+  /** Sends an event to every negotiated session. `data` is omitted when empty (§1.6). */
+  emitEvent(name: string, data?: JsonObject): void {
+    const us = Math.floor((performance.timeOrigin + performance.now()) * 1000);
+    const msg: JsonObject = { timestamp: { seconds: Math.floor(us / 1e6), microseconds: us % 1e6 }, event: name };
+    if (data && Object.keys(data).length > 0) msg.data = data;
+    const line = encodeJson(msg, { qdictOrder: true }) + '\r\n';
+    for (const s of this.sessions) s.deliverEvent(line);
+  }
+
+  /** Sessions report asynchronous commands so that shutdown can let them finish. */
+  beginCommand(): void {
+    this.inflight++;
+  }
+
+  endCommand(): void {
+    if (--this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** Resolves when no asynchronous command is running. */
+  whenIdle(): Promise<void> {
+    return this.inflight === 0 ? Promise.resolve() : new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Closes every session after writing what is pending (shutdown). */
+  closeAll(): void {
+    for (const s of [...this.sessions]) s.shutdown();
+  }
+}
