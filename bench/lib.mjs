@@ -1,0 +1,110 @@
+// Shared benchmark plumbing: start hostmemd (built) and QEMU 7.2 side by side, a minimal
+// line-reading QMP client, percentiles and table printing. Benchmarks only; not tests.
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+async function waitFor(file, proc, what) {
+  const deadline = Date.now() + 15000;
+  while (!fs.existsSync(file)) {
+    if (proc.exitCode !== null) throw new Error(`${what} exited early`);
+    if (Date.now() > deadline) throw new Error(`${what} did not create ${file}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export async function startHostmemd(args = []) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hostmemd-bench-'));
+  const sock = path.join(dir, 'qmp.sock');
+  const proc = spawn(process.execPath, [path.join(ROOT, 'bin', 'hostmemd'), '--state-dir', dir, '--log-level', 'warn', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitFor(sock, proc, 'hostmemd');
+  return { name: 'hostmemd', sock, pid: proc.pid, stop: () => stop(proc, dir) };
+}
+
+export function haveQemu() {
+  return spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+export async function startQemu(extra = []) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hostmemd-bench-qemu-'));
+  const sock = path.join(dir, 'qmp.sock');
+  const proc = spawn('qemu-system-x86_64', ['-machine', 'none', '-nodefaults', '-display', 'none', '-qmp', `unix:${sock},server=on,wait=off`, ...extra], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitFor(sock, proc, 'QEMU');
+  return { name: 'qemu-7.2', sock, pid: proc.pid, stop: () => stop(proc, dir) };
+}
+
+async function stop(proc, dir) {
+  if (proc.exitCode === null) {
+    const gone = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGTERM');
+    await gone;
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** A QMP client that counts CRLF-terminated lines and hands them to waiters in order. */
+export class Client {
+  static connect(sock) {
+    return new Promise((resolve, reject) => {
+      const s = net.connect(sock);
+      s.once('connect', () => resolve(new Client(s)));
+      s.once('error', reject);
+    });
+  }
+  constructor(sock) {
+    this.sock = sock;
+    this.buf = '';
+    this.lines = [];
+    this.waiter = null;
+    sock.setNoDelay?.(true);
+    sock.setEncoding('latin1');
+    sock.on('data', (d) => {
+      this.buf += d;
+      let i;
+      while ((i = this.buf.indexOf('\r\n')) >= 0) {
+        this.lines.push(this.buf.slice(0, i));
+        this.buf = this.buf.slice(i + 2);
+      }
+      if (this.waiter && this.lines.length >= this.waiter.n) {
+        const w = this.waiter;
+        this.waiter = null;
+        w.resolve(this.lines.splice(0, w.n));
+      }
+    });
+  }
+  /** Resolves with the next n lines. */
+  take(n = 1) {
+    if (this.lines.length >= n) return Promise.resolve(this.lines.splice(0, n));
+    return new Promise((resolve) => (this.waiter = { n, resolve }));
+  }
+  send(text) {
+    this.sock.write(text);
+  }
+  async negotiate() {
+    await this.take(1);
+    this.send('{"execute":"qmp_capabilities"}');
+    await this.take(1);
+    return this;
+  }
+  close() {
+    this.sock.destroy();
+  }
+}
+
+export function percentile(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+export function fmt(n, digits = 1) {
+  return Number.isFinite(n) ? n.toFixed(digits) : String(n);
+}
+
+export function printTable(rows) {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
+  for (const r of rows) console.log(r.map((c, i) => String(c).padEnd(widths[i])).join('  '));
+}

@@ -1,0 +1,78 @@
+// bench/qmp-protocol: QMP round-trip latency (p50/p99 of query-version, one client, one
+// request at a time) and pipelined replies/s with 1 and 16 clients, hostmemd side by side
+// with QEMU 7.2 when qemu-system-x86_64 is installed. Run: npm run bench:qmp
+import { Client, startHostmemd, startQemu, haveQemu, percentile, fmt, printTable } from './lib.mjs';
+
+const RTT_N = Number(process.env.RTT_N ?? 3000);
+const PIPE_N = Number(process.env.PIPE_N ?? 20000);
+const REQ = '{"execute":"query-version","id":1}';
+
+async function latency(sock) {
+  const c = await (await Client.connect(sock)).negotiate();
+  for (let i = 0; i < 200; i++) {
+    c.send(REQ);
+    await c.take(1);
+  }
+  const t = [];
+  for (let i = 0; i < RTT_N; i++) {
+    const s = process.hrtime.bigint();
+    c.send(REQ);
+    await c.take(1);
+    t.push(Number(process.hrtime.bigint() - s) / 1000);
+  }
+  c.close();
+  t.sort((a, b) => a - b);
+  return { p50: percentile(t, 50), p99: percentile(t, 99) };
+}
+
+/** Each client writes its whole batch at once, then waits for every reply. */
+async function pipelined(sock, clients, perClient) {
+  const cs = await Promise.all(Array.from({ length: clients }, async () => (await Client.connect(sock)).negotiate()));
+  const batch = REQ.repeat(perClient);
+  const s = process.hrtime.bigint();
+  await Promise.all(
+    cs.map((c) => {
+      const done = c.take(perClient);
+      c.send(batch);
+      return done;
+    }),
+  );
+  const secs = Number(process.hrtime.bigint() - s) / 1e9;
+  cs.forEach((c) => c.close());
+  return (clients * perClient) / secs;
+}
+
+async function measure(server, pipeN) {
+  const lat = await latency(server.sock);
+  const p1 = await pipelined(server.sock, 1, pipeN);
+  const p16 = await pipelined(server.sock, 16, Math.ceil(pipeN / 16));
+  return { ...lat, p1, p16 };
+}
+
+const results = [];
+const h = await startHostmemd();
+try {
+  results.push(['hostmemd', await measure(h, PIPE_N)]);
+} finally {
+  await h.stop();
+}
+if (haveQemu()) {
+  const q = await startQemu();
+  try {
+    // QEMU serves one request at a time (~3,500/s here): a smaller batch keeps the run short.
+    results.push(['qemu-7.2', await measure(q, Math.min(PIPE_N, 8000))]);
+  } finally {
+    await q.stop();
+  }
+} else {
+  console.log('*** qemu-system-x86_64 not installed: no side-by-side figures ***');
+}
+
+const rows = [['server', 'rtt p50 µs', 'rtt p99 µs', 'pipelined 1 client /s', 'pipelined 16 clients /s']];
+for (const [name, r] of results) rows.push([name, fmt(r.p50), fmt(r.p99), fmt(r.p1, 0), fmt(r.p16, 0)]);
+if (results.length === 2) {
+  const [ours, theirs] = [results[0][1], results[1][1]];
+  rows.push(['ratio hostmemd/qemu', fmt(ours.p50 / theirs.p50, 2), fmt(ours.p99 / theirs.p99, 2), fmt(ours.p1 / theirs.p1, 1), fmt(ours.p16 / theirs.p16, 1)]);
+  console.log(`goal: p50 ratio <= 0.6 (${ours.p50 / theirs.p50 <= 0.6 ? 'met' : 'NOT met'}); pipelined ratio >= 10 (${ours.p1 / theirs.p1 >= 10 && ours.p16 / theirs.p16 >= 10 ? 'met' : 'NOT met'})`);
+}
+printTable(rows);

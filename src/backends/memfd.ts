@@ -1,0 +1,124 @@
+// memory-backend-memfd: memory from memfd_create(2) with optional huge pages and seals
+// (qemu-facts §5.4), and the competing guest_memfd proposal's `guest-memfd=on` (§6.4), which
+// takes the fd from KVM instead.
+import * as native from '../native';
+import { genericError } from '../errors/qmp-error';
+import { PropertyDef, RegisteredType } from '../qom/object';
+import { visitBool, visitUint64 } from '../qom/visit';
+import { Allocation, BackendServices, HostMemoryBackend, sysText } from './hostmem';
+import { checkFdSize, mapFor, roundUp } from './map';
+
+/** Creates a guest_memfd for shared use; provided by the KVM accelerator. */
+export type GuestMemfdFactory = (size: bigint) => native.Fd;
+
+export interface MemfdServices extends BackendServices {
+  createGuestMemfd: GuestMemfdFactory;
+}
+
+export class MemfdBackend extends HostMemoryBackend {
+  hugetlb = false;
+  hugetlbsize = 0n;
+  seal = true;
+  guestMemfd = false;
+
+  constructor(type: RegisteredType, id: string, override readonly services: MemfdServices) {
+    super(type, id, services);
+    this.share = true;
+    this.aligned = true;
+  }
+
+  protected alloc(): Allocation {
+    if (this.size === 0n) throw genericError("can't create backend with size 0");
+    if (this.guestMemfd && !this.share) throw genericError('Guest-memfd=on must be used with share=on');
+    let fd = this.services.fds.find(this.memName);
+    let page = native.pageSize();
+    if (!fd) {
+      if (this.guestMemfd) {
+        fd = this.services.createGuestMemfd(roundUp(this.size, page));
+      } else {
+        let flags = native.MFD_CLOEXEC | (this.seal ? native.MFD_ALLOW_SEALING : 0);
+        if (this.hugetlb) {
+          flags |= native.MFD_HUGETLB;
+          // QEMU derives the page-size code with ctz64: odd values mean "default" (§5.4).
+          if (this.hugetlbsize !== 0n) {
+            const v = this.hugetlbsize;
+            if ((v & 1n) === 0n && (v & (v - 1n)) !== 0n) throw genericError('Hugepage size must be a power of 2');
+            let shift = 0;
+            while (((v >> BigInt(shift)) & 1n) === 0n) shift++;
+            flags |= shift << native.MFD_HUGE_SHIFT;
+          }
+        }
+        try {
+          fd = native.memfdCreate('memory-backend-memfd', flags);
+        } catch (e) {
+          throw genericError(`failed to create memfd with flags 0x${flags.toString(16)}: ${sysText(e)}`);
+        }
+        if (this.hugetlb) page = native.fstatBlockSize(fd);
+        try {
+          native.ftruncate(fd, this.size);
+        } catch (e) {
+          fd.close();
+          throw genericError(`failed to resize memfd to ${this.size}: ${sysText(e)}`);
+        }
+        if (this.seal) {
+          const seals = native.F_SEAL_GROW | native.F_SEAL_SHRINK | native.F_SEAL_SEAL;
+          try {
+            native.addSeals(fd, seals);
+          } catch (e) {
+            fd.close();
+            throw genericError(`failed to add seals 0x${seals.toString(16)}: ${sysText(e)}`);
+          }
+        }
+      }
+    }
+    checkFdSize(this, fd, page);
+    return { fd, mapping: mapFor(this, fd, page), pageSize: page };
+  }
+}
+
+type M = MemfdBackend;
+export const MEMFD_PROPERTIES: PropertyDef<M>[] = [
+  {
+    name: 'hugetlb',
+    type: 'bool',
+    description: 'Back the memory with huge pages',
+    defaultValue: false,
+    get: (o) => o.hugetlb,
+    set: (o, v) => {
+      o.hugetlb = visitBool('hugetlb', v);
+    },
+  },
+  {
+    name: 'seal',
+    type: 'bool',
+    description: 'Seal the memfd against growing and shrinking',
+    defaultValue: true,
+    get: (o) => o.seal,
+    set: (o, v) => {
+      o.seal = visitBool('seal', v);
+    },
+  },
+  {
+    name: 'hugetlbsize',
+    type: 'int',
+    description: 'Huge page size (0: the default huge page size)',
+    get: (o) => Number(o.hugetlbsize),
+    set: (o, v, phase) => {
+      if (phase === 'live' && o.created) throw genericError('cannot change property value');
+      const size = visitUint64('hugetlbsize', v);
+      if (size === 0n) throw genericError("Property 'memory-backend-memfd.hugetlbsize' doesn't take value '0'");
+      o.hugetlbsize = size;
+    },
+  },
+  {
+    name: 'guest-memfd',
+    type: 'bool',
+    description: 'Create the memory as a mappable, initially shared KVM guest_memfd',
+    defaultValue: false,
+    get: (o) => o.guestMemfd,
+    set: (o, v, phase) => {
+      if (phase === 'live' && o.created) throw genericError('cannot change property value');
+      o.guestMemfd = visitBool('guest-memfd', v);
+    },
+  },
+];

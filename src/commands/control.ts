@@ -1,0 +1,51 @@
+// Handlers of the protocol-control and introspection commands (qapi/control.json,
+// qapi/introspect.json): qmp_capabilities, query-version, query-commands, quit,
+// query-qmp-schema. They return values; the session encodes them.
+import { QmpError, genericError } from '../errors/qmp-error';
+import { Handler, PreEncoded } from '../qmp/messages';
+import { JsonValue } from '../qmp/json-value';
+import { VersionInfo } from '../qmp/monitor';
+
+export interface ControlServices {
+  version: VersionInfo;
+  /** Command names in the order query-commands lists them. */
+  commandNames: readonly string[];
+  /** The introspection answer, encoded once at start. */
+  schemaJson: string;
+  /** Starts an orderly shutdown after the current reply is written. */
+  requestShutdown(reason: 'host-qmp-quit'): void;
+}
+
+export function controlHandlers(svc: ControlServices): Map<string, Handler> {
+  const versionValue = (): JsonValue => ({
+    qemu: { major: svc.version.qemu.major, minor: svc.version.qemu.minor, micro: svc.version.qemu.micro },
+    package: svc.version.package,
+  });
+  const schema = new PreEncoded(svc.schemaJson);
+
+  return new Map<string, Handler>([
+    [
+      'qmp_capabilities',
+      (args, { session }) => {
+        if (session.negotiated) {
+          throw new QmpError('CommandNotFound', 'Capabilities negotiation is already complete, command ignored');
+        }
+        const wanted = (args.enable as string[] | undefined) ?? [];
+        const missing = wanted.filter((c) => !session.offeredCapabilities.includes(c));
+        if (missing.length > 0) throw genericError(`Capability ${missing.join(', ')} not available`);
+        session.completeNegotiation(wanted);
+        return {};
+      },
+    ],
+    ['query-version', () => versionValue()],
+    ['query-commands', () => svc.commandNames.map((name) => ({ name }))],
+    ['query-qmp-schema', () => schema],
+    [
+      'quit',
+      () => {
+        svc.requestShutdown('host-qmp-quit');
+        return {};
+      },
+    ],
+  ]);
+}

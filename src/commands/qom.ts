@@ -1,0 +1,46 @@
+// Handlers of the object-tree and memory commands (qapi/qom.json, qapi/machine.json):
+// qom-list, qom-get, qom-set, qom-list-types, qom-list-properties, object-add, object-del,
+// query-memdev. Thin: the QOM layer does the work and throws QEMU's errors.
+import { Handler } from '../qmp/messages';
+import { JsonValue } from '../qmp/json-value';
+import { ObjectTree } from '../qom/tree';
+import { ObjectManager } from '../qom/user-creatable';
+import { HostMemoryBackend } from '../backends';
+
+export function qomHandlers(tree: ObjectTree, objects: ObjectManager): Map<string, Handler> {
+  return new Map<string, Handler>([
+    ['qom-list', (a) => tree.lookupForList(a.path as string).listProperties()],
+    ['qom-get', (a) => tree.lookup(a.path as string).getProperty(a.property as string)],
+    [
+      'qom-set',
+      async (a) => {
+        await tree.lookup(a.path as string).setProperty(a.property as string, a.value, 'live');
+        return {};
+      },
+    ],
+    ['qom-list-types', (a) => tree.types.list(a.implements as string | undefined, (a.abstract as boolean | undefined) ?? false)],
+    ['qom-list-properties', (a) => tree.types.listProperties(a.typename as string)],
+    [
+      'object-add',
+      async (a) => {
+        await objects.add(a);
+        return {};
+      },
+    ],
+    [
+      'object-del',
+      (a) => {
+        objects.del(a.id as string);
+        return {};
+      },
+    ],
+    [
+      'query-memdev',
+      () => {
+        const out: JsonValue[] = [];
+        for (const o of objects.list()) if (o instanceof HostMemoryBackend) out.push(o.memdev());
+        return out;
+      },
+    ],
+  ]);
+}

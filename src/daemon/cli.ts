@@ -1,0 +1,173 @@
+// Command-line options of bin/hostmemd. QEMU's spellings are accepted where they exist
+// (`-qmp unix:PATH,server=on,wait=off`, `-object ...`), so scripts written for QEMU carry over.
+// Parsing only: nothing here opens files or sockets.
+import { HOSTMEMD_VERSION } from '../version';
+
+export interface DaemonOptions {
+  qmp: string[];
+  stateDir: string;
+  accel: 'kvm' | 'none';
+  ws?: { host: string; port: number };
+  wsAllowRemote: boolean;
+  objects: string[];
+  socketGroup?: string;
+  socketMode: number;
+  maxClients: number;
+  logLevel: string;
+  /** Test hook: replaces probed KVM values (`--x-kvm-probe guestMemfdFlags=1`). */
+  kvmProbeOverride: Record<string, number | boolean>;
+}
+
+export type CliResult = { kind: 'run'; options: DaemonOptions } | { kind: 'exit'; code: number; output: string };
+
+export const HELP = `Usage: hostmemd [options]
+
+Host-side guest-memory daemon controlled over QMP, like QEMU.
+
+Options:
+  --qmp unix:PATH           listen for QMP on a UNIX socket (repeatable); QEMU's
+                            unix:PATH,server=on,wait=off spelling is accepted.
+                            Default: <state-dir>/qmp.sock
+  --state-dir DIR           state directory (default: $STATE_DIRECTORY or ./run)
+  --accel kvm|none          accelerator for guest_memfd backends (default: kvm)
+  --ws HOST:PORT            serve QMP over WebSocket and the web console (reserved)
+  --ws-allow-remote         allow --ws to bind a non-loopback address
+  --object TYPE,id=ID,...   create an object at start, like qemu-system -object
+  --socket-group GROUP      group owning the QMP socket (mode 0660)
+  --socket-mode MODE        octal mode of the QMP socket (default: 0660)
+  --max-clients N           concurrent QMP clients served (default: 1024)
+  --log-level LEVEL         trace|debug|info|warn|error (default: info)
+  --version                 print the version and exit
+  --help                    print this help and exit
+`;
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+class CliError extends Error {}
+
+/** Normalises `-qmp` style single-dash options to `--qmp`; `--opt=value` is split. */
+function tokens(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const a of argv) {
+    let t = a;
+    if (/^-[a-z]{2,}/.test(t)) t = '-' + t;
+    const eq = t.startsWith('--') ? t.indexOf('=') : -1;
+    if (eq > 0) out.push(t.slice(0, eq), t.slice(eq + 1));
+    else out.push(t);
+  }
+  return out;
+}
+
+/** Accepts `unix:PATH` optionally followed by QEMU's `,server=on,wait=off` (other forms are
+ *  refused: hostmemd is always the server and never waits). */
+export function parseQmpAddress(spec: string): string {
+  if (!spec.startsWith('unix:')) throw new CliError(`--qmp ${spec}: only unix:PATH is supported`);
+  const parts = spec.slice(5).split(',');
+  const path = parts[0];
+  if (!path) throw new CliError(`--qmp ${spec}: missing socket path`);
+  for (const p of parts.slice(1)) {
+    const [k, v] = p.split('=', 2);
+    const on = v === undefined || ['on', 'yes', 'true', 'y'].includes(v);
+    const off = ['off', 'no', 'false', 'n'].includes(v ?? '');
+    if (k === 'server' && on) continue;
+    if ((k === 'wait' && off) || k === 'nowait') continue;
+    throw new CliError(`--qmp ${spec}: unsupported option '${p}' (hostmemd is always a non-waiting server)`);
+  }
+  return path;
+}
+
+export function parseWsAddress(spec: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(spec);
+  if (!m) throw new CliError(`--ws ${spec}: expected HOST:PORT`);
+  const port = Number(m[2]);
+  if (port > 65535) throw new CliError(`--ws ${spec}: port out of range`);
+  return { host: m[1].replace(/^\[|\]$/g, ''), port };
+}
+
+export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv): CliResult {
+  const opts: DaemonOptions = {
+    qmp: [],
+    stateDir: env.STATE_DIRECTORY?.split(':')[0] || './run',
+    accel: 'kvm',
+    wsAllowRemote: false,
+    objects: [],
+    socketMode: 0o660,
+    maxClients: 1024,
+    logLevel: 'info',
+    kvmProbeOverride: {},
+  };
+  const t = tokens(argv);
+  try {
+    for (let i = 0; i < t.length; i++) {
+      const opt = t[i];
+      const value = (): string => {
+        const v = t[++i];
+        if (v === undefined) throw new CliError(`option ${opt} needs a value`);
+        return v;
+      };
+      switch (opt) {
+        case '--help':
+        case '-h':
+          return { kind: 'exit', code: 0, output: HELP };
+        case '--version':
+        case '-V':
+          return { kind: 'exit', code: 0, output: `hostmemd ${HOSTMEMD_VERSION}\n` };
+        case '--qmp':
+          opts.qmp.push(parseQmpAddress(value()));
+          break;
+        case '--state-dir':
+          opts.stateDir = value();
+          break;
+        case '--accel': {
+          const v = value();
+          if (v !== 'kvm' && v !== 'none') throw new CliError(`--accel ${v}: expected kvm or none`);
+          opts.accel = v;
+          break;
+        }
+        case '--ws':
+          opts.ws = parseWsAddress(value());
+          break;
+        case '--ws-allow-remote':
+          opts.wsAllowRemote = true;
+          break;
+        case '--object':
+          opts.objects.push(value());
+          break;
+        case '--socket-group':
+          opts.socketGroup = value();
+          break;
+        case '--socket-mode': {
+          const v = value();
+          if (!/^0?[0-7]{3}$/.test(v)) throw new CliError(`--socket-mode ${v}: expected an octal mode such as 0660`);
+          opts.socketMode = parseInt(v, 8);
+          break;
+        }
+        case '--max-clients': {
+          const v = value();
+          if (!/^[1-9][0-9]*$/.test(v)) throw new CliError(`--max-clients ${v}: expected a positive integer`);
+          opts.maxClients = Number(v);
+          break;
+        }
+        case '--log-level': {
+          const v = value();
+          if (!LOG_LEVELS.includes(v)) throw new CliError(`--log-level ${v}: expected one of ${LOG_LEVELS.join(', ')}`);
+          opts.logLevel = v;
+          break;
+        }
+        case '--x-kvm-probe': {
+          const v = value();
+          const m = /^(apiVersion|guestMemfd|userMemory2|guestMemfdFlags|memoryAttributes|vmTypes)=(.+)$/.exec(v);
+          if (!m) throw new CliError(`--x-kvm-probe ${v}: expected FIELD=VALUE`);
+          opts.kvmProbeOverride[m[1]] = m[2] === 'true' ? true : m[2] === 'false' ? false : Number(m[2]);
+          break;
+        }
+        default:
+          throw new CliError(`unknown option '${opt}' (see --help)`);
+      }
+    }
+  } catch (e) {
+    if (e instanceof CliError) return { kind: 'exit', code: 1, output: `hostmemd: ${e.message}\n` };
+    throw e;
+  }
+  return { kind: 'run', options: opts };
+}

@@ -1,0 +1,232 @@
+// Composition root: loads the QAPI schema, builds the validator and the command table, wires
+// handlers, the monitor and the transports, and owns the daemon's lifecycle (signals, clean
+// shutdown). The only module that puts real parts together.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { loadSchema } from '../qapi/load';
+import { buildCommandTable, buildIntrospection } from '../qapi/introspection';
+import { ArgValidator } from '../qapi/arg-check';
+import { encodeJson } from '../qmp/json-writer';
+import { JsonValue } from '../qmp/json-value';
+import { Dispatcher, DispatchCommand } from '../qmp/dispatcher';
+import { Monitor } from '../qmp/monitor';
+import { Handler } from '../qmp/messages';
+import { UnixQmpServer } from '../transport/unix-socket';
+import { controlHandlers } from '../commands/control';
+import { accelHandlers } from '../commands/accel';
+import { qomHandlers } from '../commands/qom';
+import { KvmAccelerator, KvmProbe } from '../accel/kvm';
+import { TypeRegistry, registerBaseTypes } from '../qom/object';
+import { ObjectTree } from '../qom/tree';
+import { ObjectManager } from '../qom/user-creatable';
+import { registerBackendTypes, PreallocTracker } from '../backends';
+import { FdRegistry } from '../cpr/fd-registry';
+import * as os from 'node:os';
+import { PACKAGE_STRING, QEMU_LEVEL } from '../version';
+import { CONFIG_SYMBOLS, SCHEMA_MAIN } from './config';
+import { DaemonOptions } from './cli';
+import { parseObjectOpt } from './object-opt';
+import { toQmpError } from '../errors/to-qmp';
+import { createLogger, Logger } from './logger';
+
+export interface Daemon {
+  readonly monitor: Monitor;
+  readonly socketPaths: string[];
+  readonly logger: Logger;
+  /** Resolves when the daemon has shut down. */
+  readonly stopped: Promise<void>;
+  shutdown(reason: 'host-qmp-quit' | 'host-signal'): Promise<void>;
+}
+
+/** Looks a group name (or number) up in /etc/group. */
+function resolveGroup(name: string): number {
+  if (/^\d+$/.test(name)) return Number(name);
+  for (const line of fs.readFileSync('/etc/group', 'utf8').split('\n')) {
+    const [g, , gid] = line.split(':');
+    if (g === name) return Number(gid);
+  }
+  throw new Error(`unknown group '${name}'`);
+}
+
+export async function startDaemon(options: DaemonOptions, logger: Logger = createLogger(options.logLevel)): Promise<Daemon> {
+  fs.mkdirSync(options.stateDir, { recursive: true, mode: 0o750 });
+  if (options.ws) logger.warn({ ws: options.ws }, '--ws is reserved: the WebSocket endpoint is not implemented yet');
+
+  // The interface, from qapi/: validators compiled once here, not per call.
+  const model = loadSchema(SCHEMA_MAIN, (p) => fs.readFileSync(p, 'utf8'));
+  const table = buildCommandTable(model, CONFIG_SYMBOLS);
+  const validator = new ArgValidator(model, CONFIG_SYMBOLS);
+  const schemaJson = encodeJson(buildIntrospection(model, CONFIG_SYMBOLS) as unknown as JsonValue, { qdictOrder: true });
+
+  const version = { qemu: { ...QEMU_LEVEL }, package: PACKAGE_STRING };
+  let daemon: Daemon | undefined;
+  let shutdownEventSent = false;
+  const handlers = new Map<string, Handler>();
+  const implemented = (): string[] => table.filter((c) => handlers.has(c.name)).map((c) => c.name);
+  const add = (m: Map<string, Handler>): void => m.forEach((h, n) => handlers.set(n, h));
+  const commandNames: string[] = [];
+  add(
+    controlHandlers({
+      version,
+      commandNames,
+      schemaJson,
+      requestShutdown: (reason) => {
+        // QEMU's order: the SHUTDOWN event, then quit's reply, then EOF.
+        monitorRef?.emitEvent('SHUTDOWN', { guest: false, reason });
+        shutdownEventSent = true;
+        setImmediate(() => void daemon?.shutdown(reason));
+      },
+    }),
+  );
+  const kvm = options.accel === 'kvm' ? KvmAccelerator.open(options.kvmProbeOverride as Partial<KvmProbe>) : KvmAccelerator.disabled('--accel none');
+  if (kvm.facts.unavailable) logger.warn({ reason: kvm.facts.unavailable }, 'guest_memfd backends unavailable');
+  const preallocs = new PreallocTracker();
+  const fds = new FdRegistry();
+  const types = new TypeRegistry();
+  registerBaseTypes(types);
+  const tree = new ObjectTree(types);
+  registerBackendTypes(types, {
+    preallocs,
+    fds,
+    cpuCount: () => os.availableParallelism(),
+    resolvePath: (p) => {
+      const r = tree.resolve(p);
+      return r.kind === 'found' ? { typeName: r.obj.typeName } : r.kind;
+    },
+    createGuestMemfd: (size) => kvm.createSharedGuestMemfd(size),
+  });
+  let monitorRef: Monitor | undefined;
+  const objects = new ObjectManager(tree, {
+    added: (o) => {
+      logger.info({ id: o.name, type: o.typeName }, 'object added');
+      monitorRef?.emitEvent('OBJECT_ADDED', { id: o.name, 'qom-type': o.typeName, path: o.canonicalPath() });
+    },
+    deleted: (o) => {
+      logger.info({ id: o.name, type: o.typeName }, 'object deleted');
+      monitorRef?.emitEvent('OBJECT_DELETED', { id: o.name, 'qom-type': o.typeName, path: `/objects/${o.name}` });
+    },
+  });
+  add(accelHandlers({ kvm: kvm.facts, preallocs: () => preallocs.list() }));
+  add(qomHandlers(tree, objects));
+  commandNames.push(...implemented());
+
+  const commands = new Map<string, DispatchCommand>();
+  for (const c of table) commands.set(c.name, { name: c.name, allowOob: c.allowOob, handler: handlers.get(c.name) });
+  const dispatcher = new Dispatcher(commands, validator, {
+    onCommand: (command, ctx, error, startNs) => {
+      const ms = Number(process.hrtime.bigint() - startNs) / 1e6;
+      if (error) logger.warn({ client: ctx.session.clientId, command, outcome: error.class, desc: error.desc, ms }, 'command failed');
+      else if (logger.isLevelEnabled('debug')) logger.debug({ client: ctx.session.clientId, command, outcome: 'ok', ms }, 'command');
+    },
+    onUnexpected: (e, command) => logger.error({ err: e, command }, 'unexpected error in command'),
+  });
+  const monitor = new Monitor({ dispatcher, version, maxClients: options.maxClients });
+  monitorRef = monitor;
+
+  // --object: created before any client can connect; a bad one stops the start.
+  const seen = new Set<string>();
+  try {
+    for (const arg of options.objects) {
+      const fail = (msg: string): never => {
+        throw new Error(`-object ${arg}: ${msg}`);
+      };
+      let parsed: ReturnType<typeof parseObjectOpt>;
+      try {
+        parsed = parseObjectOpt(arg, model, CONFIG_SYMBOLS);
+      } catch (e) {
+        return fail(e instanceof Error ? e.message : String(e));
+      }
+      for (const w of parsed.warnings) logger.warn({ object: arg }, w);
+      const checked = validator.validate('object-add', parsed.args);
+      if (!checked.ok) fail(checked.desc);
+      const args = (checked as { value: Record<string, JsonValue> }).value;
+      if (seen.has(args.id as string)) fail(`Duplicate ID '${String(args.id)}' for object`);
+      seen.add(args.id as string);
+      try {
+        await objects.add(args);
+      } catch (e) {
+        fail(toQmpError(e).desc);
+      }
+    }
+  } catch (e) {
+    objects.releaseAll();
+    kvm.close();
+    throw e;
+  }
+
+  const runtimeDir = process.env.RUNTIME_DIRECTORY?.split(':')[0];
+  const paths = options.qmp.length > 0 ? options.qmp : [path.join(runtimeDir ?? options.stateDir, 'qmp.sock')];
+  const gid = options.socketGroup !== undefined ? resolveGroup(options.socketGroup) : undefined;
+  const servers: UnixQmpServer[] = [];
+  try {
+    for (const p of paths) {
+      fs.mkdirSync(path.dirname(p), { recursive: true });
+      const srv = new UnixQmpServer(
+        monitor,
+        { path: p, mode: options.socketMode, gid },
+        {
+          onClientRefused: (where) => logger.warn({ socket: where, limit: options.maxClients }, 'client refused: too many clients'),
+          onStuckClient: (client) => logger.warn({ client }, 'client disconnected: not reading its replies'),
+          onConnect: (client) => logger.debug({ client }, 'client connected'),
+          onDisconnect: (client) => logger.debug({ client }, 'client disconnected'),
+        },
+      );
+      await srv.listen();
+      servers.push(srv);
+    }
+  } catch (e) {
+    await Promise.all(servers.map((s) => s.close()));
+    throw e;
+  }
+
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStopped = r));
+  let stopping: Promise<void> | undefined;
+  const shutdown = (reason: 'host-qmp-quit' | 'host-signal'): Promise<void> => {
+    if (stopping) return stopping;
+    stopping = (async () => {
+      logger.info({ reason }, 'shutting down');
+      for (const s of servers) s.stopAccepting();
+      if (!shutdownEventSent) monitor.emitEvent('SHUTDOWN', { guest: false, reason });
+      await monitor.whenIdle(); // in-flight commands finish and are answered
+      monitor.closeAll();
+      await Promise.all(servers.map((s) => s.close()));
+      objects.releaseAll();
+      kvm.close();
+      logger.info('stopped');
+      logger.flush();
+      resolveStopped();
+    })();
+    return stopping;
+  };
+  daemon = { monitor, socketPaths: paths, logger, stopped, shutdown };
+  logger.info({ sockets: paths, version: PACKAGE_STRING, kvm: kvm.facts.enabled, commands: commandNames.length }, 'hostmemd ready');
+  return daemon;
+}
+
+/** Entry used by bin/hostmemd: parse, start, handle signals, exit with a status. */
+export async function runFromCommandLine(argv: readonly string[]): Promise<number> {
+  const { parseCli } = await import('./cli');
+  const cli = parseCli(argv, process.env);
+  if (cli.kind === 'exit') {
+    (cli.code === 0 ? process.stdout : process.stderr).write(cli.output);
+    return cli.code;
+  }
+  const logger = createLogger(cli.options.logLevel);
+  let daemon: Daemon;
+  try {
+    daemon = await startDaemon(cli.options, logger);
+  } catch (e) {
+    process.stderr.write(`hostmemd: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  }
+  const onSignal = (sig: NodeJS.Signals): void => {
+    logger.info({ signal: sig }, 'signal received');
+    void daemon.shutdown('host-signal');
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGHUP', onSignal);
+  await daemon.stopped;
+  return 0;
+}

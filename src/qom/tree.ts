@@ -1,0 +1,86 @@
+// The object tree: root `/` with the `/objects` container (the only other root child:
+// hostmemd has no machine, chardevs or devices). Absolute and partial path resolution with
+// QEMU's errors (qemu-facts §4.1), indexed so lookups do not scan the tree.
+import { QomObject, TypeRegistry, registerBaseTypes } from './object';
+import { QmpError, genericError } from '../errors/qmp-error';
+
+export type Resolution = { kind: 'found'; obj: QomObject } | { kind: 'none' } | { kind: 'ambiguous' };
+
+export class ObjectTree {
+  readonly root: QomObject;
+  readonly objects: QomObject;
+  /** Every object in the tree by its last path component (for partial paths). */
+  private readonly byName = new Map<string, Set<QomObject>>();
+
+  constructor(readonly types: TypeRegistry) {
+    if (!types.get('container')) registerBaseTypes(types);
+    const container = types.get('container')!;
+    this.root = new QomObject(container, '');
+    this.objects = new QomObject(container, 'objects');
+    this.attach(this.root, this.objects);
+  }
+
+  /** Adds `child` under `parent`; the caller has checked the name is free. */
+  attach(parent: QomObject, child: QomObject): void {
+    child.parent = parent;
+    parent.children.set(child.name, child);
+    let set = this.byName.get(child.name);
+    if (!set) this.byName.set(child.name, (set = new Set()));
+    set.add(child);
+  }
+
+  detach(child: QomObject): void {
+    if (!child.parent) return;
+    child.parent.children.delete(child.name);
+    child.parent = undefined;
+    const set = this.byName.get(child.name);
+    set?.delete(child);
+    if (set && set.size === 0) this.byName.delete(child.name);
+  }
+
+  resolve(path: string): Resolution {
+    if (path.startsWith('/')) {
+      let o: QomObject | undefined = this.root;
+      for (const part of path.split('/')) {
+        if (part === '') continue;
+        o = o.children.get(part);
+        if (!o) return { kind: 'none' };
+      }
+      return { kind: 'found', obj: o };
+    }
+    // Partial path: a unique object whose path ends with these components.
+    const parts = path.split('/').filter((p) => p !== '');
+    if (parts.length === 0) return { kind: 'none' };
+    const candidates = this.byName.get(parts[parts.length - 1]);
+    let found: QomObject | undefined;
+    for (const c of candidates ?? []) {
+      let o: QomObject | undefined = c;
+      let ok = true;
+      for (let i = parts.length - 1; i >= 0; i--, o = o?.parent) {
+        if (!o || o.name !== parts[i]) {
+          ok = false;
+          break;
+        }
+      }
+      if (!ok) continue;
+      if (found) return { kind: 'ambiguous' };
+      found = c;
+    }
+    return found ? { kind: 'found', obj: found } : { kind: 'none' };
+  }
+
+  /** qom-list's lookup: DeviceNotFound when absent, GenericError when ambiguous. */
+  lookupForList(path: string): QomObject {
+    const r = this.resolve(path);
+    if (r.kind === 'found') return r.obj;
+    if (r.kind === 'ambiguous') throw genericError(`Path '${path}' is ambiguous`);
+    throw new QmpError('DeviceNotFound', `Device '${path}' not found`);
+  }
+
+  /** qom-get/qom-set's lookup: DeviceNotFound for absent and ambiguous alike. */
+  lookup(path: string): QomObject {
+    const r = this.resolve(path);
+    if (r.kind === 'found') return r.obj;
+    throw new QmpError('DeviceNotFound', `Device '${path}' not found`);
+  }
+}

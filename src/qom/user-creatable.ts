@@ -1,0 +1,103 @@
+// object-add and object-del as transactions in QEMU's order (qemu-facts §4.3, §4.4):
+// id syntax → type checks → property setters (QDict order) → duplicate check → complete();
+// any failure releases what was made and leaves the tree as it was. Ids being completed are
+// reserved, so two concurrent object-adds of one id cannot both win.
+import { JsonValue } from '../qmp/json-value';
+import { qdictBucket } from '../qmp/json-writer';
+import { genericError } from '../errors/qmp-error';
+import { QomObject } from './object';
+import { ObjectTree } from './tree';
+
+/** An object object-add can create: it completes (allocates) and releases (frees). */
+export abstract class UserCreatable extends QomObject {
+  /** Makes the object usable (allocation); on failure it must have released what it took. */
+  abstract complete(): Promise<void>;
+  /** Frees everything the object holds. Idempotent. */
+  abstract release(): void;
+  /** object-del refuses while this is false (memory mapped into a user, etc.). */
+  canBeDeleted(): boolean {
+    return true;
+  }
+}
+
+/** QEMU's id_wellformed: a letter, then letters, digits, '-', '.', '_'. */
+const ID_RE = /^[A-Za-z][A-Za-z0-9._-]*$/;
+
+export interface ObjectEvents {
+  added(obj: UserCreatable): void;
+  deleted(obj: UserCreatable): void;
+}
+
+/** Property names in the order QEMU's QDict iterates the visited options. */
+function setterOrder(props: Record<string, JsonValue>): string[] {
+  return Object.keys(props)
+    .map((k, i) => ({ k, i, b: qdictBucket(k) }))
+    .sort((x, y) => x.b - y.b || y.i - x.i)
+    .map((e) => e.k);
+}
+
+export class ObjectManager {
+  private readonly pending = new Set<string>();
+
+  constructor(
+    private readonly tree: ObjectTree,
+    private readonly events: ObjectEvents,
+  ) {}
+
+  /** The user-created objects, in creation order. */
+  *list(): IterableIterator<UserCreatable> {
+    for (const c of this.tree.objects.children.values()) if (c instanceof UserCreatable) yield c;
+  }
+
+  get(id: string): UserCreatable | undefined {
+    const o = this.tree.objects.children.get(id);
+    return o instanceof UserCreatable ? o : undefined;
+  }
+
+  /** `options` are validated ObjectOptions: qom-type, id and the type's properties. */
+  async add(options: Record<string, JsonValue>): Promise<UserCreatable> {
+    const { 'qom-type': qomType, id, ...props } = options as Record<string, JsonValue> & { 'qom-type': string; id: string };
+    if (!ID_RE.test(id)) throw genericError("Parameter 'id' expects an identifier");
+    const t = this.tree.types.get(qomType);
+    if (!t) throw genericError(`invalid object type: ${qomType}`);
+    if (t.info.abstract) throw genericError(`object type '${qomType}' is abstract`);
+    if (!t.info.userCreatable || !t.info.create) throw genericError(`object type '${qomType}' isn't supported by object-add`);
+    const obj = t.info.create(id);
+    if (!(obj instanceof UserCreatable)) throw genericError(`object type '${qomType}' isn't supported by object-add`);
+    try {
+      for (const key of setterOrder(props)) await obj.setProperty(key, props[key], 'init');
+      if (this.tree.objects.children.has(id) || this.pending.has(id)) {
+        throw genericError(`attempt to add duplicate property '${id}' to object (type 'container')`);
+      }
+      this.pending.add(id);
+      try {
+        await obj.complete();
+      } finally {
+        this.pending.delete(id);
+      }
+    } catch (e) {
+      obj.release();
+      throw e;
+    }
+    this.tree.attach(this.tree.objects, obj);
+    this.events.added(obj);
+    return obj;
+  }
+
+  del(id: string): void {
+    const obj = this.get(id);
+    if (!obj) throw genericError(`object '${id}' not found`);
+    if (!obj.canBeDeleted()) throw genericError(`object '${id}' is in use, can not be deleted`);
+    this.tree.detach(obj);
+    obj.release();
+    this.events.deleted(obj);
+  }
+
+  /** Releases every object (shutdown without state preservation). */
+  releaseAll(): void {
+    for (const o of [...this.list()]) {
+      this.tree.detach(o);
+      o.release();
+    }
+  }
+}

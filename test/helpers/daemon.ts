@@ -1,0 +1,67 @@
+// Test helper: starts hostmemd in-process (fast, for protocol tests) or as a real child
+// process of bin/hostmemd (for integration tests), each on a fresh temporary state dir.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawn, ChildProcess } from 'node:child_process';
+import pino from 'pino';
+import { startDaemon, Daemon } from '../../src/daemon/main';
+import { parseCli } from '../../src/daemon/cli';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+
+export function tmpDir(prefix = 'hostmemd-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export interface InProcess {
+  daemon: Daemon;
+  dir: string;
+  sock: string;
+  stop(): Promise<void>;
+}
+
+export async function startInProcess(extraArgs: string[] = []): Promise<InProcess> {
+  const dir = tmpDir();
+  const cli = parseCli(['--state-dir', dir, ...extraArgs], {});
+  if (cli.kind !== 'run') throw new Error(cli.output);
+  const daemon = await startDaemon(cli.options, pino({ level: 'silent' }));
+  return {
+    daemon,
+    dir,
+    sock: daemon.socketPaths[0],
+    stop: async () => {
+      await daemon.shutdown('host-signal');
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface Child {
+  proc: ChildProcess;
+  dir: string;
+  sock: string;
+  stderr(): string;
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>;
+}
+
+/** Spawns the built daemon (dist/ must exist: `npm run build`) and waits for its socket. */
+export async function spawnDaemon(args: string[] = [], env: NodeJS.ProcessEnv = {}, sockPath?: string): Promise<Child> {
+  const dir = tmpDir();
+  const sock = sockPath ?? path.join(dir, 'qmp.sock');
+  const proc = spawn(process.execPath, [path.join(ROOT, 'bin', 'hostmemd'), '--state-dir', dir, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 10000;
+  while (!fs.existsSync(sock)) {
+    if (proc.exitCode !== null) break;
+    if (Date.now() > deadline) throw new Error(`daemon did not create ${sock}: ${err}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { proc, dir, sock, stderr: () => err, exited };
+}

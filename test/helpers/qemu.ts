@@ -1,0 +1,48 @@
+// Test helper: QEMU 7.2 as the live reference. Starts `qemu-system-x86_64 -machine none` with
+// a QMP UNIX socket when the binary exists; tests that need it say loudly when it does not.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawn, spawnSync, ChildProcess } from 'node:child_process';
+import { tmpDir } from './daemon';
+
+export const QEMU_BIN = 'qemu-system-x86_64';
+
+export function qemuAvailable(): boolean {
+  return spawnSync(QEMU_BIN, ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+export interface QemuRef {
+  sock: string;
+  proc: ChildProcess;
+  stop(): Promise<void>;
+}
+
+export async function startQemu(extra: string[] = []): Promise<QemuRef> {
+  const dir = tmpDir('hostmemd-qemu-');
+  const sock = path.join(dir, 'qmp.sock');
+  const proc = spawn(QEMU_BIN, ['-machine', 'none', '-nodefaults', '-display', 'none', '-qmp', `unix:${sock},server=on,wait=off`, ...extra], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const deadline = Date.now() + 10000;
+  while (!fs.existsSync(sock)) {
+    if (proc.exitCode !== null || Date.now() > deadline) throw new Error('QEMU did not start');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return {
+    sock,
+    proc,
+    stop: async () => {
+      if (proc.exitCode === null) {
+        const gone = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGTERM');
+        await gone;
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Prints a loud skip notice once per test file. */
+export function announceSkip(what: string, why: string): void {
+  console.warn(`\n*** SKIPPED: ${what}: ${why} ***\n`);
+}
