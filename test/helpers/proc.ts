@@ -63,3 +63,12 @@ export function fdTargets(pid: number | 'self' = 'self'): string[] {
   }
   return out;
 }
+
+/** Mappings that belong to memory backends (memfd, POSIX shm, guest_memfd, backing files):
+ *  the whole-process count also moves with the JS heap and malloc, which is not ours. */
+export function backendMapsCount(pid: number | 'self' = 'self'): number {
+  return fs
+    .readFileSync(`/proc/${pid}/maps`, 'utf8')
+    .split('\n')
+    .filter((l) => /\/memfd:|\/dev\/shm\/hostmemd|kvm-gmem|hostmemd_back_mem|hostmemd-test/.test(l)).length;
+}
