@@ -5,7 +5,7 @@ import * as native from '../native';
 import { genericError } from '../errors/qmp-error';
 import { RegisteredType } from '../qom/object';
 import { Allocation, HostMemoryBackend } from './hostmem';
-import { checkFdSize, mapFor, roundUp } from './map';
+import { checkFdSize, mapFor } from './map';
 import { MemfdServices } from './memfd';
 
 export class GuestMemfdBackend extends HostMemoryBackend {
@@ -19,7 +19,7 @@ export class GuestMemfdBackend extends HostMemoryBackend {
     if (this.size === 0n) throw genericError("can't create backend with size 0");
     if (!this.share) throw genericError("can't create backend with share=off");
     const page = native.pageSize();
-    const fd = this.services.fds.find(this.memName) ?? this.services.createGuestMemfd(roundUp(this.size, page));
+    const fd = this.services.fds.find(this.memName) ?? this.services.createGuestMemfd(this.size);
     checkFdSize(this, fd, page);
     return { fd, mapping: mapFor(this, fd, page), pageSize: page };
   }

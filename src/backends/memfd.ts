@@ -34,7 +34,7 @@ export class MemfdBackend extends HostMemoryBackend {
     let page = native.pageSize();
     if (!fd) {
       if (this.guestMemfd) {
-        fd = this.services.createGuestMemfd(roundUp(this.size, page));
+        fd = this.services.createGuestMemfd(this.size);
       } else {
         let flags = native.MFD_CLOEXEC | (this.seal ? native.MFD_ALLOW_SEALING : 0);
         if (this.hugetlb) {
