@@ -6,7 +6,7 @@ import { genericError } from '../errors/qmp-error';
 import { PropertyDef, RegisteredType } from '../qom/object';
 import { visitBool, visitUint64 } from '../qom/visit';
 import { Allocation, BackendServices, HostMemoryBackend, sysText } from './hostmem';
-import { checkFdSize, mapFor, roundUp } from './map';
+import { checkFdSize, mapFor } from './map';
 
 /** Creates a guest_memfd for shared use; provided by the KVM accelerator. */
 export type GuestMemfdFactory = (size: bigint) => native.Fd;
