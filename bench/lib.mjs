@@ -30,12 +30,15 @@ export function haveQemu() {
   return spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status === 0;
 }
 
-export async function startQemu(extra = []) {
+/** QEMU serves one client per monitor socket, so `monitors` sockets are opened for
+ *  multi-client runs; `socks[i]` is the i-th, `sock` the first. */
+export async function startQemu(extra = [], monitors = 1) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hostmemd-bench-qemu-'));
-  const sock = path.join(dir, 'qmp.sock');
-  const proc = spawn('qemu-system-x86_64', ['-machine', 'none', '-nodefaults', '-display', 'none', '-qmp', `unix:${sock},server=on,wait=off`, ...extra], { stdio: ['ignore', 'ignore', 'inherit'] });
-  await waitFor(sock, proc, 'QEMU');
-  return { name: 'qemu-7.2', sock, pid: proc.pid, stop: () => stop(proc, dir) };
+  const socks = Array.from({ length: monitors }, (_, i) => path.join(dir, `qmp${i}.sock`));
+  const qmpArgs = socks.flatMap((s) => ['-qmp', `unix:${s},server=on,wait=off`]);
+  const proc = spawn('qemu-system-x86_64', ['-machine', 'none', '-nodefaults', '-display', 'none', ...qmpArgs, ...extra], { stdio: ['ignore', 'ignore', 'inherit'] });
+  for (const s of socks) await waitFor(s, proc, 'QEMU');
+  return { name: 'qemu-7.2', sock: socks[0], socks, pid: proc.pid, stop: () => stop(proc, dir) };
 }
 
 async function stop(proc, dir) {

@@ -26,8 +26,10 @@ async function latency(sock) {
 }
 
 /** Each client writes its whole batch at once, then waits for every reply. */
-async function pipelined(sock, clients, perClient) {
-  const cs = await Promise.all(Array.from({ length: clients }, async () => (await Client.connect(sock)).negotiate()));
+async function pipelined(server, clients, perClient) {
+  // hostmemd serves every client on one socket; QEMU needs one monitor socket per client.
+  const sockFor = (i) => (server.socks ? server.socks[i] : server.sock);
+  const cs = await Promise.all(Array.from({ length: clients }, async (_, i) => (await Client.connect(sockFor(i))).negotiate()));
   const batch = REQ.repeat(perClient);
   const s = process.hrtime.bigint();
   await Promise.all(
@@ -44,8 +46,8 @@ async function pipelined(sock, clients, perClient) {
 
 async function measure(server, pipeN) {
   const lat = await latency(server.sock);
-  const p1 = await pipelined(server.sock, 1, pipeN);
-  const p16 = await pipelined(server.sock, 16, Math.ceil(pipeN / 16));
+  const p1 = await pipelined(server, 1, pipeN);
+  const p16 = await pipelined(server, 16, Math.ceil(pipeN / 16));
   return { ...lat, p1, p16 };
 }
 
@@ -57,7 +59,7 @@ try {
   await h.stop();
 }
 if (haveQemu()) {
-  const q = await startQemu();
+  const q = await startQemu([], 16);
   try {
     // QEMU serves one request at a time (~3,500/s here): a smaller batch keeps the run short.
     results.push(['qemu-7.2', await measure(q, Math.min(PIPE_N, 8000))]);

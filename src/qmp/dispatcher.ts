@@ -1,7 +1,7 @@
 // Turns one parsed request into a reply: QEMU's top-level checks (qemu-facts §1.4) in their
 // order, command lookup in the table the session's state allows, the OOB rule, ajv argument
 // validation, then the handler. It knows nothing of sockets or wire text.
-import { JsonValue, JsonObject, isJsonObject } from './json-value';
+import { JsonValue, JsonObject, isJsonObject, memberKeys } from './json-value';
 import { qdictBucket } from './json-writer';
 import { CommandContext, Handler, Reply, CommandResult } from './messages';
 import { toQmpError, QmpErrorBody } from '../errors/to-qmp';
@@ -29,7 +29,7 @@ export const NEGOTIATION_COMMAND = 'qmp_capabilities';
 /** Members of a request in the order QEMU's QDict iterates them (bucket ascending, later
  *  insertion first within a bucket): the first problem QEMU meets is the one it reports. */
 function qdictKeyOrder(obj: JsonObject): string[] {
-  const keys = Object.keys(obj);
+  const keys = memberKeys(obj); // true insertion order, integer-like keys included
   return keys
     .map((k, i) => ({ k, i, b: qdictBucket(k) }))
     .sort((x, y) => x.b - y.b || y.i - x.i)

@@ -2,7 +2,7 @@
 // id syntax → type checks → property setters (QDict order) → duplicate check → complete();
 // any failure releases what was made and leaves the tree as it was. Ids being completed are
 // reserved, so two concurrent object-adds of one id cannot both win.
-import { JsonValue } from '../qmp/json-value';
+import { JsonObject, JsonValue, memberKeys } from '../qmp/json-value';
 import { qdictBucket } from '../qmp/json-writer';
 import { genericError } from '../errors/qmp-error';
 import { QomObject } from './object';
@@ -30,7 +30,7 @@ export interface ObjectEvents {
 
 /** Property names in the order QEMU's QDict iterates the visited options. */
 function setterOrder(props: Record<string, JsonValue>): string[] {
-  return Object.keys(props)
+  return memberKeys(props as JsonObject)
     .map((k, i) => ({ k, i, b: qdictBucket(k) }))
     .sort((x, y) => x.b - y.b || y.i - x.i)
     .map((e) => e.k);

@@ -1,0 +1,117 @@
+// bench/backends: object-add+object-del cycle of a 64 MiB memfd, 1 GiB preallocation with
+// prealloc-threads=2 (memfd and guest-memfd), side by side with QEMU 7.2, against the kernel
+// floor measured in the facts doc; and QMP latency on another connection during a 4 GiB
+// preallocation. Run: npm run bench:backends
+import { Client, startHostmemd, startQemu, haveQemu, percentile, fmt, printTable } from './lib.mjs';
+
+const CYCLES = Number(process.env.CYCLES ?? 200);
+const GiB = 1 << 30;
+// Kernel floor for MADV_POPULATE_WRITE measured on this machine kind (guest-memfd-facts §0, §7).
+const FLOOR_1T = 2.5;
+const FLOOR_2T = [3.0, 3.9];
+
+async function client(sock) {
+  return (await Client.connect(sock)).negotiate();
+}
+
+/** Sends a command and waits for its reply, skipping events. */
+async function exec(c, cmd, args) {
+  c.send(JSON.stringify(args ? { execute: cmd, arguments: args } : { execute: cmd }));
+  for (;;) {
+    const [line] = await c.take(1);
+    const m = JSON.parse(line);
+    if (!('event' in m)) {
+      if ('error' in m) throw new Error(`${cmd}: ${m.error.desc}`);
+      return m.return;
+    }
+  }
+}
+
+async function cycle(sock) {
+  const c = await client(sock);
+  const args = { 'qom-type': 'memory-backend-memfd', id: 'cyc', size: 64 << 20 };
+  for (let i = 0; i < 20; i++) {
+    await exec(c, 'object-add', args);
+    await exec(c, 'object-del', { id: 'cyc' });
+  }
+  const s = process.hrtime.bigint();
+  for (let i = 0; i < CYCLES; i++) {
+    await exec(c, 'object-add', args);
+    await exec(c, 'object-del', { id: 'cyc' });
+  }
+  c.close();
+  return Number(process.hrtime.bigint() - s) / 1e6 / CYCLES;
+}
+
+async function prealloc(sock, qomType, size = GiB, threads = 2) {
+  const c = await client(sock);
+  const best = [];
+  for (let i = 0; i < 3; i++) {
+    const s = process.hrtime.bigint();
+    await exec(c, 'object-add', { 'qom-type': qomType, id: 'pre', size, prealloc: true, 'prealloc-threads': threads });
+    best.push(Number(process.hrtime.bigint() - s) / 1e9);
+    await exec(c, 'object-del', { id: 'pre' });
+  }
+  c.close();
+  const secs = Math.min(...best);
+  return { secs, gibps: size / GiB / secs };
+}
+
+/** query-version round trips on a second connection while the first preallocates 4 GiB. */
+async function latencyDuringPrealloc(sock, sock2) {
+  const a = await client(sock);
+  const b = await client(sock2);
+  const t = [];
+  let done = false;
+  const add = exec(a, 'object-add', { 'qom-type': 'memory-backend-memfd', id: 'big', size: 4 * GiB, prealloc: true, 'prealloc-threads': 2 }).then(() => (done = true));
+  while (!done) {
+    const s = process.hrtime.bigint();
+    b.send('{"execute":"query-version"}');
+    await b.take(1);
+    t.push(Number(process.hrtime.bigint() - s) / 1e6);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  await add;
+  await exec(a, 'object-del', { id: 'big' });
+  a.close();
+  b.close();
+  t.sort((x, y) => x - y);
+  return { n: t.length, p50: percentile(t, 50), p99: percentile(t, 99), max: t[t.length - 1] };
+}
+
+async function measure(server, withGmem) {
+  const r = { cycle: await cycle(server.sock), memfd: await prealloc(server.sock, 'memory-backend-memfd') };
+  if (withGmem) r.gmem = await prealloc(server.sock, 'memory-backend-guest-memfd');
+  // QEMU serves one client per monitor: the second connection uses its second monitor.
+  r.lat = await latencyDuringPrealloc(server.sock, server.socks?.[1] ?? server.sock);
+  return r;
+}
+
+const h = await startHostmemd();
+let ours;
+try {
+  ours = await measure(h, true);
+  console.log('hostmemd:', JSON.stringify(ours));
+} finally {
+  await h.stop();
+}
+let theirs;
+if (haveQemu()) {
+  const q = await startQemu([], 2);
+  try {
+    theirs = await measure(q, false);
+  } finally {
+    await q.stop();
+  }
+} else console.log('*** qemu-system-x86_64 not installed: no side-by-side figures ***');
+
+const rows = [['measure', 'hostmemd', 'qemu-7.2', 'ratio', 'note']];
+const ratio = (a, b) => (b ? fmt(a / b, 2) : '-');
+rows.push(['memfd 64 MiB add+del cycle (ms)', fmt(ours.cycle, 3), theirs ? fmt(theirs.cycle, 3) : '-', ratio(ours.cycle, theirs?.cycle), 'goal: ratio <= 1']);
+rows.push(['memfd 1 GiB prealloc, 2 threads (s)', fmt(ours.memfd.secs, 3), theirs ? fmt(theirs.memfd.secs, 3) : '-', ratio(ours.memfd.secs, theirs?.memfd.secs), 'goal: ratio <= 1']);
+rows.push(['memfd 1 GiB prealloc (GiB/s)', fmt(ours.memfd.gibps, 2), theirs ? fmt(theirs.memfd.gibps, 2) : '-', '', `floor ${FLOOR_2T[0]}-${FLOOR_2T[1]} GiB/s (2 threads), ${FLOOR_1T} (1); ${fmt((100 * ours.memfd.gibps) / FLOOR_2T[0], 0)}% of ${FLOOR_2T[0]}`]);
+rows.push(['guest-memfd 1 GiB prealloc, 2 threads (GiB/s)', fmt(ours.gmem.gibps, 2), 'n/a', '', `${fmt((100 * ours.gmem.gibps) / FLOOR_2T[0], 0)}% of ${FLOOR_2T[0]}`]);
+rows.push(['query-version during 4 GiB prealloc p50 (ms)', fmt(ours.lat.p50, 2), theirs ? fmt(theirs.lat.p50, 2) : '-', '', `${ours.lat.n} samples (qemu: ${theirs?.lat.n ?? '-'})`]);
+rows.push(['query-version during 4 GiB prealloc p99 (ms)', fmt(ours.lat.p99, 2), theirs ? fmt(theirs.lat.p99, 2) : '-', '', 'goal: p99 < 20 ms']);
+rows.push(['query-version during 4 GiB prealloc max (ms)', fmt(ours.lat.max, 2), theirs ? fmt(theirs.lat.max, 2) : '-', '', '']);
+printTable(rows);
