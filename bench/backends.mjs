@@ -27,9 +27,9 @@ async function exec(c, cmd, args) {
   }
 }
 
-async function cycle(sock) {
+async function cycle(sock, qomType = 'memory-backend-memfd') {
   const c = await client(sock);
-  const args = { 'qom-type': 'memory-backend-memfd', id: 'cyc', size: 64 << 20 };
+  const args = { 'qom-type': qomType, id: 'cyc', size: 64 << 20 };
   for (let i = 0; i < 20; i++) {
     await exec(c, 'object-add', args);
     await exec(c, 'object-del', { id: 'cyc' });
@@ -81,7 +81,10 @@ async function latencyDuringPrealloc(sock, sock2) {
 
 async function measure(server, withGmem) {
   const r = { cycle: await cycle(server.sock), memfd: await prealloc(server.sock, 'memory-backend-memfd') };
-  if (withGmem) r.gmem = await prealloc(server.sock, 'memory-backend-guest-memfd');
+  if (withGmem) {
+    r.gmemCycle = await cycle(server.sock, 'memory-backend-guest-memfd');
+    r.gmem = await prealloc(server.sock, 'memory-backend-guest-memfd');
+  }
   // QEMU serves one client per monitor: the second connection uses its second monitor.
   r.lat = await latencyDuringPrealloc(server.sock, server.socks?.[1] ?? server.sock);
   return r;
@@ -108,6 +111,7 @@ if (haveQemu()) {
 const rows = [['measure', 'hostmemd', 'qemu-7.2', 'ratio', 'note']];
 const ratio = (a, b) => (b ? fmt(a / b, 2) : '-');
 rows.push(['memfd 64 MiB add+del cycle (ms)', fmt(ours.cycle, 3), theirs ? fmt(theirs.cycle, 3) : '-', ratio(ours.cycle, theirs?.cycle), 'goal: ratio <= 1']);
+rows.push(['guest-memfd 64 MiB add+del cycle (ms)', fmt(ours.gmemCycle, 3), 'n/a', '', 'QEMU 7.2 has no guest-memfd backend']);
 rows.push(['memfd 1 GiB prealloc, 2 threads (s)', fmt(ours.memfd.secs, 3), theirs ? fmt(theirs.memfd.secs, 3) : '-', ratio(ours.memfd.secs, theirs?.memfd.secs), 'goal: ratio <= 1']);
 rows.push(['memfd 1 GiB prealloc (GiB/s)', fmt(ours.memfd.gibps, 2), theirs ? fmt(theirs.memfd.gibps, 2) : '-', '', `floor ${FLOOR_2T[0]}-${FLOOR_2T[1]} GiB/s (2 threads), ${FLOOR_1T} (1); ${fmt((100 * ours.memfd.gibps) / FLOOR_2T[0], 0)}% of ${FLOOR_2T[0]}`]);
 rows.push(['guest-memfd 1 GiB prealloc, 2 threads (GiB/s)', fmt(ours.gmem.gibps, 2), 'n/a', '', `${fmt((100 * ours.gmem.gibps) / FLOOR_2T[0], 0)}% of ${FLOOR_2T[0]}`]);
