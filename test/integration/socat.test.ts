@@ -1,0 +1,30 @@
+// The README's promise: `socat - UNIX-CONNECT:<socket>` shows the greeting and answers
+// commands typed line by line. Skipped loudly where socat is not installed.
+import { spawn, spawnSync } from 'node:child_process';
+import { startInProcess } from '../helpers/daemon';
+import { announceSkip } from '../helpers/qemu';
+
+const haveSocat = spawnSync('socat', ['-V'], { stdio: 'ignore' }).status === 0;
+if (!haveSocat) announceSkip('socat test', 'socat is not installed (apt-get install socat)');
+
+(haveSocat ? test : test.skip)('socat shows the greeting and answers typed commands', async () => {
+  const d = await startInProcess();
+  const p = spawn('socat', ['-', `UNIX-CONNECT:${d.sock}`], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  p.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  const waitFor = async (n: number) => {
+    for (let i = 0; i < 200 && out.split('\r\n').length - 1 < n; i++) await new Promise((r) => setTimeout(r, 10));
+  };
+  await waitFor(1);
+  p.stdin.write('{"execute": "qmp_capabilities"}\n');
+  await waitFor(2);
+  p.stdin.write('{"execute": "query-version"}\n');
+  await waitFor(3);
+  p.stdin.end();
+  await new Promise((r) => p.on('exit', r));
+  const lines = out.split('\r\n');
+  expect(lines[0]).toMatch(/^\{"QMP": \{"version": \{"qemu": \{"micro": 0, "minor": 1, "major": 11\}, "package": "hostmemd [0-9.]+"\}, "capabilities": \["oob"\]\}\}$/);
+  expect(lines[1]).toBe('{"return": {}}');
+  expect(lines[2]).toMatch(/^\{"return": \{"qemu": \{"micro": 0, "minor": 1, "major": 11\}, "package": "hostmemd [0-9.]+"\}\}$/);
+  await d.stop();
+});
