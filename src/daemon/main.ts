@@ -4,8 +4,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadSchema } from '../qapi/load';
-import { buildCommandTable, buildIntrospection } from '../qapi/introspection';
-import { ArgValidator } from '../qapi/arg-check';
+import { buildCommandTable } from '../qapi/command-table';
+import { buildIntrospection } from '../qapi/introspect';
+import { ArgValidator } from '../qapi/validate';
 import { encodeJson } from '../qmp/json-writer';
 import { JsonValue } from '../qmp/json-value';
 import { Dispatcher, DispatchCommand } from '../qmp/dispatcher';
