@@ -9,6 +9,8 @@ export interface DaemonOptions {
   accel: 'kvm' | 'none';
   ws?: { host: string; port: number };
   wsAllowRemote: boolean;
+  /** --ws-limit KEY=N: per-connection WebSocket limits (defaults in transport/websocket.ts). */
+  wsLimits: { maxPayload?: number; ratePerSecond?: number; rateBurst?: number; maxBufferedBytes?: number };
   objects: string[];
   socketGroup?: string;
   socketMode: number;
@@ -30,8 +32,12 @@ Options:
                             Default: <state-dir>/qmp.sock
   --state-dir DIR           state directory (default: $STATE_DIRECTORY or ./run)
   --accel kvm|none          accelerator for guest_memfd backends (default: kvm)
-  --ws HOST:PORT            serve QMP over WebSocket and the web console (reserved)
+  --ws HOST:PORT            serve the web console, /metrics and QMP over WebSocket
+                            at ws://HOST:PORT/qmp (token in <state-dir>/token)
   --ws-allow-remote         allow --ws to bind a non-loopback address
+  --ws-limit KEY=N          WebSocket limit per connection (repeatable):
+                            max-frame=BYTES (default 64 MiB), rate=MSGS/S (1000,
+                            0 = off), burst=MSGS (2000), send-buffer=BYTES (16 MiB)
   --object TYPE,id=ID,...   create an object at start, like qemu-system -object
   --socket-group GROUP      group owning the QMP socket (mode 0660)
   --socket-mode MODE        octal mode of the QMP socket (default: 0660)
@@ -90,6 +96,7 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
     stateDir: env.STATE_DIRECTORY?.split(':')[0] || './run',
     accel: 'kvm',
     wsAllowRemote: false,
+    wsLimits: {},
     objects: [],
     socketMode: 0o660,
     maxClients: 1024,
@@ -130,6 +137,14 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
         case '--ws-allow-remote':
           opts.wsAllowRemote = true;
           break;
+        case '--ws-limit': {
+          const v = value();
+          const m = /^(max-frame|rate|burst|send-buffer)=(\d+)$/.exec(v);
+          if (!m) throw new CliError(`--ws-limit ${v}: expected max-frame|rate|burst|send-buffer=NUMBER`);
+          const key = ({ 'max-frame': 'maxPayload', rate: 'ratePerSecond', burst: 'rateBurst', 'send-buffer': 'maxBufferedBytes' } as const)[m[1] as 'max-frame' | 'rate' | 'burst' | 'send-buffer'];
+          opts.wsLimits[key] = Number(m[2]);
+          break;
+        }
         case '--object':
           opts.objects.push(value());
           break;

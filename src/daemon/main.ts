@@ -20,7 +20,7 @@ import { KvmAccelerator, KvmProbe } from '../accel/kvm';
 import { TypeRegistry, registerBaseTypes } from '../qom/object';
 import { ObjectTree } from '../qom/tree';
 import { ObjectManager } from '../qom/user-creatable';
-import { registerBackendTypes, PreallocTracker } from '../backends';
+import { registerBackendTypes, PreallocTracker, HostMemoryBackend } from '../backends';
 import { FdRegistry } from '../cpr/fd-registry';
 import * as os from 'node:os';
 import { PACKAGE_STRING, QEMU_LEVEL } from '../version';
@@ -29,10 +29,14 @@ import { DaemonOptions } from './cli';
 import { parseObjectOpt } from './object-opt';
 import { toQmpError } from '../errors/to-qmp';
 import { createLogger, Logger } from './logger';
+import { remoteBindRefusal, startWebServer, WebServer } from '../web/server';
+import { createMetrics } from '../web/metrics';
 
 export interface Daemon {
   readonly monitor: Monitor;
   readonly socketPaths: string[];
+  /** The web endpoint (console, /qmp WebSocket, /metrics) when --ws is given. */
+  readonly web?: WebServer;
   readonly logger: Logger;
   /** Resolves when the daemon has shut down. */
   readonly stopped: Promise<void>;
@@ -50,8 +54,10 @@ function resolveGroup(name: string): number {
 }
 
 export async function startDaemon(options: DaemonOptions, logger: Logger = createLogger(options.logLevel)): Promise<Daemon> {
+  // A --ws that may not bind is refused before anything is allocated.
+  const wsRefusal = options.ws && remoteBindRefusal(options.ws.host, options.ws.port, options.wsAllowRemote);
+  if (wsRefusal) throw new Error(wsRefusal);
   fs.mkdirSync(options.stateDir, { recursive: true, mode: 0o750 });
-  if (options.ws) logger.warn({ ws: options.ws }, '--ws is reserved: the WebSocket endpoint is not implemented yet');
 
   // The interface, from qapi/: validators compiled once here, not per call.
   const model = loadSchema(SCHEMA_MAIN, (p) => fs.readFileSync(p, 'utf8'));
@@ -97,12 +103,18 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
     createGuestMemfd: (size) => kvm.createSharedGuestMemfd(size),
   });
   let monitorRef: Monitor | undefined;
+  // Web metrics (only with --ws): fed by the hooks below, read at scrape time.
+  const backends = (): HostMemoryBackend[] => [...objects.list()].filter((o): o is HostMemoryBackend => o instanceof HostMemoryBackend);
+  const metrics = options.ws ? createMetrics({ backends, commands: table.map((c) => c.name), preallocsRunning: () => preallocs.running.size }) : undefined;
+  if (metrics) preallocs.onProgress = (e) => metrics.preallocProgress(e);
   const objects = new ObjectManager(tree, {
     added: (o) => {
+      metrics?.objectAdded(o.typeName);
       logger.info({ id: o.name, type: o.typeName }, 'object added');
       monitorRef?.emitEvent('OBJECT_ADDED', { id: o.name, 'qom-type': o.typeName, path: o.canonicalPath() });
     },
     deleted: (o) => {
+      metrics?.objectDeleted(o.typeName);
       logger.info({ id: o.name, type: o.typeName }, 'object deleted');
       monitorRef?.emitEvent('OBJECT_DELETED', { id: o.name, 'qom-type': o.typeName, path: `/objects/${o.name}` });
     },
@@ -116,6 +128,7 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
   const dispatcher = new Dispatcher(commands, validator, {
     onCommand: (command, ctx, error, startNs) => {
       const ms = Number(process.hrtime.bigint() - startNs) / 1e6;
+      metrics?.commandDone(command, error?.class, startNs);
       if (error) logger.warn({ client: ctx.session.clientId, command, outcome: error.class, desc: error.desc, ms }, 'command failed');
       else if (logger.isLevelEnabled('debug')) logger.debug({ client: ctx.session.clientId, command, outcome: 'ok', ms }, 'command');
     },
@@ -159,6 +172,7 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
   const paths = options.qmp.length > 0 ? options.qmp : [path.join(runtimeDir ?? options.stateDir, 'qmp.sock')];
   const gid = options.socketGroup !== undefined ? resolveGroup(options.socketGroup) : undefined;
   const servers: UnixQmpServer[] = [];
+  let web: WebServer | undefined;
   try {
     for (const p of paths) {
       fs.mkdirSync(path.dirname(p), { recursive: true });
@@ -168,15 +182,27 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
         {
           onClientRefused: (where) => logger.warn({ socket: where, limit: options.maxClients }, 'client refused: too many clients'),
           onStuckClient: (client) => logger.warn({ client }, 'client disconnected: not reading its replies'),
-          onConnect: (client) => logger.debug({ client }, 'client connected'),
-          onDisconnect: (client) => logger.debug({ client }, 'client disconnected'),
+          onConnect: (client) => {
+            metrics?.clientConnected('unix');
+            logger.debug({ client }, 'client connected');
+          },
+          onDisconnect: (client) => {
+            metrics?.clientDisconnected('unix');
+            logger.debug({ client }, 'client disconnected');
+          },
         },
       );
       await srv.listen();
       servers.push(srv);
     }
+    if (options.ws && metrics) {
+      const w = options.ws;
+      web = await startWebServer({ host: w.host, port: w.port, allowRemote: options.wsAllowRemote, limits: options.wsLimits, stateDir: options.stateDir, monitor, metrics, logger, backends });
+    }
   } catch (e) {
     await Promise.all(servers.map((s) => s.close()));
+    objects.releaseAll();
+    kvm.close();
     throw e;
   }
 
@@ -188,10 +214,11 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
     stopping = (async () => {
       logger.info({ reason }, 'shutting down');
       for (const s of servers) s.stopAccepting();
+      web?.stopAccepting();
       if (!shutdownEventSent) monitor.emitEvent('SHUTDOWN', { guest: false, reason });
       await monitor.whenIdle(); // in-flight commands finish and are answered
       monitor.closeAll();
-      await Promise.all(servers.map((s) => s.close()));
+      await Promise.all([...servers.map((s) => s.close()), web?.close()]);
       objects.releaseAll();
       kvm.close();
       logger.info('stopped');
@@ -200,7 +227,7 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
     })();
     return stopping;
   };
-  daemon = { monitor, socketPaths: paths, logger, stopped, shutdown };
+  daemon = { monitor, socketPaths: paths, web, logger, stopped, shutdown };
   logger.info({ sockets: paths, version: PACKAGE_STRING, kvm: kvm.facts.enabled, commands: commandNames.length }, 'hostmemd ready');
   return daemon;
 }

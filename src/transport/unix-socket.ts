@@ -93,7 +93,11 @@ export class UnixQmpServer {
     const attached = this.monitor.attach(transport);
     if ('refusal' in attached) {
       this.events.onClientRefused?.(this.opts.path);
-      sock.end(attached.refusal);
+      // Drain and drop whatever the client sends, write the refusal, then close: an untracked
+      // half-open socket would otherwise keep server.close() waiting at shutdown.
+      sock.on('error', () => sock.destroy());
+      sock.resume();
+      sock.end(attached.refusal, () => sock.destroy());
       return;
     }
     session = attached;

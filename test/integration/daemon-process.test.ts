@@ -119,3 +119,14 @@ describe('hostmemd as a process', () => {
     expect(h.stdout).toContain('--qmp unix:PATH');
   });
 });
+
+test('an in-process daemon with a refused client still shuts down', async () => {
+  const { startInProcess } = await import('../helpers/daemon');
+  const d = await startInProcess(['--max-clients', '1']);
+  const a = await RawQmpClient.negotiated(d.sock);
+  const b = await RawQmpClient.connect(d.sock);
+  expect(await b.line()).toBe('{"error": {"class": "GenericError", "desc": "Too many QMP clients: the limit is 1"}}');
+  await b.waitClosed();
+  await d.stop();
+  await a.waitClosed();
+});

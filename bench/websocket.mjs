@@ -1,0 +1,188 @@
+// bench/websocket: QMP over the /qmp WebSocket next to the UNIX socket, on one hostmemd:
+// round-trip latency (p50/p99 of query-version, one request at a time), pipelined replies/s
+// (one client sends a batch, then waits for every reply; one frame per message over
+// WebSocket), and event fan-out: the time from an object-add of a small memfd backend (sent by
+// a UNIX client) until all 100 connected WebSocket clients have received OBJECT_ADDED.
+// The message rate limit is lifted (--ws-limit rate=0) so that it is the transport that is
+// measured. Run: npm run bench:ws
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import WebSocket from 'ws';
+/* global fetch */
+import { Client, startHostmemd, percentile, fmt, printTable } from './lib.mjs';
+
+const RTT_N = Number(process.env.RTT_N ?? 3000);
+const PIPE_N = Number(process.env.PIPE_N ?? 20000);
+const FANOUT_CLIENTS = Number(process.env.FANOUT_CLIENTS ?? 100);
+const FANOUT_ROUNDS = Number(process.env.FANOUT_ROUNDS ?? 30);
+const REQ = '{"execute":"query-version","id":1}';
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitHealthy(url) {
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) return;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not come up`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The WebSocket twin of lib.mjs's Client: every frame is one line. */
+class WsClient {
+  static connect(url, token) {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/qmp`, { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false });
+      ws.once('open', () => resolve(new WsClient(ws)));
+      ws.once('error', reject);
+    });
+  }
+  constructor(ws) {
+    this.ws = ws;
+    this.lines = [];
+    this.waiter = null;
+    ws._socket?.setNoDelay?.(true);
+    ws.on('message', (d) => {
+      this.lines.push(d.toString('latin1'));
+      if (this.waiter && this.lines.length >= this.waiter.n) {
+        const w = this.waiter;
+        this.waiter = null;
+        w.resolve(this.lines.splice(0, w.n));
+      }
+    });
+  }
+  take(n = 1) {
+    if (this.lines.length >= n) return Promise.resolve(this.lines.splice(0, n));
+    return new Promise((resolve) => (this.waiter = { n, resolve }));
+  }
+  send(text) {
+    this.ws.send(text);
+  }
+  async negotiate() {
+    await this.take(1);
+    this.send('{"execute":"qmp_capabilities"}');
+    await this.take(1);
+    return this;
+  }
+  close() {
+    this.ws.terminate();
+  }
+}
+
+async function latency(c) {
+  for (let i = 0; i < 200; i++) {
+    c.send(REQ);
+    await c.take(1);
+  }
+  const t = [];
+  for (let i = 0; i < RTT_N; i++) {
+    const s = process.hrtime.bigint();
+    c.send(REQ);
+    await c.take(1);
+    t.push(Number(process.hrtime.bigint() - s) / 1000);
+  }
+  t.sort((a, b) => a - b);
+  return { p50: percentile(t, 50), p99: percentile(t, 99) };
+}
+
+/** UNIX: the whole batch in one write (a byte stream). WebSocket: one frame per message. */
+async function pipelined(c, n, ws) {
+  const s = process.hrtime.bigint();
+  const done = c.take(n);
+  if (ws) for (let i = 0; i < n; i++) c.send(REQ);
+  else c.send(REQ.repeat(n));
+  await done;
+  return n / (Number(process.hrtime.bigint() - s) / 1e9);
+}
+
+/** Resolves when `c` has received an event line naming `id`; other lines are dropped. */
+function waitEvent(c, name, id) {
+  return new Promise((resolve) => {
+    const check = (d) => {
+      const line = d.toString('latin1');
+      if (line.includes(`"event": "${name}"`) && line.includes(`"id": "${id}"`)) {
+        c.ws.off('message', check);
+        resolve(process.hrtime.bigint());
+      }
+    };
+    c.ws.on('message', check);
+  });
+}
+
+async function fanout(url, token, sock) {
+  const clients = await Promise.all(Array.from({ length: FANOUT_CLIENTS }, async () => (await WsClient.connect(url, token)).negotiate()));
+  // Fan-out listeners read frames directly; nothing else should queue lines on them.
+  for (const c of clients) c.ws.removeAllListeners('message');
+  const trigger = await (await Client.connect(sock)).negotiate();
+  const all = [];
+  const first = [];
+  for (let r = 0; r < FANOUT_ROUNDS + 3; r++) {
+    const id = `fan${r}`;
+    const got = clients.map((c) => waitEvent(c, 'OBJECT_ADDED', id));
+    const s = process.hrtime.bigint();
+    trigger.send(`{"execute":"object-add","arguments":{"qom-type":"memory-backend-memfd","id":"${id}","size":2097152}}`);
+    const times = await Promise.all(got);
+    await trigger.take(2); // the event and the reply, in either order
+    trigger.send(`{"execute":"object-del","arguments":{"id":"${id}"}}`);
+    await trigger.take(2);
+    if (r < 3) continue; // warm-up
+    all.push(Number(times.reduce((a, b) => (b > a ? b : a)) - s) / 1000);
+    first.push(Number(times.reduce((a, b) => (b < a ? b : a)) - s) / 1000);
+  }
+  trigger.close();
+  for (const c of clients) c.close();
+  all.sort((a, b) => a - b);
+  first.sort((a, b) => a - b);
+  return { allP50: percentile(all, 50), allP99: percentile(all, 99), firstP50: percentile(first, 50) };
+}
+
+const port = await freePort();
+const h = await startHostmemd(['--accel', 'none', '--ws', `127.0.0.1:${port}`, '--ws-limit', 'rate=0']);
+const url = `http://127.0.0.1:${port}`;
+let rows;
+let fan;
+try {
+  await waitHealthy(url);
+  const token = fs.readFileSync(path.join(path.dirname(h.sock), 'token'), 'utf8').trim();
+
+  const u = await (await Client.connect(h.sock)).negotiate();
+  const uLat = await latency(u);
+  const uPipe = await pipelined(u, PIPE_N, false);
+  u.close();
+
+  const w = await (await WsClient.connect(url, token)).negotiate();
+  const wLat = await latency(w);
+  const wPipe = await pipelined(w, PIPE_N, true);
+  w.close();
+
+  rows = [
+    ['transport', 'rtt p50 µs', 'rtt p99 µs', 'pipelined 1 client /s'],
+    ['unix socket', fmt(uLat.p50), fmt(uLat.p99), fmt(uPipe, 0)],
+    ['websocket', fmt(wLat.p50), fmt(wLat.p99), fmt(wPipe, 0)],
+    ['ratio ws/unix', fmt(wLat.p50 / uLat.p50, 2), fmt(wLat.p99 / uLat.p99, 2), fmt(wPipe / uPipe, 2)],
+  ];
+  fan = await fanout(url, token, h.sock);
+} finally {
+  await h.stop();
+}
+printTable(rows);
+console.log('');
+printTable([
+  [`event fan-out to ${FANOUT_CLIENTS} WebSocket clients (${FANOUT_ROUNDS} rounds)`, 'p50 µs', 'p99 µs'],
+  ['object-add sent → last client has OBJECT_ADDED', fmt(fan.allP50), fmt(fan.allP99)],
+  ['object-add sent → first client has OBJECT_ADDED', fmt(fan.firstP50), ''],
+]);

@@ -1,0 +1,170 @@
+// QMP over an accepted WebSocket: adapts the socket to a session Transport (each QMP line
+// goes out as one text frame without its CRLF; each incoming frame is fed to the session as
+// bytes, so the JSON stream parser sees exactly what a UNIX socket would carry) and enforces
+// the per-connection limits: frame size, message rate and a bounded send buffer. Handshake,
+// authentication and the HTTP server are web/'s business.
+import type { WebSocket, RawData } from 'ws';
+import type { Monitor } from '../qmp/monitor';
+import type { QmpSession, Transport } from '../qmp/session';
+
+export interface WebSocketLimits {
+  /** Largest frame (message) accepted; ws closes with 1009 beyond it. QEMU's token limit. */
+  maxPayload: number;
+  /** Sustained incoming messages per second per connection; 0 disables the limit. */
+  ratePerSecond: number;
+  /** Messages a client may send at once above the sustained rate. */
+  rateBurst: number;
+  /** Bytes the server may have queued for a client before it counts as a stuck reader. */
+  maxBufferedBytes: number;
+}
+
+export const DEFAULT_WS_LIMITS: WebSocketLimits = {
+  maxPayload: 64 * 1024 * 1024,
+  ratePerSecond: 1000,
+  rateBurst: 2000,
+  maxBufferedBytes: 16 * 1024 * 1024,
+};
+
+/** Close codes (RFC 6455 §7.4.1) and the reasons sent with them (at most 123 bytes). */
+export const CLOSE_TOO_LARGE = 1009;
+export const CLOSE_POLICY = 1008;
+export const CLOSE_TRY_AGAIN = 1013;
+export const CLOSE_GOING_AWAY = 1001;
+
+export function tooLargeReason(limit: number): string {
+  return `QMP message too large: the limit is ${limit} bytes`;
+}
+
+export function rateReason(rate: number): string {
+  return `QMP message rate limit exceeded: at most ${rate} messages per second`;
+}
+
+export interface WebSocketEvents {
+  onConnect?(clientId: string): void;
+  onDisconnect?(clientId: string): void;
+  onRefused?(): void;
+  onCutOff?(clientId: string, reason: 'slow-reader' | 'rate-limit' | 'too-large', detail: string): void;
+}
+
+class WebSocketTransport implements Transport {
+  readonly kind = 'websocket';
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly maxBuffered: number,
+    private readonly onStuck: () => void,
+  ) {}
+
+  write(text: string): boolean {
+    if (this.ws.readyState !== this.ws.OPEN) return false;
+    // Session output is CRLF-terminated compact ASCII JSON: a CRLF never occurs inside a
+    // message (strings escape control characters), so splitting on it yields whole messages.
+    let start = 0;
+    for (let i = text.indexOf('\r\n'); i >= 0; i = text.indexOf('\r\n', start)) {
+      this.ws.send(text.slice(start, i));
+      start = i + 2;
+    }
+    if (start < text.length) this.ws.send(text.slice(start));
+    if (this.ws.bufferedAmount > this.maxBuffered) {
+      this.onStuck();
+      return false;
+    }
+    return true;
+  }
+
+  pause(): void {
+    this.ws.pause();
+  }
+
+  resume(): void {
+    this.ws.resume();
+  }
+
+  end(): void {
+    // Daemon shutdown: queued frames go out first, then the close frame.
+    this.ws.close(CLOSE_GOING_AWAY, 'hostmemd is shutting down');
+  }
+}
+
+/** A token bucket: `rate` per second sustained, `burst` at once. */
+class RateLimiter {
+  private tokens: number;
+  private last = performance.now();
+  constructor(
+    private readonly rate: number,
+    private readonly burst: number,
+  ) {
+    this.tokens = burst;
+  }
+  take(): boolean {
+    const now = performance.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+/** Serves QMP on an open WebSocket until either side closes it. */
+export function serveQmpWebSocket(monitor: Monitor, ws: WebSocket, limits: WebSocketLimits, events: WebSocketEvents = {}): void {
+  let session: QmpSession | undefined;
+  let cutOff = false;
+  const cut = (reason: 'slow-reader' | 'rate-limit' | 'too-large', detail: string, close: () => void): void => {
+    if (cutOff) return;
+    cutOff = true;
+    events.onCutOff?.(session?.clientId ?? 'websocket-?', reason, detail);
+    close();
+  };
+
+  // ws closes an oversized message with 1009 but no reason; give the peer the limit in words.
+  // (It calls close() on the instance, so an own property takes precedence.)
+  const plainClose = ws.close.bind(ws);
+  ws.close = (code?: number, reason?: string | Buffer): void => {
+    if (code === CLOSE_TOO_LARGE && !reason) {
+      cut('too-large', `frame larger than ${limits.maxPayload} bytes`, () => undefined);
+      plainClose(code, tooLargeReason(limits.maxPayload));
+      return;
+    }
+    plainClose(code, reason);
+  };
+
+  const transport = new WebSocketTransport(ws, limits.maxBufferedBytes, () =>
+    // A reader this far behind will not read a close frame either: drop the connection.
+    cut('slow-reader', `more than ${limits.maxBufferedBytes} bytes unsent`, () => ws.terminate()),
+  );
+  const attached = monitor.attach(transport);
+  if ('refusal' in attached) {
+    events.onRefused?.();
+    ws.send(attached.refusal.replace(/\r\n$/, ''));
+    plainClose(CLOSE_TRY_AGAIN, 'too many QMP clients');
+    return;
+  }
+  const s = attached;
+  session = s;
+  events.onConnect?.(s.clientId);
+  const limiter = limits.ratePerSecond > 0 ? new RateLimiter(limits.ratePerSecond, Math.max(1, limits.rateBurst)) : undefined;
+
+  ws.on('message', (data: RawData) => {
+    if (cutOff || ws.readyState !== ws.OPEN) return;
+    if (limiter && !limiter.take()) {
+      cut('rate-limit', `more than ${limits.ratePerSecond} messages per second`, () => plainClose(CLOSE_POLICY, rateReason(limits.ratePerSecond)));
+      // Requests already queued are dropped like on any disconnect (qemu-facts §1.7).
+      s.close();
+      return;
+    }
+    s.receive(toBuffer(data));
+  });
+  ws.on('error', () => {
+    /* 'close' follows; the reason was logged where it is known */
+  });
+  ws.on('close', () => {
+    s.close();
+    events.onDisconnect?.(s.clientId);
+  });
+}
+
+function toBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}

@@ -1,0 +1,194 @@
+// The web console in a real browser (Debian's chromium driven by playwright-core): it loads
+// and shows the daemon, creates a backend through the schema-generated form (also seen over
+// the UNIX socket), shows preallocation progress, deletes with confirmation, follows changes
+// made by another client within 2 s, runs raw QMP with completion and history, and shows
+// only an error for a wrong token. A screenshot is kept in artifacts/. Skips loudly when
+// /usr/bin/chromium is absent.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { chromium, BrowserContext, Page } from 'playwright-core';
+import { RawQmpClient } from '../helpers/qmp-client';
+import { ROOT } from '../helpers/daemon';
+import { WebDaemon, startWebDaemon } from './ws-client';
+
+const CHROMIUM = '/usr/bin/chromium';
+const haveChromium = fs.existsSync(CHROMIUM);
+if (!haveChromium) console.warn(`*** ${CHROMIUM} not found: the browser tests of the web console are SKIPPED (apt-get install -y chromium) ***`);
+const maybe = haveChromium ? describe : describe.skip;
+
+maybe('web console in chromium', () => {
+  let d: WebDaemon;
+  let ctx: BrowserContext;
+  let page: Page;
+  let unix: RawQmpClient;
+  let profile: string;
+  const pageErrors: string[] = [];
+
+  const memdevIds = async (): Promise<string[]> => ((await unix.execute('query-memdev')).return as { id: string }[]).map((m) => m.id);
+
+  beforeAll(async () => {
+    // The console under test is the current source: build it before the daemon loads it.
+    const b = spawnSync(process.execPath, [path.join(ROOT, 'web', 'build.mjs')], { encoding: 'utf8' });
+    if (b.status !== 0) throw new Error(`console build failed: ${b.stderr}`);
+    d = await startWebDaemon();
+    unix = await RawQmpClient.negotiated(d.sock);
+    profile = fs.mkdtempSync(path.join(os.tmpdir(), 'hostmemd-chromium-'));
+    ctx = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+      viewport: { width: 1280, height: 1000 },
+    });
+    page = ctx.pages()[0] ?? (await ctx.newPage());
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    await page.goto(`${d.url}/?token=${d.token}`);
+    await page.getByTestId('status').filter({ hasText: 'connected' }).waitFor({ timeout: 10000 });
+  }, 60000);
+
+  afterAll(async () => {
+    unix?.close();
+    await ctx?.close();
+    await d?.stop();
+    if (profile) fs.rmSync(profile, { recursive: true, force: true });
+  });
+
+  test('loads: name, version, KVM status, empty tree; the token leaves the address bar', async () => {
+    await expect(page.locator('#daemon-name').textContent()).resolves.toBe('hostmemd');
+    await expect(page.getByTestId('version').textContent()).resolves.toBe('0.1.0');
+    await expect(page.getByTestId('kvm').textContent()).resolves.toContain('--accel none');
+    await expect(page.getByTestId('backends').textContent()).resolves.toContain('No objects yet');
+    expect(page.url()).toBe(`${d.url}/`);
+    await expect(page.locator('#create-fields select[name="qom-type"] option').allTextContents()).resolves.toEqual(
+      expect.arrayContaining(['memory-backend-memfd', 'memory-backend-ram', 'memory-backend-file']),
+    );
+  });
+
+  test('creates a backend through the form; it shows in the tree and over the UNIX socket', async () => {
+    const form = page.getByTestId('create-form');
+    await form.locator('select[name="qom-type"]').selectOption('memory-backend-memfd');
+    // Members of the chosen branch come from the schema (memfd has hugetlb and seal).
+    await form.locator('[data-member="seal"]').waitFor();
+    await form.locator('input[name="id"]').fill('web1');
+    await form.locator('input[name="size"]').fill('16M');
+    await form.locator('select[name="share"]').selectOption('true');
+    await form.locator('select[name="prealloc"]').selectOption('true');
+    await form.getByRole('button', { name: 'object-add' }).click();
+    await page.getByTestId('create-result').filter({ hasText: 'created web1' }).waitFor();
+    await page.locator('[data-testid="tree-node"][data-id="web1"]').waitFor();
+    const row = page.locator('[data-testid="backend-row"][data-id="web1"]');
+    await expect(row.textContent()).resolves.toMatch(/web1memory-backend-memfd16 MiBtruetruedefault/);
+    const md = ((await unix.execute('query-memdev')).return as Record<string, unknown>[]).find((m) => m.id === 'web1');
+    expect(md).toMatchObject({ id: 'web1', size: 16 * 1024 * 1024, share: true, prealloc: true, policy: 'default' });
+    // The chart has a bar for it.
+    await page.locator('[data-testid="memory-chart"] g[data-backend="web1"]').waitFor();
+  });
+
+  test('form errors: bad input is caught in the page, daemon errors are shown verbatim', async () => {
+    const form = page.getByTestId('create-form');
+    await form.locator('select[name="qom-type"]').selectOption('memory-backend-ram');
+    await form.locator('input[name="id"]').fill('bad1');
+    await form.locator('input[name="size"]').fill('lots');
+    await form.getByRole('button', { name: 'object-add' }).click();
+    await page.getByTestId('create-result').filter({ hasText: "size: 'lots' is not an integer" }).waitFor();
+    await form.locator('input[name="id"]').fill('web1');
+    await form.locator('input[name="size"]').fill('1M');
+    await form.getByRole('button', { name: 'object-add' }).click();
+    await page.getByTestId('create-result').filter({ hasText: "GenericError: attempt to add duplicate property 'web1'" }).waitFor();
+  });
+
+  test('shows preallocation progress while a large object-add runs (exec-oob query-prealloc)', async () => {
+    const form = page.getByTestId('create-form');
+    await form.locator('select[name="qom-type"]').selectOption('memory-backend-ram');
+    await form.locator('input[name="id"]').fill('big1');
+    await form.locator('input[name="size"]').fill('3G');
+    await form.locator('select[name="prealloc"]').selectOption('true');
+    await form.locator('input[name="prealloc-threads"]').fill('1');
+    await form.getByRole('button', { name: 'object-add' }).click();
+    const progress = page.locator('[data-testid="prealloc-progress"]');
+    await progress.first().waitFor({ timeout: 20000 });
+    await expect(progress.first().textContent()).resolves.toMatch(/prealloc big1.* \/ 3 GiB · 1 thread/);
+    await page.getByTestId('create-result').filter({ hasText: 'created big1' }).waitFor({ timeout: 30000 });
+    await expect(page.getByTestId('progress').isHidden()).resolves.toBe(true);
+    expect(await unix.execute('object-del', { id: 'big1' })).toEqual({ return: {} });
+  }, 60000);
+
+  test('deletes with confirmation', async () => {
+    await page.locator('[data-testid="tree-node"][data-id="big1"]').waitFor({ state: 'detached' });
+    await page.getByTestId('delete-web1').click();
+    await page.getByTestId('confirm-delete-web1').click();
+    await page.locator('[data-testid="backend-row"][data-id="web1"]').waitFor({ state: 'detached' });
+    await page.locator('[data-testid="tree-node"][data-id="web1"]').waitFor({ state: 'detached' });
+    expect(await memdevIds()).not.toContain('web1');
+  });
+
+  test('follows another client live: a UNIX-socket object-add appears within 2 s, object-del goes', async () => {
+    const t0 = Date.now();
+    expect(await unix.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'live1', size: 2097152 })).toEqual({ return: {} });
+    await page.locator('[data-testid="tree-node"][data-id="live1"]').waitFor({ timeout: 2000 });
+    const appeared = Date.now() - t0;
+    await page.locator('[data-testid="events"] li[data-event="OBJECT_ADDED"]').filter({ hasText: 'live1' }).waitFor({ timeout: 2000 });
+    const t1 = Date.now();
+    expect(await unix.execute('object-del', { id: 'live1' })).toEqual({ return: {} });
+    await page.locator('[data-testid="tree-node"][data-id="live1"]').waitFor({ state: 'detached', timeout: 2000 });
+    console.log(`live update: added shown after ${appeared} ms, deleted gone after ${Date.now() - t1} ms`);
+    expect(await unix.execute('object-add', { 'qom-type': 'memory-backend-ram', id: 'shot1', size: 8388608, prealloc: true })).toEqual({ return: {} });
+    expect(await unix.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'shot2', size: 25165824, share: true })).toEqual({ return: {} });
+    await page.locator('[data-testid="tree-node"][data-id="shot1"]').waitFor({ timeout: 2000 });
+    await page.locator('[data-testid="tree-node"][data-id="shot2"]').waitFor({ timeout: 2000 });
+  });
+
+  test('raw QMP console: Tab completes command names, Enter sends, arrow-up recalls', async () => {
+    const input = page.getByTestId('console-input');
+    await input.fill('query-ver');
+    await input.press('Tab');
+    await expect(input.inputValue()).resolves.toBe('query-version ');
+    await input.press('Enter');
+    const log = page.getByTestId('console-log');
+    await log.locator('.line.in').filter({ hasText: '{"return": {"qemu": {"micro": 0, "minor": 1, "major": 11}, "package": "hostmemd 0.1.0"}}' }).waitFor();
+    await input.fill('{"execute":"qom-li');
+    await input.press('Tab');
+    await expect(input.inputValue()).resolves.toBe('{"execute":"qom-list');
+    await input.fill('qom-list {"path": "/objects"}');
+    await input.press('Enter');
+    await log.locator('.line.in').filter({ hasText: '{"name": "shot1", "type": "child<memory-backend-ram>"}' }).waitFor();
+    await input.press('ArrowUp');
+    await expect(input.inputValue()).resolves.toBe('qom-list {"path": "/objects"}');
+    await input.press('ArrowUp');
+    await expect(input.inputValue()).resolves.toBe('query-version ');
+    await input.fill('{"execute": }');
+    await input.press('Enter');
+    await log.locator('.line.in').filter({ hasText: 'JSON parse error, expecting value' }).waitFor();
+  });
+
+  test('screenshot of the console is kept in artifacts/', async () => {
+    const dir = path.join(ROOT, 'artifacts');
+    fs.mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, 'web-console.png');
+    await page.screenshot({ path: file, fullPage: true });
+    expect(fs.statSync(file).size).toBeGreaterThan(10000);
+    console.log(`web console screenshot: ${file}`);
+  });
+
+  test('a wrong token shows an error and no data', async () => {
+    const bad = await ctx.newPage();
+    try {
+      await bad.goto(`${d.url}/?token=${'0'.repeat(64)}`);
+      await bad.getByTestId('error').filter({ hasText: 'Access denied (401)' }).waitFor();
+      await expect(bad.locator('#app').isHidden()).resolves.toBe(true);
+      await expect(bad.locator('[data-testid="backend-row"]').count()).resolves.toBe(0);
+      await expect(bad.locator('body').textContent()).resolves.not.toContain('shot1');
+      const none = await ctx.newPage();
+      await none.goto(`${d.url}/`);
+      await none.getByTestId('error').filter({ hasText: 'No access token' }).waitFor();
+      await none.close();
+    } finally {
+      await bad.close();
+    }
+  });
+
+  test('no script errors in the page', () => {
+    expect(pageErrors).toEqual([]);
+  });
+});

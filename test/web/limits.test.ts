@@ -1,0 +1,108 @@
+// Per-connection limits of the /qmp WebSocket: an oversized frame is closed with 1009 and
+// the limit in words, a client sending faster than the rate limit with 1008, a client that
+// stops reading is cut off once its send buffer passes the bound, and a client beyond
+// --max-clients gets QEMU's refusal text and 1013. Each is counted in /metrics.
+import type * as net from 'node:net';
+import { RawQmpClient } from '../helpers/qmp-client';
+import { WebDaemon, WsQmpClient, httpGet, startWebDaemon } from './ws-client';
+
+async function metric(d: WebDaemon, series: string): Promise<number> {
+  const text = (await httpGet(`${d.url}/metrics`, d.token)).body;
+  const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}
+
+async function until(cond: () => Promise<boolean> | boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('frame size limit', () => {
+  let d: WebDaemon;
+  beforeAll(async () => {
+    d = await startWebDaemon(['--ws-limit', 'max-frame=1024']);
+  });
+  afterAll(async () => {
+    await d.stop();
+  });
+
+  test('a frame up to the limit is served; a larger one closes with 1009 and a reason', async () => {
+    const c = await WsQmpClient.negotiated(d.url, d.token);
+    const pad = ' '.repeat(1024 - '{"execute":"query-prealloc","id":1}'.length);
+    c.send('{"execute":"query-prealloc","id":1}' + pad);
+    expect(await c.line()).toBe('{"return": [], "id": 1}');
+    c.send('{"execute":"query-prealloc","id":2}' + pad + ' ');
+    expect(await c.waitClosed()).toEqual({ code: 1009, reason: 'QMP message too large: the limit is 1024 bytes' });
+    expect(await metric(d, 'hostmemd_client_disconnects_total{transport="websocket",reason="too-large"}')).toBe(1);
+  });
+
+  test('the default limit is 64 MiB, like QEMU\'s token limit', async () => {
+    const { DEFAULT_WS_LIMITS } = await import('../../src/transport/websocket');
+    expect(DEFAULT_WS_LIMITS.maxPayload).toBe(64 * 1024 * 1024);
+  });
+});
+
+describe('message rate limit', () => {
+  let d: WebDaemon;
+  beforeAll(async () => {
+    d = await startWebDaemon(['--ws-limit', 'rate=50', '--ws-limit', 'burst=20']);
+  });
+  afterAll(async () => {
+    await d.stop();
+  });
+
+  test('a burst within the limit is answered in full', async () => {
+    const c = await WsQmpClient.negotiated(d.url, d.token);
+    for (let i = 0; i < 15; i++) c.send(`{"execute":"query-kvm","id":${i}}`);
+    for (let i = 0; i < 15; i++) expect(await c.line()).toMatch(new RegExp(`"id": ${i}\\}$`));
+    c.close();
+  });
+
+  test('a flood closes the connection with 1008 and says why', async () => {
+    const c = await WsQmpClient.negotiated(d.url, d.token);
+    for (let i = 0; i < 200; i++) c.send(`{"execute":"query-kvm","id":${i}}`);
+    expect(await c.waitClosed()).toEqual({ code: 1008, reason: 'QMP message rate limit exceeded: at most 50 messages per second' });
+    expect(await metric(d, 'hostmemd_client_disconnects_total{transport="websocket",reason="rate-limit"}')).toBe(1);
+  });
+});
+
+describe('slow readers and the client limit', () => {
+  let d: WebDaemon;
+  beforeAll(async () => {
+    d = await startWebDaemon(['--ws-limit', 'send-buffer=262144', '--ws-limit', 'rate=0', '--max-clients', '3']);
+  });
+  afterAll(async () => {
+    await d.stop();
+  });
+
+  test('a client that stops reading is cut off once its send buffer passes the bound', async () => {
+    const c = await WsQmpClient.negotiated(d.url, d.token);
+    const other = await RawQmpClient.negotiated(d.sock);
+    const before = d.daemon.monitor.clientCount;
+    // Stop reading at the TCP level, then ask for far more output than kernel buffers hold.
+    (c.ws as unknown as { _socket: net.Socket })._socket.pause();
+    const req = '{"execute":"query-qmp-schema"}';
+    for (let i = 0; i < 3000 && d.daemon.monitor.clientCount === before; i++) {
+      c.send(req);
+      if (i % 100 === 99) await new Promise((r) => setImmediate(r));
+    }
+    await until(() => d.daemon.monitor.clientCount === before - 1);
+    expect(await metric(d, 'hostmemd_client_disconnects_total{transport="websocket",reason="slow-reader"}')).toBe(1);
+    // Other clients are unaffected.
+    expect(await other.execute('query-prealloc', undefined, 'k')).toEqual({ return: [], id: 'k' });
+    (c.ws as unknown as { _socket: net.Socket })._socket.resume();
+    await c.waitClosed();
+    other.close();
+  });
+
+  test('a client beyond --max-clients gets the refusal text and 1013', async () => {
+    const keep = [await WsQmpClient.negotiated(d.url, d.token), await WsQmpClient.negotiated(d.url, d.token), await RawQmpClient.negotiated(d.sock)];
+    const extra = await WsQmpClient.connect(d.url, { token: d.token });
+    expect(await extra.line()).toBe('{"error": {"class": "GenericError", "desc": "Too many QMP clients: the limit is 3"}}');
+    expect(await extra.waitClosed()).toEqual({ code: 1013, reason: 'too many QMP clients' });
+    for (const k of keep) k.close();
+  });
+});

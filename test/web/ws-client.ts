@@ -1,0 +1,153 @@
+// Test helper: a raw QMP client over the /qmp WebSocket with the same surface as
+// RawQmpClient (line/json/execute/silentFor), plus what only WebSockets have: frames, the
+// close code and reason, and handshake refusals (HTTP status).
+import WebSocket from 'ws';
+import { startInProcess, InProcess } from '../helpers/daemon';
+
+export interface ConnectOptions {
+  token?: string;
+  /** How the token is presented: the Authorization header (default) or the subprotocol. */
+  via?: 'bearer' | 'subprotocol';
+  origin?: string;
+  path?: string;
+}
+
+export class WsQmpClient {
+  private lines: string[] = [];
+  private waiters: (() => void)[] = [];
+  closed = false;
+  closeCode?: number;
+  closeReason?: string;
+
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (isBinary) throw new Error('server sent a binary frame');
+      this.lines.push(data.toString('latin1'));
+      this.wake();
+    });
+    ws.on('close', (code: number, reason: Buffer) => {
+      this.closed = true;
+      this.closeCode = code;
+      this.closeReason = reason.toString();
+      this.wake();
+    });
+    ws.on('error', () => undefined);
+  }
+
+  /** Opens the WebSocket; rejects with `HTTP <status>` when the upgrade is refused. */
+  static connect(url: string, opts: ConnectOptions = {}): Promise<WsQmpClient> {
+    const headers: Record<string, string> = {};
+    const protocols: string[] = [];
+    if (opts.token !== undefined && (opts.via ?? 'bearer') === 'bearer') headers.authorization = `Bearer ${opts.token}`;
+    if (opts.token !== undefined && opts.via === 'subprotocol') protocols.push('hostmemd.qmp', `hostmemd.token.${opts.token}`);
+    if (opts.origin !== undefined) headers.origin = opts.origin;
+    const ws = new WebSocket(url.replace(/^http/, 'ws') + (opts.path ?? '/qmp'), protocols, { headers });
+    const c = new WsQmpClient(ws);
+    return new Promise((resolve, reject) => {
+      ws.once('open', () => resolve(c));
+      ws.once('unexpected-response', (_req, res) => {
+        reject(new Error(`HTTP ${res.statusCode}`));
+        res.resume();
+        ws.terminate();
+      });
+      ws.once('error', reject);
+    });
+  }
+
+  static async negotiated(url: string, token: string, enable?: string[]): Promise<WsQmpClient> {
+    const c = await WsQmpClient.connect(url, { token });
+    await c.line();
+    const args = enable ? `,"arguments":{"enable":${JSON.stringify(enable)}}` : '';
+    c.send(`{"execute":"qmp_capabilities"${args}}`);
+    const r = await c.line();
+    if (r !== '{"return": {}}') throw new Error(`negotiation failed: ${r}`);
+    return c;
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  /** One frame: a string as a text frame, bytes as a binary frame. */
+  send(data: string | Buffer): void {
+    this.ws.send(data, { binary: Buffer.isBuffer(data) });
+  }
+
+  async line(timeoutMs = 5000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.lines.length === 0) {
+      if (this.closed) throw new Error(`connection closed (${this.closeCode} ${this.closeReason})`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error('timed out waiting for a frame');
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return this.lines.shift() as string;
+  }
+
+  async json(timeoutMs?: number): Promise<Record<string, unknown>> {
+    return JSON.parse(await this.line(timeoutMs)) as Record<string, unknown>;
+  }
+
+  async execute(cmd: string, args?: unknown, id?: unknown): Promise<Record<string, unknown>> {
+    const msg: Record<string, unknown> = { execute: cmd };
+    if (args !== undefined) msg.arguments = args;
+    if (id !== undefined) msg.id = id;
+    this.send(JSON.stringify(msg));
+    for (;;) {
+      const r = await this.json();
+      if (!('event' in r)) return r;
+    }
+  }
+
+  /** Waits for the next event named `name`, skipping other messages. */
+  async event(name: string, timeoutMs = 5000): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await this.json(Math.max(1, deadline - Date.now()));
+      if (r.event === name) return r;
+    }
+  }
+
+  async silentFor(ms: number): Promise<boolean> {
+    await new Promise((r) => setTimeout(r, ms));
+    return this.lines.length === 0;
+  }
+
+  async waitClosed(timeoutMs = 5000): Promise<{ code?: number; reason?: string }> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed) {
+      if (Date.now() > deadline) throw new Error('connection did not close');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return { code: this.closeCode, reason: this.closeReason };
+  }
+
+  close(): void {
+    this.ws.terminate();
+  }
+}
+
+export interface WebDaemon extends InProcess {
+  url: string;
+  token: string;
+}
+
+/** An in-process daemon with the web endpoint on a free loopback port. */
+export async function startWebDaemon(extraArgs: string[] = []): Promise<WebDaemon> {
+  const d = await startInProcess(['--accel', 'none', '--ws', '127.0.0.1:0', ...extraArgs]);
+  const web = d.daemon.web;
+  if (!web) throw new Error('daemon started without its web endpoint');
+  return { ...d, url: web.url, token: web.token };
+}
+
+/** GET with an optional bearer token; the body as text. */
+export async function httpGet(url: string, token?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: Headers }> {
+  const res = await fetch(url, { headers: { ...headers, ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}) } });
+  return { status: res.status, body: await res.text(), headers: res.headers };
+}
