@@ -158,10 +158,16 @@ export abstract class HostMemoryBackend extends UserCreatable {
     const tracker = this.services.preallocs;
     tracker.running.set(this, entry);
     try {
-      await native.preallocate(this.mapping!, threads, (done: bigint) => {
-        entry.done = done;
-        tracker.onProgress?.(entry);
-      });
+      // Shares must start on this memory's page boundaries (huge pages for hugetlb).
+      await native.preallocate(
+        this.mapping!,
+        threads,
+        (done: bigint) => {
+          entry.done = done;
+          tracker.onProgress?.(entry);
+        },
+        { pageSize: this.pageSize },
+      );
     } catch (e) {
       throw genericError(`qemu_prealloc_mem: preallocating memory failed: ${sysText(e)}`);
     } finally {

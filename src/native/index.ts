@@ -1,2 +1,11 @@
-// The native layer's public face: everything else imports from here, never koffi.
-export * from './syscalls';
+// The native layer's public face: the rest of hostmemd imports from here and never from koffi
+// or the files behind it. Raw addresses stay inside native/ (ffi.ts's Address, and mapping.ts's
+// adoptMapping/mappingAddress, are deliberately not exported).
+export { SysError, errnoName, strerror } from './errno';
+export { Fd } from './fd';
+export { Mapping } from './mapping';
+export type { NodeMask } from './mapping';
+export * from './libc';
+export { populateWrite, preallocate, threadpoolSize, PREALLOC_PIECE } from './prealloc';
+export type { PreallocOptions, PreallocProgress } from './prealloc';
+export * from './kvm';

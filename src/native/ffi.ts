@@ -1,0 +1,145 @@
+// The koffi adapter: the one file in hostmemd that imports koffi. It declares each libc entry
+// point once and gives it a typed TypeScript signature, so koffi's `any` stops here. Nothing
+// in this file checks errors or owns resources; errno.ts, fd.ts, mapping.ts and libc.ts do.
+// Facts: guest-memfd-facts.md §8 (koffi 3.3.4 on node 20) and §10.20-24 (koffi pitfalls).
+import koffi from 'koffi';
+
+const libc = koffi.load('libc.so.6');
+
+/** A raw address. koffi 3 represents every pointer as a BigInt (facts §10.20). */
+export type Address = bigint;
+
+/** mmap's failure value, (void *)-1: a BigInt, not null (facts §10.20, probes/out/koffi_fail.out). */
+export const MAP_FAILED: Address = 0xffffffffffffffffn;
+
+/** Memory koffi may pass straight to C as a pointer: a Buffer's bytes, or a raw address. */
+export type PointerArg = Buffer | Address | null;
+
+// Prototypes follow the glibc declarations on x86-64 (off_t is 64-bit, so int64_t; size_t is
+// 64-bit). Variadic functions are declared variadic and called with (type, value) pairs; they
+// have no .async (facts §8, probes/out/koffi_async.out), which only madvise needs here.
+const f = {
+  close: libc.func('int close(int fd)'),
+  open: libc.func('int open(const char *path, int flags, ...)'),
+  fcntl: libc.func('int fcntl(int fd, int cmd, ...)'),
+  ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)'),
+  memfdCreate: libc.func('int memfd_create(const char *name, unsigned int flags)'),
+  ftruncate: libc.func('int ftruncate(int fd, int64_t length)'),
+  fallocate: libc.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)'),
+  fstat: libc.func('int fstat(int fd, void *statbuf)'),
+  fstatfs: libc.func('int fstatfs(int fd, void *buf)'),
+  shmOpen: libc.func('int shm_open(const char *name, int oflag, uint32_t mode)'),
+  shmUnlink: libc.func('int shm_unlink(const char *name)'),
+  mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
+  munmap: libc.func('int munmap(void *addr, size_t length)'),
+  madvise: libc.func('int madvise(void *addr, size_t length, int advice)'),
+  mincore: libc.func('int mincore(void *addr, size_t length, void *vec)'),
+  syscall: libc.func('long syscall(long number, ...)'),
+  memcpy: libc.func('void *memcpy(void *dest, const void *src, size_t n)'),
+  getpagesize: libc.func('int getpagesize()'),
+  sysconf: libc.func('long sysconf(int name)'),
+  getrlimit: libc.func('int getrlimit(int resource, void *rlim)'),
+  setrlimit: libc.func('int setrlimit(int resource, const void *rlim)'),
+  strerror: libc.func('const char *strerror(int errnum)'),
+  newlocale: libc.func('void *newlocale(int category_mask, const char *locale, void *base)'),
+  strerrorL: libc.func('const char *strerror_l(int errnum, void *locale)'),
+};
+
+/** errno of the calling thread. Read it right after the failing call, before any other FFI call
+ *  (facts §10.21); inside an .async callback koffi restores the worker's errno. */
+export function errno(): number {
+  return koffi.errno();
+}
+
+/** Sets errno (tests only need it to make "errno was stale" visible). */
+export function setErrno(value: number): void {
+  koffi.errno(value);
+}
+
+export const close = (fd: number): number => f.close(fd);
+export const open = (path: string, flags: number, mode: number): number => f.open(path, flags, 'uint32_t', mode);
+/** fcntl(fd, cmd, int arg): every command used here takes an int (or ignores the argument). */
+export const fcntl = (fd: number, cmd: number, arg: number): number => f.fcntl(fd, cmd, 'int', arg);
+/** ioctl with an integer argument (KVM_CREATE_VM type, KVM_CHECK_EXTENSION cap). Request numbers
+ *  above 2^31 (0xc040aed4) need `unsigned long` (facts §10.22). */
+export const ioctlInt = (fd: number, request: number, arg: number | bigint): number => f.ioctl(fd, request, 'unsigned long', arg);
+/** ioctl with a pointer argument. A Buffer is passed in place, so the kernel's writes (_IOWR)
+ *  land in it (facts §10.23: never a JS object for in/out structs). */
+export const ioctlPtr = (fd: number, request: number, arg: PointerArg): number => f.ioctl(fd, request, 'void *', arg);
+export const memfdCreate = (name: string, flags: number): number => f.memfdCreate(name, flags);
+export const ftruncate = (fd: number, length: bigint): number => f.ftruncate(fd, length);
+export const fallocate = (fd: number, mode: number, offset: bigint, len: bigint): number => f.fallocate(fd, mode, offset, len);
+export const fstat = (fd: number, buf: Buffer): number => f.fstat(fd, buf);
+export const fstatfs = (fd: number, buf: Buffer): number => f.fstatfs(fd, buf);
+export const shmOpen = (name: string, oflag: number, mode: number): number => f.shmOpen(name, oflag, mode);
+export const shmUnlink = (name: string): number => f.shmUnlink(name);
+
+/** mmap(NULL, ...). Returns MAP_FAILED on failure; koffi gives null only for address 0. */
+export function mmap(length: bigint, prot: number, flags: number, fd: number, offset: bigint): Address {
+  const p: Address | null = f.mmap(null, length, prot, flags, fd, offset);
+  return p === null ? 0n : BigInt(p);
+}
+export const munmap = (addr: Address, length: bigint): number => f.munmap(addr, length);
+export const madvise = (addr: Address, length: bigint, advice: number): number => f.madvise(addr, length, advice);
+export const mincore = (addr: Address, length: bigint, vec: Buffer): number => f.mincore(addr, length, vec);
+
+/** madvise(2) on libuv's threadpool (napi async work, koffi src/call.cc). Resolves with the
+ *  return value and the worker thread's errno, captured by koffi right after the call. */
+export function madviseAsync(addr: Address, length: bigint, advice: number): Promise<{ rc: number; errno: number }> {
+  return new Promise((resolve, reject) => {
+    try {
+      f.madvise.async(addr, length, advice, (err: unknown, rc: number) => {
+        if (err) reject(err instanceof Error ? err : new Error(String(err)));
+        else resolve({ rc, errno: rc < 0 ? koffi.errno() : 0 });
+      });
+    } catch (e) {
+      // koffi throws synchronously when more than max_async_calls (256) are queued.
+      reject(e instanceof Error ? e : new Error(String(e)));
+    }
+  });
+}
+
+/** mbind(2) through syscall(2): glibc has no wrapper (it is in libnuma). */
+export function mbind(addr: Address, length: bigint, mode: number, nodemask: Buffer | null, maxnode: bigint, flags: number): number {
+  const rc: number | bigint = f.syscall(SYS_MBIND, 'void *', addr, 'unsigned long', length, 'int', mode, 'void *', nodemask, 'unsigned long', maxnode, 'unsigned int', flags);
+  return Number(rc);
+}
+/** x86-64 syscall number of mbind (arch/x86/entry/syscalls/syscall_64.tbl: 237 common mbind). */
+const SYS_MBIND = 237;
+
+/** memcpy between a Buffer and raw memory (either direction). No 4 GiB view limit (facts §10.24). */
+export const memcpy = (dest: PointerArg, src: PointerArg, n: number): void => {
+  f.memcpy(dest, src, n);
+};
+export const getpagesize = (): number => f.getpagesize();
+export const sysconf = (name: number): number => Number(f.sysconf(name));
+export const getrlimit = (resource: number, buf: Buffer): number => f.getrlimit(resource, buf);
+export const setrlimit = (resource: number, buf: Buffer): number => f.setrlimit(resource, buf);
+
+/** glibc's message for `errnum` in the C locale (English, as QEMU prints it under LANG=C), so
+ *  the daemon's texts do not depend on the environment's locale. */
+export function strerrorC(errnum: number): string {
+  if (cLocale === undefined) {
+    // LC_MESSAGES_MASK = 1 << LC_MESSAGES (5) in glibc's <locale.h>.
+    const loc: Address | null = f.newlocale(1 << 5, 'C', null);
+    cLocale = loc === null ? null : loc;
+  }
+  const text: string | null = cLocale === null ? f.strerror(errnum) : f.strerrorL(errnum, cLocale);
+  return text ?? `Unknown error ${errnum}`;
+}
+let cLocale: Address | null | undefined;
+
+/** Byte layout of a C struct, computed by koffi from its member types (the koffi struct is
+ *  anonymous: named koffi types are process-global and jest loads this module once per file). */
+export interface Layout {
+  size: number;
+  offset(member: string): number;
+}
+
+/** Member types are koffi type strings, or [type, count] for fixed arrays. */
+export function layout(members: Record<string, string | [string, number]>): Layout {
+  const def: Parameters<typeof koffi.struct>[0] = {};
+  for (const [name, t] of Object.entries(members)) def[name] = typeof t === 'string' ? t : koffi.array(t[0], t[1]);
+  const type = koffi.struct(def);
+  return { size: koffi.sizeof(type), offset: (m) => koffi.offsetof(type, m) };
+}
