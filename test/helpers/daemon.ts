@@ -63,5 +63,26 @@ export async function spawnDaemon(args: string[] = [], env: NodeJS.ProcessEnv = 
     if (Date.now() > deadline) throw new Error(`daemon did not create ${sock}: ${err}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+  // The file appears at bind(), a moment before listen(): wait until it accepts connections.
+  if (proc.exitCode === null) await waitConnectable(sock);
   return { proc, dir, sock, stderr: () => err, exited };
+}
+
+/** Resolves once a server accepts connections on `sock` (a socket file may exist before). */
+export async function waitConnectable(sock: string, timeoutMs = 10000): Promise<void> {
+  const net = await import('node:net');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = net.connect(sock);
+      c.once('connect', () => {
+        c.destroy();
+        resolve(true);
+      });
+      c.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing accepts connections on ${sock}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }

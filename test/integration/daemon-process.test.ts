@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { RawQmpClient } from '../helpers/qmp-client';
-import { spawnDaemon, ROOT, tmpDir } from '../helpers/daemon';
+import { spawnDaemon, ROOT, tmpDir, waitConnectable } from '../helpers/daemon';
 
 const BIN = path.join(ROOT, 'bin', 'hostmemd');
 
@@ -70,7 +70,8 @@ describe('hostmemd as a process', () => {
     const s2 = path.join(dir, 'two.sock');
     const d = await spawnDaemon(['-qmp', `unix:${s1},server=on,wait=off`, '--qmp', `unix:${s2}`], {}, s2);
     try {
-      for (let i = 0; i < 100 && !(fs.existsSync(s1) && fs.existsSync(s2)); i++) await new Promise((r) => setTimeout(r, 20));
+      await waitConnectable(s1);
+      await waitConnectable(s2);
       for (const s of [s1, s2]) expect(await (await RawQmpClient.negotiated(s)).execute('query-version')).toHaveProperty('return');
     } finally {
       d.proc.kill('SIGKILL');
@@ -92,7 +93,7 @@ describe('hostmemd as a process', () => {
     expect(fs.existsSync(d1.sock)).toBe(true);
     const d2 = await spawnDaemon(['--qmp', `unix:${d1.sock}`], {}, d1.sock);
     try {
-      await new Promise((r) => setTimeout(r, 500));
+      await waitConnectable(d1.sock);
       expect(await (await RawQmpClient.negotiated(d1.sock)).execute('query-version')).toHaveProperty('return');
     } finally {
       d2.proc.kill('SIGKILL');
