@@ -28,8 +28,16 @@ export function decodeEscapes(s: string): Buffer {
   return Buffer.from(out);
 }
 
-export async function runTranscript(text: string, sockPath: string): Promise<void> {
-  const c = await RawQmpClient.connect(sockPath);
+/** What the interpreter needs of a connection (UNIX socket or WebSocket client). */
+export interface TranscriptConnection {
+  send(data: string | Buffer): void;
+  line(timeoutMs?: number): Promise<string>;
+  silentFor(ms: number): Promise<boolean>;
+  close(): void;
+}
+
+/** Plays a transcript over an open connection, then closes it. */
+export async function playTranscript(text: string, c: TranscriptConnection): Promise<void> {
   try {
     const lines = text.split('\n');
     for (let n = 0; n < lines.length; n++) {
@@ -61,4 +69,8 @@ export async function runTranscript(text: string, sockPath: string): Promise<voi
   } finally {
     c.close();
   }
+}
+
+export async function runTranscript(text: string, sockPath: string): Promise<void> {
+  await playTranscript(text, await RawQmpClient.connect(sockPath));
 }
