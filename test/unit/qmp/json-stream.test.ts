@@ -595,10 +595,12 @@ describe('round trip with encodeJson (property)', () => {
   });
 
   test('encode(parse(x)) is stable', () => {
+    // In insertion order. (QDict order is not a fixed point: two keys of one hash bucket come
+    // out later-inserted first, so re-parsing and re-encoding swaps them back, as QEMU would.)
     fc.assert(
       fc.property(jsonValue, (v) => {
-        const once = encodeJson(v, { qdictOrder: true });
-        const again = encodeJson(value1(once + ' '), { qdictOrder: true });
+        const once = encodeJson(v);
+        const again = encodeJson(value1(once + ' '));
         expect(again).toBe(once);
       }),
       { numRuns: 300 },
