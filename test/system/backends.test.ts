@@ -165,12 +165,18 @@ describe('refusals with QEMU texts leave nothing behind', () => {
     ['file align not power of 2', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': '/tmp', align: 3 * 4096 }, 'alignment 0x3000 must be a power of two'],
     ['file offset not page multiple', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': '/tmp', offset: 100 }, 'offset 0x64 must be multiples of page size 0x1000'],
     ['file pmem', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': '/tmp', pmem: true }, "Lack of libpmem support while setting the 'pmem=on' of memory-backend-file. We can't ensure data persistence."],
+    ['file smaller than a page', { 'qom-type': 'memory-backend-file', id: 'z', size: 100, 'mem-path': '/tmp' }, 'memory size 0x64 must be equal to or larger than page size 0x1000'],
+    ['file align below the page size', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': '/tmp', align: 2048 }, 'alignment 0x800 must be multiples of page size 0x1000'],
+    ['file readonly and missing', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': '/tmp/hostmemd-no-such-file', readonly: true }, "can't open backing store /tmp/hostmemd-no-such-file for guest RAM: No such file or directory"],
+    ['hugetlb memfd of one small page', { 'qom-type': 'memory-backend-memfd', id: 'z', size: 4096, hugetlb: true }, 'failed to resize memfd to 4096: Invalid argument'],
+    ['prealloc-context to nothing', { 'qom-type': 'memory-backend-ram', id: 'z', size: 4096, 'prealloc-context': '/objects/nothing' }, "Device '/objects/nothing' not found"],
     ['ram huge size', { 'qom-type': 'memory-backend-ram', id: 'z', size: 2 ** 52 }, "cannot set up guest memory 'z': Cannot allocate memory"],
   ];
   test.each(cases)('%s', async (_name, args, desc) => {
     const fds = fdCount();
     const maps = mapsCount();
-    await expectError(args, desc);
+    const cls = desc.startsWith('Device ') ? 'DeviceNotFound' : 'GenericError';
+    expect(await c.execute('object-add', args)).toEqual({ error: { class: cls, desc } });
     expect(fdCount()).toBe(fds);
     expect(mapsCount()).toBe(maps);
     expect(await c.execute('qom-list', { path: '/objects' })).toEqual({ return: [{ name: 'type', type: 'string' }] });
@@ -195,6 +201,24 @@ test('concurrent object-adds of one id from two clients: exactly one wins', asyn
   expect([a, b].find((r) => 'error' in r)).toEqual({ error: { class: 'GenericError', desc: "attempt to add duplicate property 'race' to object (type 'container')" } });
   await del('race');
   other.close();
+});
+
+test('a file smaller than size+offset is refused; frozen file properties keep QEMU\'s texts', async () => {
+  const dir = tmpDir();
+  const file = path.join(dir, 'small');
+  fs.writeFileSync(file, Buffer.alloc(4096));
+  await expectError({ 'qom-type': 'memory-backend-file', id: 'small', size: 8192, 'mem-path': file }, "small backing store size 0x1000 is too small for 'size' option 0x2000 plus 'offset' option 0x0");
+  await add({ 'qom-type': 'memory-backend-file', id: 'fb', size: 4096, 'mem-path': file });
+  const set = (property: string, value: unknown) => c.execute('qom-set', { path: 'fb', property, value });
+  expect(await set('mem-path', '/x')).toEqual({ error: { class: 'GenericError', desc: "cannot change property 'mem-path' of memory-backend-file" } });
+  expect(await set('align', 8192)).toEqual({ error: { class: 'GenericError', desc: "cannot change property 'align' of memory-backend-file" } });
+  expect(await set('readonly', true)).toEqual({ error: { class: 'GenericError', desc: "cannot change property 'readonly' of memory-backend-file." } });
+  expect(await set('rom', 'on')).toEqual({ error: { class: 'GenericError', desc: "cannot change property 'rom' of memory-backend-file." } });
+  expect(await set('discard-data', true)).toEqual({ return: {} });
+  // An existing object is not a thread-context.
+  expect(await set('prealloc-context', '/objects/fb')).toEqual({ error: { class: 'GenericError', desc: "Invalid parameter type for 'prealloc-context', expected: thread-context" } });
+  await del('fb');
+  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 test('after-creation rules of qom-set', async () => {
