@@ -23,6 +23,7 @@ import { ObjectManager } from '../qom/user-creatable';
 import { registerBackendTypes, PreallocTracker, HostMemoryBackend } from '../backends';
 import { FdRegistry } from '../cpr/fd-registry';
 import * as os from 'node:os';
+import * as native from '../native';
 import { PACKAGE_STRING, QEMU_LEVEL } from '../version';
 import { CONFIG_SYMBOLS, SCHEMA_MAIN } from './config';
 import { DaemonOptions } from './cli';
@@ -53,11 +54,25 @@ function resolveGroup(name: string): number {
   throw new Error(`unknown group '${name}'`);
 }
 
+/** Every fd-backed backend holds one fd: raise the soft RLIMIT_NOFILE to the hard limit. */
+function raiseFdLimit(logger: Logger): void {
+  try {
+    const lim = native.getrlimit(native.RLIMIT_NOFILE);
+    if (lim.cur < lim.max) {
+      native.setrlimit(native.RLIMIT_NOFILE, { cur: lim.max, max: lim.max });
+      logger.info({ from: Number(lim.cur), to: Number(lim.max) }, 'raised the open-file soft limit to the hard limit');
+    }
+  } catch (e) {
+    logger.warn({ err: e }, 'could not raise the open-file limit');
+  }
+}
+
 export async function startDaemon(options: DaemonOptions, logger: Logger = createLogger(options.logLevel)): Promise<Daemon> {
   // A --ws that may not bind is refused before anything is allocated.
   const wsRefusal = options.ws && remoteBindRefusal(options.ws.host, options.ws.port, options.wsAllowRemote);
   if (wsRefusal) throw new Error(wsRefusal);
   fs.mkdirSync(options.stateDir, { recursive: true, mode: 0o750 });
+  raiseFdLimit(logger);
 
   // The interface, from qapi/: validators compiled once here, not per call.
   const model = loadSchema(SCHEMA_MAIN, (p) => fs.readFileSync(p, 'utf8'));
