@@ -3,6 +3,7 @@
 // check, madvise for merge/dump, mbind for policy/host-nodes, preallocation off the event
 // loop (§5.3, §5.6). Subclasses only say how to get the fd and the mapping.
 import { JsonValue } from '../qmp/json-value';
+import { encodeJson } from '../qmp/json-writer';
 import { genericError, QmpError } from '../errors/qmp-error';
 import { PropertyDef, RegisteredType, SetPhase } from '../qom/object';
 import { UserCreatable } from '../qom/user-creatable';
@@ -174,6 +175,7 @@ export abstract class HostMemoryBackend extends UserCreatable {
       tracker.running.delete(this);
     }
     this.prealloc = true;
+    this.memdevCache = undefined;
   }
 
   release(): void {
@@ -189,6 +191,21 @@ export abstract class HostMemoryBackend extends UserCreatable {
   /** Bytes of this backend resident in RAM (mincore-free estimate: the mapping's own count). */
   residentBytes(): bigint | undefined {
     return this.mapping?.residentBytes?.();
+  }
+
+  private memdevCache?: string;
+
+  /** Any property write may change the Memdev: drop the cached encoding. */
+  override setProperty(name: string, value: JsonValue, phase: SetPhase): void | Promise<void> {
+    this.memdevCache = undefined;
+    const r = super.setProperty(name, value, phase);
+    return r instanceof Promise ? r.finally(() => (this.memdevCache = undefined)) : r;
+  }
+
+  /** This backend's Memdev as QMP text, encoded once and reused until a property changes:
+   *  query-memdev then costs a string join per backend, however many there are. */
+  memdevJson(): string {
+    return (this.memdevCache ??= encodeJson(this.memdev(), { qdictOrder: true }));
   }
 
   /** query-memdev's Memdev for this backend (schema member order). */

@@ -1,8 +1,7 @@
 // Handlers of the object-tree and memory commands (qapi/qom.json, qapi/machine.json):
 // qom-list, qom-get, qom-set, qom-list-types, qom-list-properties, object-add, object-del,
 // query-memdev. Thin: the QOM layer does the work and throws QEMU's errors.
-import { Handler } from '../qmp/messages';
-import { JsonValue } from '../qmp/json-value';
+import { Handler, PreEncoded } from '../qmp/messages';
 import { ObjectTree } from '../qom/tree';
 import { ObjectManager } from '../qom/user-creatable';
 import { HostMemoryBackend } from '../backends';
@@ -37,9 +36,10 @@ export function qomHandlers(tree: ObjectTree, objects: ObjectManager): Map<strin
     [
       'query-memdev',
       () => {
-        const out: JsonValue[] = [];
-        for (const o of objects.list()) if (o instanceof HostMemoryBackend) out.push(o.memdev());
-        return out;
+        // Linear, with each backend's entry encoded once (see memdevJson).
+        const parts: string[] = [];
+        for (const o of objects.list()) if (o instanceof HostMemoryBackend) parts.push(o.memdevJson());
+        return new PreEncoded(`[${parts.join(', ')}]`);
       },
     ],
   ]);

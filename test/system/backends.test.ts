@@ -82,9 +82,12 @@ test('dump=off shows in smaps VmFlags and changes live', async () => {
   await add({ 'qom-type': 'memory-backend-memfd', id: 'flags', size: Number(size), dump: false });
   let [m] = findMappings(size, /memfd/);
   expect(m.vmFlags).toContain('dd');
+  expect(await c.execute('query-memdev')).toMatchObject({ return: [expect.objectContaining({ id: 'flags', dump: false })] });
   await c.execute('qom-set', { path: '/objects/flags', property: 'dump', value: true });
   [m] = findMappings(size, /memfd/);
   expect(m.vmFlags).not.toContain('dd');
+  // query-memdev reflects the change (its per-backend encoding is cached until a property changes).
+  expect(await c.execute('query-memdev')).toMatchObject({ return: [expect.objectContaining({ id: 'flags', dump: true })] });
   await del('flags');
 });
 
