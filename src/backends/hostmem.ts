@@ -195,6 +195,10 @@ export abstract class HostMemoryBackend extends UserCreatable {
 
   private memdevCache?: string;
 
+  override chargedBytes(): bigint {
+    return this.size;
+  }
+
   /** Any property write may change the Memdev: drop the cached encoding. */
   override setProperty(name: string, value: JsonValue, phase: SetPhase): void | Promise<void> {
     this.memdevCache = undefined;

@@ -2,6 +2,7 @@
 // (`-qmp unix:PATH,server=on,wait=off`, `-object ...`), so scripts written for QEMU carry over.
 // Parsing only: nothing here opens files or sockets.
 import { HOSTMEMD_VERSION } from '../version';
+import { parseSize } from './object-opt';
 
 export interface DaemonOptions {
   qmp: string[];
@@ -15,6 +16,9 @@ export interface DaemonOptions {
   socketGroup?: string;
   socketMode: number;
   maxClients: number;
+  /** Caps on object-add (undefined: none). */
+  maxObjects?: number;
+  maxBackendBytes?: bigint;
   logLevel: string;
   /** Test hook: replaces probed KVM values (`--x-kvm-probe guestMemfdFlags=1`). */
   kvmProbeOverride: Record<string, number | boolean>;
@@ -42,6 +46,8 @@ Options:
   --socket-group GROUP      group owning the QMP socket (mode 0660)
   --socket-mode MODE        octal mode of the QMP socket (default: 0660)
   --max-clients N           concurrent QMP clients served (default: 1024)
+  --max-objects N           objects object-add may create in all (default: no cap)
+  --max-backend-bytes SIZE  total size of all memory backends, e.g. 64G (default: no cap)
   --log-level LEVEL         trace|debug|info|warn|error (default: info)
   --version                 print the version and exit
   --help                    print this help and exit
@@ -161,6 +167,19 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
           const v = value();
           if (!/^[1-9][0-9]*$/.test(v)) throw new CliError(`--max-clients ${v}: expected a positive integer`);
           opts.maxClients = Number(v);
+          break;
+        }
+        case '--max-objects': {
+          const v = value();
+          if (!/^[0-9]+$/.test(v)) throw new CliError(`--max-objects ${v}: expected a whole number`);
+          opts.maxObjects = Number(v);
+          break;
+        }
+        case '--max-backend-bytes': {
+          const v = value();
+          const n = parseSize(v);
+          if (n === undefined) throw new CliError(`--max-backend-bytes ${v}: expected a size such as 64G`);
+          opts.maxBackendBytes = n;
           break;
         }
         case '--log-level': {

@@ -120,7 +120,12 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
   let monitorRef: Monitor | undefined;
   // Web metrics (only with --ws): fed by the hooks below, read at scrape time.
   const backends = (): HostMemoryBackend[] => [...objects.list()].filter((o): o is HostMemoryBackend => o instanceof HostMemoryBackend);
-  const metrics = options.ws ? createMetrics({ backends, commands: table.map((c) => c.name), preallocsRunning: () => preallocs.running.size }) : undefined;
+  const metrics = options.ws ? createMetrics({
+        backends,
+        commands: table.map((c) => c.name),
+        preallocsRunning: () => preallocs.running.size,
+        limits: () => ({ objects: options.maxObjects, backendBytes: options.maxBackendBytes, clients: options.maxClients }),
+      }) : undefined;
   if (metrics) preallocs.onProgress = (e) => metrics.preallocProgress(e);
   const objects = new ObjectManager(tree, {
     added: (o) => {
@@ -133,7 +138,7 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
       logger.info({ id: o.name, type: o.typeName }, 'object deleted');
       monitorRef?.emitEvent('OBJECT_DELETED', { id: o.name, 'qom-type': o.typeName, path: `/objects/${o.name}` });
     },
-  });
+  }, { maxObjects: options.maxObjects, maxBytes: options.maxBackendBytes });
   add(accelHandlers({ kvm: kvm.facts, preallocs: () => preallocs.list() }));
   add(qomHandlers(tree, objects));
   commandNames.push(...implemented());

@@ -18,6 +18,16 @@ export abstract class UserCreatable extends QomObject {
   canBeDeleted(): boolean {
     return true;
   }
+  /** Bytes this object counts against --max-backend-bytes (memory backends: their size). */
+  chargedBytes(): bigint {
+    return 0n;
+  }
+}
+
+/** Operator caps on what object-add may create (undefined: no cap). */
+export interface ObjectLimits {
+  maxObjects?: number;
+  maxBytes?: bigint;
 }
 
 /** QEMU's id_wellformed: a letter, then letters, digits, '-', '.', '_'. */
@@ -38,11 +48,38 @@ function setterOrder(props: Record<string, JsonValue>): string[] {
 
 export class ObjectManager {
   private readonly pending = new Set<string>();
+  private count = 0;
+  private bytes = 0n;
 
   constructor(
     private readonly tree: ObjectTree,
     private readonly events: ObjectEvents,
+    readonly limits: ObjectLimits = {},
   ) {}
+
+  /** Objects and charged bytes, pending creations included (what the caps compare against). */
+  get usage(): { objects: number; bytes: bigint } {
+    return { objects: this.count, bytes: this.bytes };
+  }
+
+  /** Reserves room for one more object under the caps, or refuses with a clear error. */
+  private reserve(obj: UserCreatable): void {
+    const { maxObjects, maxBytes } = this.limits;
+    if (maxObjects !== undefined && this.count >= maxObjects) {
+      throw genericError(`object limit reached: ${this.count} objects exist and --max-objects is ${maxObjects}`);
+    }
+    const need = obj.chargedBytes();
+    if (maxBytes !== undefined && this.bytes + need > maxBytes) {
+      throw genericError(`backend memory limit reached: ${need} bytes requested, ${maxBytes - this.bytes} of ${maxBytes} bytes (--max-backend-bytes) left`);
+    }
+    this.count++;
+    this.bytes += need;
+  }
+
+  private unreserve(obj: UserCreatable): void {
+    this.count--;
+    this.bytes -= obj.chargedBytes();
+  }
 
   /** The user-created objects, in creation order. */
   *list(): IterableIterator<UserCreatable> {
@@ -69,9 +106,13 @@ export class ObjectManager {
       if (this.tree.objects.children.has(id) || this.pending.has(id)) {
         throw genericError(`attempt to add duplicate property '${id}' to object (type 'container')`);
       }
+      this.reserve(obj);
       this.pending.add(id);
       try {
         await obj.complete();
+      } catch (e) {
+        this.unreserve(obj);
+        throw e;
       } finally {
         this.pending.delete(id);
       }
@@ -90,6 +131,7 @@ export class ObjectManager {
     if (!obj.canBeDeleted()) throw genericError(`object '${id}' is in use, can not be deleted`);
     this.tree.detach(obj);
     obj.release();
+    this.unreserve(obj);
     this.events.deleted(obj);
   }
 
@@ -98,6 +140,7 @@ export class ObjectManager {
     for (const o of [...this.list()]) {
       this.tree.detach(o);
       o.release();
+      this.unreserve(o);
     }
   }
 }

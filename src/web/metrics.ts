@@ -13,6 +13,8 @@ export interface MetricsSources {
   commands: readonly string[];
   /** Preallocations in progress. */
   preallocsRunning(): number;
+  /** Configured caps (absent: no cap). */
+  limits?(): { objects?: number; backendBytes?: bigint; clients?: number };
 }
 
 /** One preallocation's progress as the backends report it (PreallocEntry fits). */
@@ -61,6 +63,19 @@ export class DaemonMetrics {
       list.forEach((b, i) => m.set(b.typeName, (m.get(b.typeName) ?? 0) + Number(pick(b, resident[i]))));
       return m;
     };
+    new Gauge({
+      name: `${PREFIX}limit`,
+      help: 'Configured caps: objects (--max-objects), backend_bytes (--max-backend-bytes), clients (--max-clients); absent when not capped',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        this.reset();
+        const l = sources.limits?.() ?? {};
+        if (l.objects !== undefined) this.set({ kind: 'objects' }, l.objects);
+        if (l.backendBytes !== undefined) this.set({ kind: 'backend_bytes' }, Number(l.backendBytes));
+        if (l.clients !== undefined) this.set({ kind: 'clients' }, l.clients);
+      },
+    });
     new Gauge({
       name: `${PREFIX}backends`,
       help: 'Memory backends in the object tree, by QOM type',

@@ -131,3 +131,19 @@ describe('resident bytes', () => {
     expect(residentOf([b('m', 4 << 20), b('r1', 4 << 20), b('x', 4096), b('none', 12345)], () => smaps)).toEqual([1n << 20n, 8192n, 4096n, 0n]);
   });
 });
+
+test('configured caps appear as hostmemd_limit', async () => {
+  const { startInProcess } = await import('../helpers/daemon');
+  const d = await startInProcess(['--ws', '127.0.0.1:0', '--max-objects', '7', '--max-backend-bytes', '1G', '--max-clients', '9']);
+  try {
+    const web = d.daemon.web!;
+    const token = (await import('node:fs')).readFileSync(`${d.dir}/token`, 'utf8').trim();
+    const res = await fetch(`${web.url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+    const text = await res.text();
+    expect(text).toContain('hostmemd_limit{kind="objects"} 7');
+    expect(text).toContain('hostmemd_limit{kind="backend_bytes"} 1073741824');
+    expect(text).toContain('hostmemd_limit{kind="clients"} 9');
+  } finally {
+    await d.stop();
+  }
+});
