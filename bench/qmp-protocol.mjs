@@ -1,6 +1,7 @@
 // bench/qmp-protocol: QMP round-trip latency (p50/p99 of query-version, one client, one
 // request at a time) and pipelined replies/s with 1 and 16 clients, hostmemd side by side
 // with QEMU 7.2 when qemu-system-x86_64 is installed. Run: npm run bench:qmp
+import { readFileSync } from 'node:fs';
 import { Client, startHostmemd, startQemu, haveQemu, percentile, fmt, printTable } from './lib.mjs';
 
 const RTT_N = Number(process.env.RTT_N ?? 3000);
@@ -69,6 +70,44 @@ if (haveQemu()) {
 } else {
   console.log('*** qemu-system-x86_64 not installed: no side-by-side figures ***');
 }
+
+/** Start to greeting (spawn → first line), query-qmp-schema latency and idle RSS. */
+async function startup(start, n = 5) {
+  const times = [];
+  const schemaMs = [];
+  let rssKb = 0;
+  for (let i = 0; i < n; i++) {
+    const t0 = process.hrtime.bigint();
+    const srv = await start();
+    const c = await Client.connect(srv.sock);
+    await c.take(1);
+    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    c.send('{"execute":"qmp_capabilities"}');
+    await c.take(1);
+    if (i === 0) {
+      for (let k = 0; k < 30; k++) {
+        const s = process.hrtime.bigint();
+        c.send('{"execute":"query-qmp-schema"}');
+        await c.take(1);
+        schemaMs.push(Number(process.hrtime.bigint() - s) / 1e6);
+      }
+      rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${srv.pid}/status`, 'utf8'))[1]);
+    }
+    c.close();
+    await srv.stop();
+  }
+  times.sort((a, b) => a - b);
+  schemaMs.sort((a, b) => a - b);
+  return { greet: percentile(times, 50), schema: percentile(schemaMs, 50), rssKb };
+}
+
+const st = [['hostmemd', await startup(() => startHostmemd())]];
+if (haveQemu()) st.push(['qemu-7.2', await startup(() => startQemu())]);
+const srows = [['server', 'start to greeting ms (median of 5)', 'query-qmp-schema ms (p50 of 30)', 'idle RSS MB']];
+for (const [name, r] of st) srows.push([name, fmt(r.greet), fmt(r.schema, 2), fmt(r.rssKb / 1024)]);
+printTable(srows);
+console.log('goals (issue 7): start to greeting <= 150 ms, query-qmp-schema <= 5 ms, idle RSS < 80 MB');
+console.log('');
 
 const rows = [['server', 'rtt p50 µs', 'rtt p99 µs', 'pipelined 1 client /s', 'pipelined 16 clients /s']];
 for (const [name, r] of results) rows.push([name, fmt(r.p50), fmt(r.p99), fmt(r.p1, 0), fmt(r.p16, 0)]);
