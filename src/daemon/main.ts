@@ -30,8 +30,9 @@ import { DaemonOptions } from './cli';
 import { parseObjectOpt } from './object-opt';
 import { toQmpError } from '../errors/to-qmp';
 import { createLogger, Logger } from './logger';
-import { remoteBindRefusal, startWebServer, WebServer } from '../web/server';
-import { createMetrics } from '../web/metrics';
+// The web stack (fastify, ws, prom-client) is loaded only with --ws: it costs ~120 ms of start.
+import type { WebServer } from '../web/server';
+import type { DaemonMetrics } from '../web/metrics';
 
 export interface Daemon {
   readonly monitor: Monitor;
@@ -68,8 +69,10 @@ function raiseFdLimit(logger: Logger): void {
 }
 
 export async function startDaemon(options: DaemonOptions, logger: Logger = createLogger(options.logLevel)): Promise<Daemon> {
+  const webMod = options.ws ? await import('../web/server') : undefined;
+  const metricsMod = options.ws ? await import('../web/metrics') : undefined;
   // A --ws that may not bind is refused before anything is allocated.
-  const wsRefusal = options.ws && remoteBindRefusal(options.ws.host, options.ws.port, options.wsAllowRemote);
+  const wsRefusal = options.ws && webMod!.remoteBindRefusal(options.ws.host, options.ws.port, options.wsAllowRemote);
   if (wsRefusal) throw new Error(wsRefusal);
   fs.mkdirSync(options.stateDir, { recursive: true, mode: 0o750 });
   raiseFdLimit(logger);
@@ -120,7 +123,7 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
   let monitorRef: Monitor | undefined;
   // Web metrics (only with --ws): fed by the hooks below, read at scrape time.
   const backends = (): HostMemoryBackend[] => [...objects.list()].filter((o): o is HostMemoryBackend => o instanceof HostMemoryBackend);
-  const metrics = options.ws ? createMetrics({
+  const metrics: DaemonMetrics | undefined = metricsMod ? metricsMod.createMetrics({
         backends,
         commands: table.map((c) => c.name),
         preallocsRunning: () => preallocs.running.size,
@@ -217,7 +220,7 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
     }
     if (options.ws && metrics) {
       const w = options.ws;
-      web = await startWebServer({ host: w.host, port: w.port, allowRemote: options.wsAllowRemote, limits: options.wsLimits, stateDir: options.stateDir, monitor, metrics, logger, backends });
+      web = await webMod!.startWebServer({ host: w.host, port: w.port, allowRemote: options.wsAllowRemote, limits: options.wsLimits, stateDir: options.stateDir, monitor, metrics, logger, backends });
     }
   } catch (e) {
     await Promise.all(servers.map((s) => s.close()));
