@@ -251,6 +251,9 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
     return stopping;
   };
   daemon = { monitor, socketPaths: paths, web, logger, stopped, shutdown };
+  // Validators not yet compiled (all but those --object used) are compiled once, right after
+  // the sockets listen: a command arriving first compiles its own on demand.
+  setImmediate(() => validator.compileAll());
   logger.info({ sockets: paths, version: PACKAGE_STRING, kvm: kvm.facts.enabled, commands: commandNames.length }, 'hostmemd ready');
   return daemon;
 }

@@ -4,14 +4,15 @@
 // QEMU words it. Command lookup and -compat policies are the dispatcher's.
 import Ajv, { ErrorObject, ValidateFunction } from 'ajv';
 import { JsonObject, JsonValue, MEMBER_ORDER, isJsonNumber, isJsonObject, memberKeys } from '../qmp/json-value';
-import { INT_SPECS, addQapiKeywords, buildArgSchemas, intCheck, isIntType, jsonKind, typeKind } from './json-schema';
+import { INT_SPECS, JsonSchema, addQapiKeywords, buildArgSchemas, intCheck, isIntType, jsonKind, typeKind } from './json-schema';
 import { IfCond, Member, SchemaModel, condHolds } from './model';
 
 export type ValidationResult = { ok: true; value: JsonObject } | { ok: false; desc: string };
 
 interface CompiledCommand {
-  fn: ValidateFunction;
-  /** Absent for commands without arguments. */
+  schema: JsonSchema;
+  /** Compiled on first use or by compileAll(), then kept: never compiled per call. */
+  fn?: ValidateFunction;
   argType?: string;
 }
 
@@ -46,15 +47,27 @@ export class ArgValidator {
     // allErrors: costs nothing on valid input, and on invalid input the first error in ajv's
     // order is not QEMU's first (ajv checks `required` before `properties`, for one).
     // ownProperties: a member named like an Object.prototype property must not look present.
-    const ajv = new Ajv({ allErrors: true, discriminator: true, ownProperties: true, strictTypes: true, messages: false });
-    addQapiKeywords(ajv, (path) => {
+    this.ajv = new Ajv({ allErrors: true, discriminator: true, ownProperties: true, strictTypes: true, messages: false });
+    addQapiKeywords(this.ajv, (path) => {
       this.wrapped.push(path);
     });
     for (const [name, schema] of buildArgSchemas(model, defined)) {
       const cmd = model.entities.get(name);
       const argType = cmd?.meta === 'command' ? cmd.argType : undefined;
-      this.commands.set(name, argType === undefined ? { fn: ajv.compile(schema) } : { fn: ajv.compile(schema), argType });
+      this.commands.set(name, argType === undefined ? { schema } : { schema, argType });
     }
+  }
+
+  private readonly ajv: Ajv;
+
+  private compiled(c: CompiledCommand): ValidateFunction {
+    return (c.fn ??= this.ajv.compile(c.schema));
+  }
+
+  /** Compiles every command's validator now (the daemon does this right after it starts
+   *  listening, so that the greeting is not held up by ~60 ms of ajv compilation). */
+  compileAll(): void {
+    for (const c of this.commands.values()) this.compiled(c);
   }
 
   /** Checks `args` of `command` (a command of this build's schema, else it throws). On success
@@ -63,11 +76,12 @@ export class ArgValidator {
     const c = this.commands.get(command);
     if (c === undefined) throw new Error(`ArgValidator: '${command}' is not a command of this build's schema`);
     this.wrapped.length = 0;
-    if (c.fn(args)) {
+    const fn = this.compiled(c);
+    if (fn(args)) {
       if (this.wrapped.length === 0) return { ok: true, value: args };
       return { ok: true, value: unwrapNegatives(args, this.wrapped) };
     }
-    return { ok: false, desc: this.firstError(c.argType, args, c.fn.errors ?? []) };
+    return { ok: false, desc: this.firstError(c.argType, args, fn.errors ?? []) };
   }
 
   private holds(c: IfCond | undefined): boolean {
