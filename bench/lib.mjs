@@ -50,8 +50,35 @@ async function stop(proc, dir) {
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
-/** A QMP client that counts CRLF-terminated lines and hands them to waiters in order. */
-export class Client {
+/** Lines received from a QMP server, handed to waiters in order (any transport). */
+export class LineQueue {
+  constructor() {
+    this.lines = [];
+    this.waiter = null;
+  }
+  push(line) {
+    this.lines.push(line);
+    if (this.waiter && this.lines.length >= this.waiter.n) {
+      const w = this.waiter;
+      this.waiter = null;
+      w.resolve(this.lines.splice(0, w.n));
+    }
+  }
+  /** Resolves with the next n lines. */
+  take(n = 1) {
+    if (this.lines.length >= n) return Promise.resolve(this.lines.splice(0, n));
+    return new Promise((resolve) => (this.waiter = { n, resolve }));
+  }
+  async negotiate() {
+    await this.take(1);
+    this.send('{"execute":"qmp_capabilities"}');
+    await this.take(1);
+    return this;
+  }
+}
+
+/** A QMP client on a UNIX socket: CRLF-terminated lines. */
+export class Client extends LineQueue {
   static connect(sock) {
     return new Promise((resolve, reject) => {
       const s = net.connect(sock);
@@ -60,43 +87,43 @@ export class Client {
     });
   }
   constructor(sock) {
+    super();
     this.sock = sock;
     this.buf = '';
-    this.lines = [];
-    this.waiter = null;
     sock.setNoDelay?.(true);
     sock.setEncoding('latin1');
     sock.on('data', (d) => {
       this.buf += d;
       let i;
       while ((i = this.buf.indexOf('\r\n')) >= 0) {
-        this.lines.push(this.buf.slice(0, i));
+        this.push(this.buf.slice(0, i));
         this.buf = this.buf.slice(i + 2);
       }
-      if (this.waiter && this.lines.length >= this.waiter.n) {
-        const w = this.waiter;
-        this.waiter = null;
-        w.resolve(this.lines.splice(0, w.n));
-      }
     });
-  }
-  /** Resolves with the next n lines. */
-  take(n = 1) {
-    if (this.lines.length >= n) return Promise.resolve(this.lines.splice(0, n));
-    return new Promise((resolve) => (this.waiter = { n, resolve }));
   }
   send(text) {
     this.sock.write(text);
   }
-  async negotiate() {
-    await this.take(1);
-    this.send('{"execute":"qmp_capabilities"}');
-    await this.take(1);
-    return this;
-  }
   close() {
     this.sock.destroy();
   }
+}
+
+/** Round-trip latency in µs of `req` on client `c`, one request at a time, after a warm-up. */
+export async function measureRtt(c, req, n) {
+  for (let i = 0; i < 200; i++) {
+    c.send(req);
+    await c.take(1);
+  }
+  const t = [];
+  for (let i = 0; i < n; i++) {
+    const s = process.hrtime.bigint();
+    c.send(req);
+    await c.take(1);
+    t.push(Number(process.hrtime.bigint() - s) / 1000);
+  }
+  t.sort((a, b) => a - b);
+  return { p50: percentile(t, 50), p99: percentile(t, 99) };
 }
 
 export function percentile(sorted, p) {

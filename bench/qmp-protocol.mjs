@@ -2,7 +2,7 @@
 // request at a time) and pipelined replies/s with 1 and 16 clients, hostmemd side by side
 // with QEMU 7.2 when qemu-system-x86_64 is installed. Run: npm run bench:qmp
 import { readFileSync } from 'node:fs';
-import { Client, startHostmemd, startQemu, haveQemu, percentile, fmt, printTable } from './lib.mjs';
+import { Client, measureRtt, startHostmemd, startQemu, haveQemu, percentile, fmt, printTable } from './lib.mjs';
 
 const RTT_N = Number(process.env.RTT_N ?? 3000);
 const PIPE_N = Number(process.env.PIPE_N ?? 20000);
@@ -10,20 +10,9 @@ const REQ = '{"execute":"query-version","id":1}';
 
 async function latency(sock) {
   const c = await (await Client.connect(sock)).negotiate();
-  for (let i = 0; i < 200; i++) {
-    c.send(REQ);
-    await c.take(1);
-  }
-  const t = [];
-  for (let i = 0; i < RTT_N; i++) {
-    const s = process.hrtime.bigint();
-    c.send(REQ);
-    await c.take(1);
-    t.push(Number(process.hrtime.bigint() - s) / 1000);
-  }
+  const r = await measureRtt(c, REQ, RTT_N);
   c.close();
-  t.sort((a, b) => a - b);
-  return { p50: percentile(t, 50), p99: percentile(t, 99) };
+  return r;
 }
 
 /** Each client writes its whole batch at once, then waits for every reply. */

@@ -10,7 +10,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import WebSocket from 'ws';
 /* global fetch */
-import { Client, startHostmemd, percentile, fmt, printTable } from './lib.mjs';
+import { Client, LineQueue, measureRtt, startHostmemd, percentile, fmt, printTable } from './lib.mjs';
 
 const RTT_N = Number(process.env.RTT_N ?? 3000);
 const PIPE_N = Number(process.env.PIPE_N ?? 20000);
@@ -43,7 +43,7 @@ async function waitHealthy(url) {
 }
 
 /** The WebSocket twin of lib.mjs's Client: every frame is one line. */
-class WsClient {
+class WsClient extends LineQueue {
   static connect(url, token) {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/qmp`, { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false });
@@ -52,52 +52,20 @@ class WsClient {
     });
   }
   constructor(ws) {
+    super();
     this.ws = ws;
-    this.lines = [];
-    this.waiter = null;
     ws._socket?.setNoDelay?.(true);
-    ws.on('message', (d) => {
-      this.lines.push(d.toString('latin1'));
-      if (this.waiter && this.lines.length >= this.waiter.n) {
-        const w = this.waiter;
-        this.waiter = null;
-        w.resolve(this.lines.splice(0, w.n));
-      }
-    });
-  }
-  take(n = 1) {
-    if (this.lines.length >= n) return Promise.resolve(this.lines.splice(0, n));
-    return new Promise((resolve) => (this.waiter = { n, resolve }));
+    ws.on('message', (d) => this.push(d.toString('latin1')));
   }
   send(text) {
     this.ws.send(text);
-  }
-  async negotiate() {
-    await this.take(1);
-    this.send('{"execute":"qmp_capabilities"}');
-    await this.take(1);
-    return this;
   }
   close() {
     this.ws.terminate();
   }
 }
 
-async function latency(c) {
-  for (let i = 0; i < 200; i++) {
-    c.send(REQ);
-    await c.take(1);
-  }
-  const t = [];
-  for (let i = 0; i < RTT_N; i++) {
-    const s = process.hrtime.bigint();
-    c.send(REQ);
-    await c.take(1);
-    t.push(Number(process.hrtime.bigint() - s) / 1000);
-  }
-  t.sort((a, b) => a - b);
-  return { p50: percentile(t, 50), p99: percentile(t, 99) };
-}
+const latency = (c) => measureRtt(c, REQ, RTT_N);
 
 /** UNIX: the whole batch in one write (a byte stream). WebSocket: one frame per message. */
 async function pipelined(c, n, ws) {
