@@ -2,7 +2,7 @@
 // order, command lookup in the table the session's state allows, the OOB rule, ajv argument
 // validation, then the handler. It knows nothing of sockets or wire text.
 import { JsonValue, JsonObject, isJsonObject, memberKeys } from './json-value';
-import { qdictBucket } from './json-writer';
+import { qdictKeyOrder } from './json-writer';
 import { CommandContext, Handler, Reply, CommandResult } from './messages';
 import { toQmpError, QmpErrorBody } from '../errors/to-qmp';
 
@@ -26,15 +26,6 @@ export interface DispatchObserver {
 const NEGOTIATION_DESC = "Expecting capabilities negotiation with 'qmp_capabilities'";
 export const NEGOTIATION_COMMAND = 'qmp_capabilities';
 
-/** Members of a request in the order QEMU's QDict iterates them (bucket ascending, later
- *  insertion first within a bucket): the first problem QEMU meets is the one it reports. */
-function qdictKeyOrder(obj: JsonObject): string[] {
-  const keys = memberKeys(obj); // true insertion order, integer-like keys included
-  return keys
-    .map((k, i) => ({ k, i, b: qdictBucket(k) }))
-    .sort((x, y) => x.b - y.b || y.i - x.i)
-    .map((e) => e.k);
-}
 
 /** True for a message QEMU runs out of band (has exec-oob, lacks execute), whether or not
  *  OOB is enabled (qemu-facts §1.5). */
@@ -60,7 +51,8 @@ export class Dispatcher {
     const fail = (e: QmpErrorBody): Reply => ({ hasId, id, error: e });
 
     let execKey: string | undefined;
-    for (const key of qdictKeyOrder(msg)) {
+    // QEMU meets the members in QDict order: the first problem it sees is the one it reports.
+    for (const key of qdictKeyOrder(memberKeys(msg))) {
       const v = msg[key];
       if (key === 'execute' || (oobEnabled && key === 'exec-oob')) {
         if (typeof v !== 'string') return fail(generic(`QMP input member '${key}' must be a string`));

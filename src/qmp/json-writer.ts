@@ -257,8 +257,9 @@ function modifiedUtf8(s: string): Uint8Array {
   return out;
 }
 
-/** Keys in QDict iteration order: bucket ascending, later insertion first within a bucket. */
-function qdictKeyOrder(keys: string[]): string[] {
+/** Keys in QDict iteration order: bucket ascending, later insertion first within a bucket.
+ *  Used for output, and wherever hostmemd must meet a request's members in QEMU's order. */
+export function qdictKeyOrder(keys: string[]): string[] {
   const n = keys.length;
   const buckets = new Array<number>(n);
   const order = new Array<number>(n);

@@ -2,8 +2,8 @@
 // id syntax → type checks → property setters (QDict order) → duplicate check → complete();
 // any failure releases what was made and leaves the tree as it was. Ids being completed are
 // reserved, so two concurrent object-adds of one id cannot both win.
-import { JsonObject, JsonValue, memberKeys } from '../qmp/json-value';
-import { qdictBucket } from '../qmp/json-writer';
+import { JsonValue } from '../qmp/json-value';
+import { qdictKeyOrder } from '../qmp/json-writer';
 import { genericError } from '../errors/qmp-error';
 import { QomObject } from './object';
 import { ObjectTree } from './tree';
@@ -38,13 +38,6 @@ export interface ObjectEvents {
   deleted(obj: UserCreatable): void;
 }
 
-/** Property names in the order QEMU's QDict iterates the visited options. */
-function setterOrder(props: Record<string, JsonValue>): string[] {
-  return memberKeys(props as JsonObject)
-    .map((k, i) => ({ k, i, b: qdictBucket(k) }))
-    .sort((x, y) => x.b - y.b || y.i - x.i)
-    .map((e) => e.k);
-}
 
 export class ObjectManager {
   private readonly pending = new Set<string>();
@@ -102,7 +95,8 @@ export class ObjectManager {
     const obj = t.info.create(id);
     if (!(obj instanceof UserCreatable)) throw genericError(`object type '${qomType}' isn't supported by object-add`);
     try {
-      for (const key of setterOrder(props)) await obj.setProperty(key, props[key], 'init');
+      // Setters run in the order QEMU's QDict iterates the visited options.
+      for (const key of qdictKeyOrder(Object.keys(props))) await obj.setProperty(key, props[key], 'init');
       if (this.tree.objects.children.has(id) || this.pending.has(id)) {
         throw genericError(`attempt to add duplicate property '${id}' to object (type 'container')`);
       }
