@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, ChildProcess } from 'node:child_process';
 import pino from 'pino';
+import { RawQmpClient } from './qmp-client';
 import { startDaemon, Daemon } from '../../src/daemon/main';
 import { parseCli } from '../../src/daemon/cli';
 
@@ -85,4 +86,15 @@ export async function waitConnectable(sock: string, timeoutMs = 10000): Promise<
     if (Date.now() > deadline) throw new Error(`nothing accepts connections on ${sock}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** An in-process daemon with one negotiated UNIX-socket client (the common test fixture). */
+export async function startWithClient(args: string[] = []): Promise<{ d: InProcess; c: RawQmpClient }> {
+  const d = await startInProcess(args);
+  return { d, c: await RawQmpClient.negotiated(d.sock) };
+}
+
+export async function stopWithClient(f: { d?: InProcess; c?: RawQmpClient }): Promise<void> {
+  f.c?.close();
+  await f.d?.stop();
 }

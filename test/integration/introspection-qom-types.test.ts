@@ -2,18 +2,12 @@
 // query-qmp-schema, qom-list-types and qom-list-properties with QEMU's shapes and errors,
 // and the root of the object tree.
 import { RawQmpClient } from '../helpers/qmp-client';
-import { startInProcess, InProcess } from '../helpers/daemon';
+import { startWithClient, stopWithClient, InProcess } from '../helpers/daemon';
 
 let d: InProcess;
 let c: RawQmpClient;
-beforeAll(async () => {
-  d = await startInProcess();
-  c = await RawQmpClient.negotiated(d.sock);
-});
-afterAll(async () => {
-  c.close();
-  await d.stop();
-});
+beforeAll(async () => ({ d, c } = await startWithClient()));
+afterAll(() => stopWithClient({ d, c }));
 
 type Info = { name: string; 'meta-type': string; [k: string]: unknown };
 

@@ -5,21 +5,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RawQmpClient } from '../helpers/qmp-client';
-import { startInProcess, InProcess, tmpDir } from '../helpers/daemon';
+import { startWithClient, stopWithClient, InProcess, tmpDir } from '../helpers/daemon';
 import { smaps, findMappings, numaPolicy, fdCount, backendMapsCount as mapsCount, fdTargets } from '../helpers/proc';
 
 const MiB = 1n << 20n;
 let d: InProcess;
 let c: RawQmpClient;
 
-beforeAll(async () => {
-  d = await startInProcess();
-  c = await RawQmpClient.negotiated(d.sock);
-});
-afterAll(async () => {
-  c.close();
-  await d.stop();
-});
+beforeAll(async () => ({ d, c } = await startWithClient()));
+afterAll(() => stopWithClient({ d, c }));
 
 async function add(args: Record<string, unknown>): Promise<Record<string, unknown>> {
   return c.execute('object-add', args);

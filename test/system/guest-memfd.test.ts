@@ -2,37 +2,24 @@
 // the default share=on, the anon_inode:[kvm-gmem] mapping of the right size, prealloc making it
 // resident, object-del releasing mapping and fd, the seed's error texts, --accel none's stub
 // text, and a probed flag mask without INIT_SHARED (injected through the accelerator's probe).
-import * as fs from 'node:fs';
 import { RawQmpClient } from '../helpers/qmp-client';
-import { startInProcess, InProcess } from '../helpers/daemon';
+import { startInProcess, startWithClient, stopWithClient, InProcess } from '../helpers/daemon';
 import { findMappings, fdCount, backendMapsCount, fdTargets } from '../helpers/proc';
 import { announceSkip } from '../helpers/qemu';
 import { KvmAccelerator } from '../../src/accel/kvm';
 import * as native from '../../src/native';
+import { kvmUsable } from '../helpers/native';
 
 const MiB = 1n << 20n;
-const haveKvm = (() => {
-  try {
-    fs.accessSync('/dev/kvm', fs.constants.R_OK | fs.constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const haveKvm = kvmUsable();
 if (!haveKvm) announceSkip('guest_memfd system tests', '/dev/kvm is not usable here');
 const kvmDescribe = haveKvm ? describe : describe.skip;
 
 kvmDescribe('memory-backend-guest-memfd on KVM', () => {
   let d: InProcess;
   let c: RawQmpClient;
-  beforeAll(async () => {
-    d = await startInProcess();
-    c = await RawQmpClient.negotiated(d.sock);
-  });
-  afterAll(async () => {
-    c.close();
-    await d.stop();
-  });
+  beforeAll(async () => ({ d, c } = await startWithClient()));
+  afterAll(() => stopWithClient({ d, c }));
 
   test('query-kvm and the probed facts', async () => {
     expect(await c.execute('query-kvm')).toEqual({ return: { enabled: true, present: true } });

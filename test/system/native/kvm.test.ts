@@ -6,22 +6,13 @@ import * as fs from 'node:fs';
 import * as native from '../../../src/native';
 import { findMappings, fdTargets } from '../../helpers/proc';
 import { announceSkip } from '../../helpers/qemu';
+import { kvmUsable, sysError } from '../../helpers/native';
 
 const KiB = 1n << 10n;
 const MiB = 1n << 20n;
 const RW = native.PROT_READ | native.PROT_WRITE;
 const GMEM = 'anon_inode:[kvm-gmem]';
 const SHARED = native.GUEST_MEMFD_FLAG_MMAP | native.GUEST_MEMFD_FLAG_INIT_SHARED;
-
-function sysError(fn: () => unknown): native.SysError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof native.SysError) return e;
-    throw e;
-  }
-  throw new Error('expected a SysError');
-}
 
 describe('ioctl numbers (linux/kvm.h through <asm-generic/ioctl.h>)', () => {
   test('the structs have the sizes of facts §4', () => {
@@ -50,14 +41,7 @@ describe('ioctl numbers (linux/kvm.h through <asm-generic/ioctl.h>)', () => {
   });
 });
 
-const haveKvm = (() => {
-  try {
-    fs.accessSync('/dev/kvm', fs.constants.R_OK | fs.constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const haveKvm = kvmUsable();
 if (!haveKvm) announceSkip('native KVM/guest_memfd tests', '/dev/kvm is not usable here');
 const kvmDescribe = haveKvm ? describe : describe.skip;
 

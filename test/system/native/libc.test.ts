@@ -5,21 +5,11 @@
 import * as fs from 'node:fs';
 import * as native from '../../../src/native';
 import { smaps, findMappings, numaPolicy, fdCount, mapsCount } from '../../helpers/proc';
+import { sysError } from '../../helpers/native';
 
 const KiB = 1n << 10n;
 const MiB = 1n << 20n;
 const RW = native.PROT_READ | native.PROT_WRITE;
-
-/** Runs `fn` and returns the SysError it throws (failing the test if it throws nothing else). */
-function sysError(fn: () => unknown): native.SysError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof native.SysError) return e;
-    throw e;
-  }
-  throw new Error('expected a SysError');
-}
 
 async function sysErrorAsync(p: Promise<unknown>): Promise<native.SysError> {
   try {
