@@ -1,31 +1,30 @@
 // Test helper: a raw QMP client over a UNIX socket that sends exact bytes and reads
 // CRLF-terminated server lines, so tests can assert the wire format itself.
 import * as net from 'node:net';
+import { QmpLineClient } from './qmp-line-client';
 
-export class RawQmpClient {
+export class RawQmpClient extends QmpLineClient {
   private buf = '';
-  private lines: string[] = [];
-  private waiters: (() => void)[] = [];
-  private closed = false;
   readonly sock: net.Socket;
 
   private constructor(sock: net.Socket) {
+    super();
     this.sock = sock;
     sock.setEncoding('latin1');
     sock.on('data', (d: string) => {
       this.buf += d;
       let i: number;
       while ((i = this.buf.indexOf('\r\n')) >= 0) {
-        this.lines.push(this.buf.slice(0, i));
+        this.deliver(this.buf.slice(0, i));
         this.buf = this.buf.slice(i + 2);
       }
-      this.wake();
     });
-    sock.on('close', () => {
-      this.closed = true;
-      this.wake();
-    });
+    sock.on('close', () => this.markClosed());
     sock.on('error', () => undefined);
+  }
+
+  protected override closedDetail(): string {
+    return `pending: ${JSON.stringify(this.buf)}`;
   }
 
   static connect(path: string): Promise<RawQmpClient> {
@@ -47,66 +46,12 @@ export class RawQmpClient {
     return c;
   }
 
-  private wake(): void {
-    for (const w of this.waiters.splice(0)) w();
-  }
-
-  /** Sends text (UTF-8) or raw bytes exactly as given. */
   send(data: string | Buffer): void {
     this.sock.write(data);
   }
 
-  /** The next server line without its CRLF; rejects on EOF or timeout. */
-  async line(timeoutMs = 5000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.lines.length === 0) {
-      if (this.closed) throw new Error(`connection closed (pending: ${JSON.stringify(this.buf)})`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error('timed out waiting for a line');
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-    return this.lines.shift() as string;
-  }
-
-  /** Next line parsed as JSON. */
-  async json(timeoutMs?: number): Promise<Record<string, unknown>> {
-    return JSON.parse(await this.line(timeoutMs)) as Record<string, unknown>;
-  }
-
-  /** Sends a command and returns the next non-event line parsed. */
-  async execute(cmd: string, args?: unknown, id?: unknown): Promise<Record<string, unknown>> {
-    const msg: Record<string, unknown> = { execute: cmd };
-    if (args !== undefined) msg.arguments = args;
-    if (id !== undefined) msg.id = id;
-    this.send(JSON.stringify(msg));
-    for (;;) {
-      const r = await this.json();
-      if (!('event' in r)) return r;
-    }
-  }
-
-  /** Resolves true if no line arrives within ms. */
-  async silentFor(ms: number): Promise<boolean> {
-    await new Promise((r) => setTimeout(r, ms));
-    return this.lines.length === 0;
-  }
-
-  get isClosed(): boolean {
-    return this.closed;
-  }
-
   async waitClosed(timeoutMs = 5000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.closed) {
-      if (Date.now() > deadline) throw new Error('connection did not close');
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await this.untilClosed(timeoutMs);
   }
 
   close(): void {

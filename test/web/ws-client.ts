@@ -3,6 +3,7 @@
 // close code and reason, and handshake refusals (HTTP status).
 import WebSocket from 'ws';
 import { startInProcess, InProcess } from '../helpers/daemon';
+import { QmpLineClient } from '../helpers/qmp-line-client';
 
 export interface ConnectOptions {
   token?: string;
@@ -12,26 +13,26 @@ export interface ConnectOptions {
   path?: string;
 }
 
-export class WsQmpClient {
-  private lines: string[] = [];
-  private waiters: (() => void)[] = [];
-  closed = false;
+export class WsQmpClient extends QmpLineClient {
   closeCode?: number;
   closeReason?: string;
 
   private constructor(readonly ws: WebSocket) {
+    super();
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (isBinary) throw new Error('server sent a binary frame');
-      this.lines.push(data.toString('latin1'));
-      this.wake();
+      this.deliver(data.toString('latin1'));
     });
     ws.on('close', (code: number, reason: Buffer) => {
-      this.closed = true;
       this.closeCode = code;
       this.closeReason = reason.toString();
-      this.wake();
+      this.markClosed();
     });
     ws.on('error', () => undefined);
+  }
+
+  protected override closedDetail(): string {
+    return `${this.closeCode} ${this.closeReason}`;
   }
 
   /** Opens the WebSocket; rejects with `HTTP <status>` when the upgrade is refused. */
@@ -64,67 +65,13 @@ export class WsQmpClient {
     return c;
   }
 
-  private wake(): void {
-    for (const w of this.waiters.splice(0)) w();
-  }
-
   /** One frame: a string as a text frame, bytes as a binary frame. */
   send(data: string | Buffer): void {
     this.ws.send(data, { binary: Buffer.isBuffer(data) });
   }
 
-  async line(timeoutMs = 5000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.lines.length === 0) {
-      if (this.closed) throw new Error(`connection closed (${this.closeCode} ${this.closeReason})`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error('timed out waiting for a frame');
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-    return this.lines.shift() as string;
-  }
-
-  async json(timeoutMs?: number): Promise<Record<string, unknown>> {
-    return JSON.parse(await this.line(timeoutMs)) as Record<string, unknown>;
-  }
-
-  async execute(cmd: string, args?: unknown, id?: unknown): Promise<Record<string, unknown>> {
-    const msg: Record<string, unknown> = { execute: cmd };
-    if (args !== undefined) msg.arguments = args;
-    if (id !== undefined) msg.id = id;
-    this.send(JSON.stringify(msg));
-    for (;;) {
-      const r = await this.json();
-      if (!('event' in r)) return r;
-    }
-  }
-
-  /** Waits for the next event named `name`, skipping other messages. */
-  async event(name: string, timeoutMs = 5000): Promise<Record<string, unknown>> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const r = await this.json(Math.max(1, deadline - Date.now()));
-      if (r.event === name) return r;
-    }
-  }
-
-  async silentFor(ms: number): Promise<boolean> {
-    await new Promise((r) => setTimeout(r, ms));
-    return this.lines.length === 0;
-  }
-
   async waitClosed(timeoutMs = 5000): Promise<{ code?: number; reason?: string }> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.closed) {
-      if (Date.now() > deadline) throw new Error('connection did not close');
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await this.untilClosed(timeoutMs);
     return { code: this.closeCode, reason: this.closeReason };
   }
 

@@ -1,0 +1,93 @@
+// Test helper: what every raw QMP test client shares, whatever carries its lines (a UNIX
+// socket's CRLF lines, a WebSocket's frames): waiting for lines with a timeout, JSON, execute
+// skipping events, waiting for an event, silence and close.
+
+export abstract class QmpLineClient {
+  private readonly lines: string[] = [];
+  private waiters: (() => void)[] = [];
+  private closedFlag = false;
+
+  /** Sends text or raw bytes exactly as given. */
+  abstract send(data: string | Buffer): void;
+  abstract close(): void;
+
+  /** Extra words for the "connection closed" error (e.g. a WebSocket close code). */
+  protected closedDetail(): string {
+    return '';
+  }
+
+  protected deliver(line: string): void {
+    this.lines.push(line);
+    this.wake();
+  }
+
+  protected markClosed(): void {
+    this.closedFlag = true;
+    this.wake();
+  }
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  get isClosed(): boolean {
+    return this.closedFlag;
+  }
+
+  /** The next server line (or frame); rejects on close or timeout. */
+  async line(timeoutMs = 5000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.lines.length === 0) {
+      if (this.closedFlag) throw new Error(`connection closed (${this.closedDetail()})`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error('timed out waiting for a line');
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return this.lines.shift() as string;
+  }
+
+  async json(timeoutMs?: number): Promise<Record<string, unknown>> {
+    return JSON.parse(await this.line(timeoutMs)) as Record<string, unknown>;
+  }
+
+  /** Sends a command and returns the next message that is not an event. */
+  async execute(cmd: string, args?: unknown, id?: unknown): Promise<Record<string, unknown>> {
+    const msg: Record<string, unknown> = { execute: cmd };
+    if (args !== undefined) msg.arguments = args;
+    if (id !== undefined) msg.id = id;
+    this.send(JSON.stringify(msg));
+    for (;;) {
+      const r = await this.json();
+      if (!('event' in r)) return r;
+    }
+  }
+
+  /** Waits for the next event named `name`, skipping other messages. */
+  async event(name: string, timeoutMs = 5000): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await this.json(Math.max(1, deadline - Date.now()));
+      if (r.event === name) return r;
+    }
+  }
+
+  /** Resolves true if no line arrives within ms. */
+  async silentFor(ms: number): Promise<boolean> {
+    await new Promise((r) => setTimeout(r, ms));
+    return this.lines.length === 0;
+  }
+
+  protected async untilClosed(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closedFlag) {
+      if (Date.now() > deadline) throw new Error('connection did not close');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+}
