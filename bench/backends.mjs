@@ -2,7 +2,7 @@
 // prealloc-threads=2 (memfd and guest-memfd), side by side with QEMU 7.2, against the kernel
 // floor measured in the facts doc; and QMP latency on another connection during a 4 GiB
 // preallocation. Run: npm run bench:backends
-import { Client, startHostmemd, startQemu, haveQemu, percentile, fmt, printTable } from './lib.mjs';
+import { negotiatedClient, request, startHostmemd, startQemu, haveQemu, percentile, fmt, printTable } from './lib.mjs';
 
 const CYCLES = Number(process.env.CYCLES ?? 200);
 const GiB = 1 << 30;
@@ -10,21 +10,13 @@ const GiB = 1 << 30;
 const FLOOR_1T = 2.5;
 const FLOOR_2T = [3.0, 3.9];
 
-async function client(sock) {
-  return (await Client.connect(sock)).negotiate();
-}
+const client = negotiatedClient;
 
-/** Sends a command and waits for its reply, skipping events. */
+/** A command's result; a QMP error ends the benchmark. */
 async function exec(c, cmd, args) {
-  c.send(JSON.stringify(args ? { execute: cmd, arguments: args } : { execute: cmd }));
-  for (;;) {
-    const [line] = await c.take(1);
-    const m = JSON.parse(line);
-    if (!('event' in m)) {
-      if ('error' in m) throw new Error(`${cmd}: ${m.error.desc}`);
-      return m.return;
-    }
-  }
+  const r = await request(c, cmd, args);
+  if ('err' in r) throw new Error(`${cmd}: ${r.err}`);
+  return r.ret;
 }
 
 async function cycle(sock, qomType = 'memory-backend-memfd') {

@@ -109,6 +109,21 @@ export class Client extends LineQueue {
   }
 }
 
+/** Connects to `sock` and negotiates. */
+export async function negotiatedClient(sock) {
+  return (await Client.connect(sock)).negotiate();
+}
+
+/** Sends a command and waits for its reply, skipping events: { ret } or { err: 'Class: desc' }. */
+export async function request(c, cmd, args) {
+  c.send(JSON.stringify(args ? { execute: cmd, arguments: args } : { execute: cmd }));
+  for (;;) {
+    const [line] = await c.take(1);
+    const m = JSON.parse(line);
+    if (!('event' in m)) return 'error' in m ? { err: `${m.error.class}: ${m.error.desc}` } : { ret: m.return };
+  }
+}
+
 /** Round-trip latency in µs of `req` on client `c`, one request at a time, after a warm-up. */
 export async function measureRtt(c, req, n) {
   for (let i = 0; i < 200; i++) {

@@ -24,7 +24,7 @@
 // Run: node bench/scale.mjs
 // Env: OBJECTS (default 10000), QEMU_OBJECTS (default 2000), CLIENTS (default "1,10,100,1000").
 import * as fs from 'node:fs';
-import { Client, startHostmemd, startQemu, haveQemu, percentile, fmt, printTable } from './lib.mjs';
+import { Client, negotiatedClient, request, startHostmemd, startQemu, haveQemu, percentile, fmt, printTable } from './lib.mjs';
 
 const OBJECTS = Number(process.env.OBJECTS ?? 10000);
 const QEMU_OBJECTS = Number(process.env.QEMU_OBJECTS ?? 2000);
@@ -39,19 +39,8 @@ const now = () => process.hrtime.bigint();
 const ms = (t0) => Number(now() - t0) / 1e6;
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 
-async function client(sock) {
-  return (await Client.connect(sock)).negotiate();
-}
-
-/** Sends a command and waits for its reply, skipping events. Resolves { ret } or { err }. */
-async function exec(c, cmd, args) {
-  c.send(JSON.stringify(args ? { execute: cmd, arguments: args } : { execute: cmd }));
-  for (;;) {
-    const [line] = await c.take(1);
-    const m = JSON.parse(line);
-    if (!('event' in m)) return 'error' in m ? { err: `${m.error.class}: ${m.error.desc}` } : { ret: m.return };
-  }
-}
+const client = negotiatedClient;
+const exec = request;
 
 async function must(c, cmd, args) {
   const r = await exec(c, cmd, args);
