@@ -41,6 +41,16 @@ const f = {
   getrlimit: libc.func('int getrlimit(int resource, void *rlim)'),
   setrlimit: libc.func('int setrlimit(int resource, const void *rlim)'),
   strerror: libc.func('const char *strerror(int errnum)'),
+  socket: libc.func('int socket(int domain, int type, int protocol)'),
+  socketpair: libc.func('int socketpair(int domain, int type, int protocol, void *sv)'),
+  bind: libc.func('int bind(int fd, const void *addr, uint32_t addrlen)'),
+  listen: libc.func('int listen(int fd, int backlog)'),
+  connect: libc.func('int connect(int fd, const void *addr, uint32_t addrlen)'),
+  accept4: libc.func('int accept4(int fd, void *addr, void *addrlen, int flags)'),
+  sendmsg: libc.func('long sendmsg(int fd, void *msg, int flags)'),
+  recvmsg: libc.func('long recvmsg(int fd, void *msg, int flags)'),
+  getsockname: libc.func('int getsockname(int fd, void *addr, void *addrlen)'),
+  getsockopt: libc.func('int getsockopt(int fd, int level, int optname, void *optval, void *optlen)'),
   newlocale: libc.func('void *newlocale(int category_mask, const char *locale, void *base)'),
   strerrorL: libc.func('const char *strerror_l(int errnum, void *locale)'),
 };
@@ -115,6 +125,58 @@ export const getpagesize = (): number => f.getpagesize();
 export const sysconf = (name: number): number => Number(f.sysconf(name));
 export const getrlimit = (resource: number, buf: Buffer): number => f.getrlimit(resource, buf);
 export const setrlimit = (resource: number, buf: Buffer): number => f.setrlimit(resource, buf);
+
+// ---- sockets (sd_notify, fd passing: guest-memfd-facts §6.10) -------------------------------
+export const socket = (domain: number, type: number, protocol: number): number => f.socket(domain, type, protocol);
+export const socketpair = (domain: number, type: number, protocol: number, sv: Buffer): number => f.socketpair(domain, type, protocol, sv);
+export const bind = (fd: number, addr: Buffer, len: number): number => f.bind(fd, addr, len);
+export const listen = (fd: number, backlog: number): number => f.listen(fd, backlog);
+export const connect = (fd: number, addr: Buffer, len: number): number => f.connect(fd, addr, len);
+export const getsockname = (fd: number, addr: Buffer, len: Buffer): number => f.getsockname(fd, addr, len);
+export const getsockopt = (fd: number, level: number, name: number, val: Buffer, len: Buffer): number => f.getsockopt(fd, level, name, val, len);
+/** sendmsg/recvmsg take a msghdr whose pointers the kernel follows, so it lives in native memory
+ *  (a NativeBlock), never in a koffi temporary (facts §10.23). */
+export const sendmsg = (fd: number, msg: Address, flags: number): number => Number(f.sendmsg(fd, msg, flags));
+export const recvmsg = (fd: number, msg: Address, flags: number): number => Number(f.recvmsg(fd, msg, flags));
+
+/** Runs a fixed-prototype call on libuv's threadpool (it may block: accept, recvmsg, sendmsg on
+ *  a full socket), resolving with the return value and that worker's errno. */
+function onPool(fn: { async: (...a: unknown[]) => void }, args: unknown[]): Promise<{ rc: number; errno: number }> {
+  return new Promise((resolve, reject) => {
+    try {
+      fn.async(...args, (err: unknown, rc: number | bigint) => {
+        if (err) reject(err instanceof Error ? err : new Error(String(err)));
+        else resolve({ rc: Number(rc), errno: Number(rc) < 0 ? koffi.errno() : 0 });
+      });
+    } catch (e) {
+      reject(e instanceof Error ? e : new Error(String(e)));
+    }
+  });
+}
+export const accept4Async = (fd: number, flags: number): Promise<{ rc: number; errno: number }> => onPool(f.accept4, [fd, null, null, flags]);
+export const sendmsgAsync = (fd: number, msg: Address, flags: number): Promise<{ rc: number; errno: number }> => onPool(f.sendmsg, [fd, msg, flags]);
+export const recvmsgAsync = (fd: number, msg: Address, flags: number): Promise<{ rc: number; errno: number }> => onPool(f.recvmsg, [fd, msg, flags]);
+
+/** Native memory with a Buffer alias over it (the alias must not be used after free()). */
+export interface NativeBlock {
+  readonly addr: Address;
+  readonly bytes: Buffer;
+  free(): void;
+}
+export function nativeAlloc(size: number): NativeBlock {
+  const addr = BigInt(koffi.alloc('uint8_t', size) as bigint);
+  const bytes = Buffer.from(koffi.view(addr, size) as ArrayBuffer);
+  bytes.fill(0);
+  let freed = false;
+  return {
+    addr,
+    bytes,
+    free: () => {
+      if (!freed) koffi.free(addr);
+      freed = true;
+    },
+  };
+}
 
 /** glibc's message for `errnum` in the C locale (English, as QEMU prints it under LANG=C), so
  *  the daemon's texts do not depend on the environment's locale. */

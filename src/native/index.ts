@@ -9,3 +9,5 @@ export * from './libc';
 export { populateWrite, preallocate, threadpoolSize, PREALLOC_PIECE } from './prealloc';
 export type { PreallocOptions, PreallocProgress } from './prealloc';
 export * from './kvm';
+export * as sockets from './socket';
+export type { Received } from './socket';

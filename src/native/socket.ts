@@ -1,0 +1,217 @@
+// UNIX-domain sockets with fd passing (SCM_RIGHTS), which Node's core lacks: the sd_notify
+// datagram socket (systemd's fd store) and the SOCK_SEQPACKET handover channel. Messages are
+// built in native memory (msghdr → iovec, sockaddr_un, cmsg) because the kernel follows the
+// pointers in them; calls that may block run on libuv's threadpool.
+// Layouts: x86-64 glibc <bits/socket.h> (msghdr 56 bytes, cmsghdr 16), man 7 unix, man 3 cmsg.
+import * as ffi from './ffi';
+import { check, SysError } from './errno';
+import { Fd } from './fd';
+import { fstat } from './libc';
+
+export const AF_UNIX = 1;
+export const SOCK_STREAM = 1;
+export const SOCK_DGRAM = 2;
+export const SOCK_SEQPACKET = 5;
+const SOCK_CLOEXEC = 0o2000000;
+const SOL_SOCKET = 1;
+const SCM_RIGHTS = 1;
+const SO_ACCEPTCONN = 30;
+const SO_TYPE = 3;
+const MSG_NOSIGNAL = 0x4000;
+const MSG_CTRUNC = 0x8;
+const MSG_TRUNC = 0x20;
+const MSG_CMSG_CLOEXEC = 0x40000000;
+/** The kernel's SCM_MAX_FD: at most this many fds ride on one message. */
+export const MAX_FDS_PER_MESSAGE = 253;
+/** sizeof(sun_path). */
+const SUN_PATH_MAX = 108;
+const S_IFMT = 0o170000;
+const S_IFSOCK = 0o140000;
+
+// struct msghdr { void *name; socklen_t namelen; struct iovec *iov; size_t iovlen;
+//                 void *control; size_t controllen; int flags; }
+const MSG = { name: 0, namelen: 8, iov: 16, iovlen: 24, control: 32, controllen: 40, flags: 48, size: 56 };
+const IOVEC_SIZE = 16;
+const CMSG_HDR = 16; // cmsg_len (size_t), cmsg_level (int), cmsg_type (int)
+const align8 = (n: number): number => (n + 7) & ~7;
+
+/** struct sockaddr_un for `path`; a leading '@' names the abstract namespace (NOTIFY_SOCKET's
+ *  convention, sd_notify(3)). Returns the bytes and the address length to pass. */
+export function sockaddrUn(path: string): { addr: Buffer; len: number } {
+  const abstract = path.startsWith('@');
+  const name = Buffer.from(abstract ? path.slice(1) : path);
+  if (name.length + (abstract ? 1 : 0) >= SUN_PATH_MAX || name.length === 0) {
+    throw new SysError(`sockaddr_un(${path})`, 36 /* ENAMETOOLONG */);
+  }
+  const addr = Buffer.alloc(2 + SUN_PATH_MAX);
+  addr.writeUInt16LE(AF_UNIX, 0);
+  name.copy(addr, abstract ? 3 : 2);
+  // Abstract names are exactly as long as given; paths end with their NUL.
+  return { addr, len: abstract ? 2 + 1 + name.length : 2 + name.length + 1 };
+}
+
+export function socket(type: number): Fd {
+  return new Fd(check('socket', ffi.socket(AF_UNIX, type | SOCK_CLOEXEC, 0)));
+}
+
+export function socketPair(type: number): [Fd, Fd] {
+  const sv = Buffer.alloc(8);
+  check('socketpair', ffi.socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv));
+  return [new Fd(sv.readInt32LE(0)), new Fd(sv.readInt32LE(4))];
+}
+
+export function bind(sock: Fd, path: string): void {
+  const { addr, len } = sockaddrUn(path);
+  check('bind', ffi.bind(sock.raw('bind'), addr, len));
+}
+
+export function listen(sock: Fd, backlog = 16): void {
+  check('listen', ffi.listen(sock.raw('listen'), backlog));
+}
+
+export function connect(sock: Fd, path: string): void {
+  const { addr, len } = sockaddrUn(path);
+  check('connect', ffi.connect(sock.raw('connect'), addr, len));
+}
+
+/** accept4(2) off the event loop; the new fd is close-on-exec. */
+export async function accept(sock: Fd): Promise<Fd> {
+  const { rc, errno } = await ffi.accept4Async(sock.raw('accept4'), SOCK_CLOEXEC);
+  if (rc < 0) throw new SysError('accept4', errno);
+  return new Fd(rc);
+}
+
+/** The path a UNIX socket is bound to ('@name' for abstract names, '' if unbound). */
+export function localPath(sock: Fd): string {
+  const addr = Buffer.alloc(2 + SUN_PATH_MAX);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(addr.length, 0);
+  check('getsockname', ffi.getsockname(sock.raw('getsockname'), addr, len));
+  const n = Math.min(len.readUInt32LE(0), addr.length);
+  if (n <= 2) return '';
+  if (addr[2] === 0) return '@' + addr.subarray(3, n).toString();
+  const end = addr.indexOf(0, 2);
+  return addr.subarray(2, end < 0 || end > n ? n : end).toString();
+}
+
+function sockoptInt(sock: Fd, name: number): number {
+  const val = Buffer.alloc(4);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(4, 0);
+  check('getsockopt', ffi.getsockopt(sock.raw('getsockopt'), SOL_SOCKET, name, val, len));
+  return val.readInt32LE(0);
+}
+
+/** What an inherited fd is: a listening socket (socket activation), another socket, or a file
+ *  (a stored backend fd). sd_is_socket(3) makes the same checks. */
+export function classifyFd(fd: Fd): { kind: 'listening-socket' | 'socket' | 'file'; socketType?: number } {
+  if ((fstat(fd).mode & S_IFMT) !== S_IFSOCK) return { kind: 'file' };
+  const socketType = sockoptInt(fd, SO_TYPE);
+  return { kind: sockoptInt(fd, SO_ACCEPTCONN) !== 0 ? 'listening-socket' : 'socket', socketType };
+}
+
+/** A msghdr with one data buffer, an optional destination and room for `maxFds` fds. */
+function buildMessage(dataLen: number, maxFds: number, dest?: { addr: Buffer; len: number }): { block: ffi.NativeBlock; data: number; control: number; controlLen: number } {
+  const controlLen = maxFds > 0 ? CMSG_HDR + align8(4 * maxFds) : 0;
+  const nameOff = MSG.size + IOVEC_SIZE;
+  const controlOff = align8(nameOff + (dest ? dest.addr.length : 0));
+  const dataOff = controlOff + controlLen;
+  const block = ffi.nativeAlloc(dataOff + Math.max(dataLen, 1));
+  const b = block.bytes;
+  const at = (off: number): bigint => block.addr + BigInt(off);
+  if (dest) {
+    dest.addr.copy(b, nameOff);
+    b.writeBigUInt64LE(at(nameOff), MSG.name);
+    b.writeUInt32LE(dest.len, MSG.namelen);
+  }
+  b.writeBigUInt64LE(at(MSG.size), MSG.iov);
+  b.writeBigUInt64LE(1n, MSG.iovlen);
+  b.writeBigUInt64LE(at(dataOff), MSG.size); // iov_base
+  b.writeBigUInt64LE(BigInt(dataLen), MSG.size + 8); // iov_len
+  if (controlLen > 0) {
+    b.writeBigUInt64LE(at(controlOff), MSG.control);
+    b.writeBigUInt64LE(BigInt(controlLen), MSG.controllen);
+  }
+  return { block, data: dataOff, control: controlOff, controlLen };
+}
+
+function fillRights(b: Buffer, control: number, fds: readonly Fd[]): void {
+  b.writeBigUInt64LE(BigInt(CMSG_HDR + 4 * fds.length), control); // cmsg_len = CMSG_LEN(n)
+  b.writeInt32LE(SOL_SOCKET, control + 8);
+  b.writeInt32LE(SCM_RIGHTS, control + 12);
+  fds.forEach((fd, i) => b.writeInt32LE(fd.raw('sendmsg'), control + CMSG_HDR + 4 * i));
+}
+
+function prepareSend(data: Buffer, fds: readonly Fd[], dest?: string): { block: ffi.NativeBlock } {
+  if (fds.length > MAX_FDS_PER_MESSAGE) throw new RangeError(`at most ${MAX_FDS_PER_MESSAGE} fds per message`);
+  const m = buildMessage(data.length, fds.length, dest === undefined ? undefined : sockaddrUn(dest));
+  data.copy(m.block.bytes, m.data);
+  if (fds.length > 0) {
+    try {
+      fillRights(m.block.bytes, m.control, fds);
+    } catch (e) {
+      m.block.free();
+      throw e;
+    }
+  }
+  return m;
+}
+
+/** sendmsg(2) of one message with `fds` as SCM_RIGHTS, to `dest` for unconnected datagram
+ *  sockets. Synchronous: for datagrams to systemd, which never block for long. */
+export function sendWithFds(sock: Fd, data: Buffer, fds: readonly Fd[] = [], dest?: string): number {
+  const { block } = prepareSend(data, fds, dest);
+  try {
+    return check('sendmsg', ffi.sendmsg(sock.raw('sendmsg'), block.addr, MSG_NOSIGNAL));
+  } finally {
+    block.free();
+  }
+}
+
+/** sendmsg(2) on the threadpool: for stream/seqpacket peers that may be slow to read. */
+export async function sendWithFdsAsync(sock: Fd, data: Buffer, fds: readonly Fd[] = []): Promise<number> {
+  const { block } = prepareSend(data, fds);
+  try {
+    const { rc, errno } = await ffi.sendmsgAsync(sock.raw('sendmsg'), block.addr, MSG_NOSIGNAL);
+    if (rc < 0) throw new SysError('sendmsg', errno);
+    return rc;
+  } finally {
+    block.free();
+  }
+}
+
+export interface Received {
+  data: Buffer;
+  fds: Fd[];
+}
+
+/** recvmsg(2) of one message on the threadpool, taking up to `maxFds` fds (close-on-exec). A
+ *  message or fd list that did not fit is an error (EMSGSIZE), never silently cut; fds that did
+ *  arrive with it are closed. Zero bytes and no fds means the peer closed. */
+export async function receiveWithFds(sock: Fd, maxData: number, maxFds = MAX_FDS_PER_MESSAGE): Promise<Received> {
+  const m = buildMessage(maxData, maxFds);
+  try {
+    const { rc, errno } = await ffi.recvmsgAsync(sock.raw('recvmsg'), m.block.addr, MSG_CMSG_CLOEXEC);
+    if (rc < 0) throw new SysError('recvmsg', errno);
+    const b = m.block.bytes;
+    const fds: Fd[] = [];
+    const controlLen = Number(b.readBigUInt64LE(MSG.controllen));
+    let off = m.control;
+    while (off + CMSG_HDR <= m.control + controlLen) {
+      const len = Number(b.readBigUInt64LE(off));
+      if (len < CMSG_HDR) break;
+      if (b.readInt32LE(off + 8) === SOL_SOCKET && b.readInt32LE(off + 12) === SCM_RIGHTS) {
+        for (let p = off + CMSG_HDR; p + 4 <= off + len; p += 4) fds.push(new Fd(b.readInt32LE(p)));
+      }
+      off += align8(len);
+    }
+    const flags = b.readInt32LE(MSG.flags);
+    if (flags & (MSG_CTRUNC | MSG_TRUNC)) {
+      for (const fd of fds) fd.close();
+      throw new SysError('recvmsg', 90 /* EMSGSIZE */);
+    }
+    return { data: Buffer.from(b.subarray(m.data, m.data + rc)), fds };
+  } finally {
+    m.block.free();
+  }
+}
