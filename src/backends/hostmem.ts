@@ -74,6 +74,8 @@ export abstract class HostMemoryBackend extends UserCreatable {
 
   fd?: native.Fd;
   mapping?: native.Mapping;
+  /** Set by complete(): the memory came from a preserved fd (restart, handover). */
+  reattached = false;
   pageSize = native.pageSize();
 
   constructor(
@@ -97,30 +99,46 @@ export abstract class HostMemoryBackend extends UserCreatable {
   protected abstract alloc(): Promise<Allocation> | Allocation;
 
   async complete(): Promise<void> {
+    const name = this.memName;
+    // A preserved fd (fd store, handover) holds memory already made and filled: it is mapped
+    // again as it is, without preallocation (qemu-facts §6.5, cpr_find_fd).
+    this.reattached = this.services.fds.isPreserved(name);
     let a: Allocation;
     try {
       a = await this.alloc();
     } catch (e) {
-      // A preserved fd that could not be used is gone (alloc closed it).
-      this.services.fds.drop(this.memName);
+      // A preserved fd that could not be used is given up (alloc closed it if it touched it).
+      this.services.fds.discardPreserved(name);
       throw e;
     }
-    if (a.fd) this.services.fds.save(this.memName, a.fd);
     this.fd = a.fd;
     this.mapping = a.mapping;
     this.pageSize = a.pageSize;
     try {
+      if (a.fd) {
+        try {
+          this.services.fds.save(name, a.fd, this.share);
+        } catch (e) {
+          throw genericError(`cannot preserve the memory of '${name}': ${sysText(e)}`);
+        }
+      }
       if (this.aligned && this.size % BigInt(a.pageSize) !== 0n) {
         throw genericError(`backend '${this.typeName}' memory size must be multiple of ${sizeToStr(a.pageSize)}`);
       }
       if (this.merge) a.mapping.madvise(native.MADV_MERGEABLE);
       if (!this.dump) a.mapping.madvise(native.MADV_DONTDUMP);
       this.applyPolicy();
-      if (this.prealloc) await this.preallocate();
+      if (this.prealloc && !this.reattached) await this.preallocate();
     } catch (e) {
       this.release();
       throw e;
     }
+  }
+
+  /** Whether the memory's contents outlive the process: only shared memory behind an fd does
+   *  (a private mapping's pages belong to this process alone; QEMU's CPR needs share=on too). */
+  get preservable(): boolean {
+    return this.share && this.fd !== undefined;
   }
 
   /** mbind per policy and host-nodes with QEMU's checks (§5.3 step 4). */

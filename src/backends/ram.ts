@@ -4,12 +4,17 @@
 import * as native from '../native';
 import { genericError } from '../errors/qmp-error';
 import { Allocation, HostMemoryBackend, sysText } from './hostmem';
-import { mapFor, roundUp } from './map';
+import { checkFdSize, mapFor, roundUp } from './map';
 
 export class RamBackend extends HostMemoryBackend {
   protected alloc(): Allocation {
     const page = native.pageSize();
     if (!this.share) return { mapping: mapFor(this, undefined, page), pageSize: page };
+    const kept = this.services.fds.find(this.memName);
+    if (kept) {
+      checkFdSize(this, kept, page);
+      return { fd: kept, mapping: mapFor(this, kept, page), pageSize: page };
+    }
     let fd: native.Fd;
     try {
       fd = native.memfdCreate(this.memName, native.MFD_CLOEXEC);

@@ -13,7 +13,9 @@ export function qomHandlers(tree: ObjectTree, objects: ObjectManager): Map<strin
     [
       'qom-set',
       async (a) => {
-        await tree.lookup(a.path as string).setProperty(a.property as string, a.value, 'live');
+        const obj = tree.lookup(a.path as string);
+        await obj.setProperty(a.property as string, a.value, 'live');
+        await objects.changed(obj, a.property as string);
         return {};
       },
     ],
@@ -28,8 +30,8 @@ export function qomHandlers(tree: ObjectTree, objects: ObjectManager): Map<strin
     ],
     [
       'object-del',
-      (a) => {
-        objects.del(a.id as string);
+      async (a) => {
+        await objects.del(a.id as string);
         return {};
       },
     ],

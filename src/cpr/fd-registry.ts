@@ -1,25 +1,43 @@
 // The named-fd registry (QEMU's cpr_save_fd/cpr_find_fd, qemu-facts §6.5): every backend fd
-// is kept by its backend's name, so a restarted or handed-over daemon can find the very same
-// memory again. Persistence (systemd fd store, handover) hooks in through `onChange`.
+// is kept by its backend's name, so a restarted or handed-over daemon finds the very same
+// memory again. Fds inherited at start (systemd's fd store, a handover) wait here, "preserved",
+// until a backend of that name claims them. The hooks mirror the set to systemd's fd store.
 import type { Fd } from '../native';
 
 export interface FdRegistryHooks {
-  saved?(name: string, fd: Fd): void;
+  /** A backend now holds `fd` under `name`; `preserve` is false when the fd does not hold the
+   *  memory's contents (a private mapping). May throw: the backend's creation then fails. */
+  saved?(name: string, fd: Fd, preserve: boolean): void;
+  /** `name` is gone for good (object-del, failed creation, unclaimed at start). */
   removed?(name: string): void;
 }
 
 export class FdRegistry {
   private readonly fds = new Map<string, Fd>();
-  constructor(private readonly hooks: FdRegistryHooks = {}) {}
+  private readonly preserved = new Map<string, Fd>();
+  constructor(public hooks: FdRegistryHooks = {}) {}
 
-  /** A preserved fd for `name`, taken out of the "waiting to be claimed" state. */
-  find(name: string): Fd | undefined {
-    return this.fds.get(name);
+  /** Offers an inherited fd under `name` to the backend that will claim it. */
+  adopt(name: string, fd: Fd): void {
+    const old = this.preserved.get(name);
+    if (old && old !== fd) old.close();
+    this.preserved.set(name, fd);
   }
 
-  save(name: string, fd: Fd): void {
+  /** The fd for `name`: a preserved one waiting to be claimed, or the one a backend holds. */
+  find(name: string): Fd | undefined {
+    return this.preserved.get(name) ?? this.fds.get(name);
+  }
+
+  isPreserved(name: string): boolean {
+    return this.preserved.has(name);
+  }
+
+  /** A backend holds `fd` under `name` (claiming a preserved fd, or a new one). */
+  save(name: string, fd: Fd, preserve = true): void {
+    this.hooks.saved?.(name, fd, preserve);
+    if (this.preserved.get(name) === fd) this.preserved.delete(name);
     this.fds.set(name, fd);
-    this.hooks.saved?.(name, fd);
   }
 
   /** Forgets `name` (object-del or failed creation). The caller closes the fd. */
@@ -27,7 +45,28 @@ export class FdRegistry {
     if (this.fds.delete(name)) this.hooks.removed?.(name);
   }
 
+  /** A preserved fd that will not be claimed (its backend failed, or none asked): closed and
+   *  removed from the fd store. */
+  discardPreserved(name: string): void {
+    const fd = this.preserved.get(name);
+    if (!fd) return;
+    this.preserved.delete(name);
+    fd.close();
+    this.hooks.removed?.(name);
+  }
+
+  /** Names of preserved fds nobody has claimed. */
+  unclaimed(): string[] {
+    return [...this.preserved.keys()];
+  }
+
+  /** Names of fds held by backends. */
   names(): string[] {
     return [...this.fds.keys()];
+  }
+
+  /** Every fd held by a backend, by name (handover sends these). */
+  entries(): IterableIterator<[string, Fd]> {
+    return this.fds.entries();
   }
 }

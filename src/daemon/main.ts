@@ -16,12 +16,16 @@ import { UnixQmpServer } from '../transport/unix-socket';
 import { controlHandlers } from '../commands/control';
 import { accelHandlers } from '../commands/accel';
 import { qomHandlers } from '../commands/qom';
+import { cprHandlers } from '../commands/cpr';
 import { KvmAccelerator, KvmProbe } from '../accel/kvm';
 import { TypeRegistry, registerBaseTypes } from '../qom/object';
 import { ObjectTree } from '../qom/tree';
 import { ObjectManager } from '../qom/user-creatable';
 import { registerBackendTypes, PreallocTracker, HostMemoryBackend } from '../backends';
 import { FdRegistry } from '../cpr/fd-registry';
+import { Journal } from '../cpr/journal';
+import { ObjectJournal } from '../cpr/object-journal';
+import { SdNotifier, takeListenFds, validFdName } from '../cpr/sd-notify';
 import * as os from 'node:os';
 import * as native from '../native';
 import { PACKAGE_STRING, QEMU_LEVEL } from '../version';
@@ -68,7 +72,7 @@ function raiseFdLimit(logger: Logger): void {
   }
 }
 
-export async function startDaemon(options: DaemonOptions, logger: Logger = createLogger(options.logLevel)): Promise<Daemon> {
+export async function startDaemon(options: DaemonOptions, logger: Logger = createLogger(options.logLevel), env: NodeJS.ProcessEnv = process.env): Promise<Daemon> {
   const webMod = options.ws ? await import('../web/server') : undefined;
   const metricsMod = options.ws ? await import('../web/metrics') : undefined;
   // A --ws that may not bind is refused before anything is allocated.
@@ -76,6 +80,11 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
   if (wsRefusal) throw new Error(wsRefusal);
   fs.mkdirSync(options.stateDir, { recursive: true, mode: 0o750 });
   raiseFdLimit(logger);
+  // systemd: fds passed at start (listening sockets, stored backend fds) and the notify socket.
+  const passed = takeListenFds(env);
+  for (const p of passed.problems) logger.warn({}, `passed fd: ${p}`);
+  const notifier = SdNotifier.fromEnv(env);
+  const notifyError = (what: string) => (e: unknown): void => logger.error({ err: e }, `sd_notify ${what} failed`);
 
   // The interface, from qapi/: validators compiled once here, not per call.
   const model = loadSchema(SCHEMA_MAIN, (p) => fs.readFileSync(p, 'utf8'));
@@ -106,7 +115,38 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
   const kvm = options.accel === 'kvm' ? KvmAccelerator.open(options.kvmProbeOverride as Partial<KvmProbe>) : KvmAccelerator.disabled('--accel none');
   if (kvm.facts.unavailable) logger.warn({ reason: kvm.facts.unavailable }, 'guest_memfd backends unavailable');
   const preallocs = new PreallocTracker();
-  const fds = new FdRegistry();
+  // Every backend fd goes to systemd's fd store as soon as it exists (before the reply), and
+  // leaves it on object-del; a restarted daemon gets them back by name.
+  const fds = new FdRegistry(
+    notifier.enabled
+      ? {
+          saved: (name, fd, preserve) => {
+            // A private mapping's pages are not in its fd: storing the fd would keep nothing.
+            if (!preserve) return;
+            if (!validFdName(name)) throw new Error(`'${name}' cannot name an fd in systemd's fd store`);
+            notifier.storeFd(name, fd);
+          },
+          removed: (name) => {
+            try {
+              notifier.removeFd(name);
+            } catch (e) {
+              notifyError('FDSTOREREMOVE')(e);
+            }
+          },
+        }
+      : {},
+  );
+  const seenStored = new Set<string>();
+  for (const s of passed.stored) {
+    // systemd 252 lists the newest entry of a name first: keep that one.
+    if (seenStored.has(s.name)) {
+      logger.warn({ name: s.name }, 'passed fd: a second fd of this name was closed');
+      s.fd.close();
+      continue;
+    }
+    seenStored.add(s.name);
+    fds.adopt(s.name, s.fd);
+  }
   const types = new TypeRegistry();
   registerBaseTypes(types);
   const tree = new ObjectTree(types);
@@ -121,6 +161,7 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
     createGuestMemfd: (size) => kvm.createSharedGuestMemfd(size),
   });
   let monitorRef: Monitor | undefined;
+  let cprRef: ObjectJournal | undefined;
   // Web metrics (only with --ws): fed by the hooks below, read at scrape time.
   const backends = (): HostMemoryBackend[] => [...objects.list()].filter((o): o is HostMemoryBackend => o instanceof HostMemoryBackend);
   const metrics: DaemonMetrics | undefined = metricsMod ? metricsMod.createMetrics({
@@ -138,11 +179,17 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
     },
     deleted: (o) => {
       metrics?.objectDeleted(o.typeName);
+      cprRef?.forget(o.name);
       logger.info({ id: o.name, type: o.typeName }, 'object deleted');
       monitorRef?.emitEvent('OBJECT_DELETED', { id: o.name, 'qom-type': o.typeName, path: `/objects/${o.name}` });
     },
   }, { maxObjects: options.maxObjects, maxBytes: options.maxBackendBytes });
+  const journal = new Journal(options.stateDir);
+  const cpr = new ObjectJournal(journal, logger);
+  objects.persistence = cpr;
+  cprRef = cpr;
   add(accelHandlers({ kvm: kvm.facts, preallocs: () => preallocs.list() }));
+  add(cprHandlers({ journalDir: journal.dir, fdStore: notifier.enabled, objects: () => objects.list(), cpr }));
   add(qomHandlers(tree, objects));
   commandNames.push(...implemented());
 
@@ -180,28 +227,36 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
       if (seen.has(args.id as string)) fail(`Duplicate ID '${String(args.id)}' for object`);
       seen.add(args.id as string);
       try {
-        await objects.add(args);
+        cpr.noteCreated(await objects.add(args, { persist: false }));
       } catch (e) {
         fail(toQmpError(e).desc);
       }
     }
+    // Then the journaled objects of earlier runs, reattaching preserved memory.
+    const restored = await cpr.restore(objects, fds, validator, seen);
+    if (restored > 0 || cpr.problems.length > 0) logger.info({ restored, problems: cpr.problems.length }, 'objects restored from the state journal');
   } catch (e) {
+    fds.hooks = {}; // a failed start must not empty the fd store
     objects.releaseAll();
     kvm.close();
     throw e;
   }
 
-  const runtimeDir = process.env.RUNTIME_DIRECTORY?.split(':')[0];
-  const paths = options.qmp.length > 0 ? options.qmp : [path.join(runtimeDir ?? options.stateDir, 'qmp.sock')];
+  const runtimeDir = env.RUNTIME_DIRECTORY?.split(':')[0];
+  // Socket activation: the passed listening sockets replace the default socket (--qmp adds more).
+  const activated = passed.listeners.map((l) => ({ path: native.sockets.localPath(l.fd) || `fd:${l.name}`, fd: l.fd.fd }));
+  const listens: { path: string; fd?: number }[] = [...activated, ...options.qmp.map((p) => ({ path: p }))];
+  if (listens.length === 0) listens.push({ path: path.join(runtimeDir ?? options.stateDir, 'qmp.sock') });
+  const paths = listens.map((l) => l.path);
   const gid = options.socketGroup !== undefined ? resolveGroup(options.socketGroup) : undefined;
   const servers: UnixQmpServer[] = [];
   let web: WebServer | undefined;
   try {
-    for (const p of paths) {
-      fs.mkdirSync(path.dirname(p), { recursive: true });
+    for (const l of listens) {
+      if (l.fd === undefined) fs.mkdirSync(path.dirname(l.path), { recursive: true });
       const srv = new UnixQmpServer(
         monitor,
-        { path: p, mode: options.socketMode, gid },
+        { path: l.path, fd: l.fd, mode: options.socketMode, gid },
         {
           onClientRefused: (where) => logger.warn({ socket: where, limit: options.maxClients }, 'client refused: too many clients'),
           onStuckClient: (client) => logger.warn({ client }, 'client disconnected: not reading its replies'),
@@ -224,6 +279,7 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
     }
   } catch (e) {
     await Promise.all(servers.map((s) => s.close()));
+    fds.hooks = {};
     objects.releaseAll();
     kvm.close();
     throw e;
@@ -242,7 +298,15 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
       await monitor.whenIdle(); // in-flight commands finish and are answered
       monitor.closeAll();
       await Promise.all([...servers.map((s) => s.close()), web?.close()]);
+      try {
+        notifier.stopping(`stopping (${reason}); ${objects.usage.objects} objects kept in the journal`);
+      } catch (e) {
+        notifyError('STOPPING')(e);
+      }
+      // The memory stays in the fd store and the objects in the journal: only object-del ends them.
+      fds.hooks = {};
       objects.releaseAll();
+      notifier.close();
       kvm.close();
       logger.info('stopped');
       logger.flush();
@@ -254,6 +318,13 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
   // Validators not yet compiled (all but those --object used) are compiled once, right after
   // the sockets listen: a command arriving first compiles its own on demand.
   setImmediate(() => validator.compileAll());
+  try {
+    notifier.ready(`serving QMP on ${paths.join(', ')}; ${objects.usage.objects} objects`);
+    const ms = notifier.startWatchdog(notifyError('WATCHDOG'));
+    if (ms !== undefined) logger.info({ intervalMs: ms }, 'systemd watchdog pings enabled');
+  } catch (e) {
+    notifyError('READY')(e);
+  }
   logger.info({ sockets: paths, version: PACKAGE_STRING, kvm: kvm.facts.enabled, commands: commandNames.length }, 'hostmemd ready');
   return daemon;
 }

@@ -38,9 +38,23 @@ export interface ObjectEvents {
   deleted(obj: UserCreatable): void;
 }
 
+/** Durable record of the object set (the CPR journal). Each step resolves once it is durable;
+ *  object-add and object-del reply only after it, and a failure undoes the command. */
+export interface ObjectPersistence {
+  /** The object is made: record it (with its creation arguments) before it is announced. */
+  added(obj: UserCreatable, options: Record<string, JsonValue>): Promise<void>;
+  /** About to be deleted: forget it first, so a failure leaves the object usable. */
+  deleting(obj: UserCreatable): Promise<void>;
+  /** A property was changed by qom-set: record its new value. */
+  changed(obj: UserCreatable, property: string): Promise<void>;
+}
+
 
 export class ObjectManager {
   private readonly pending = new Set<string>();
+  private readonly deleting = new Set<string>();
+  /** Set by the daemon when a state journal is kept. */
+  persistence?: ObjectPersistence;
   private count = 0;
   private bytes = 0n;
 
@@ -85,7 +99,7 @@ export class ObjectManager {
   }
 
   /** `options` are validated ObjectOptions: qom-type, id and the type's properties. */
-  async add(options: Record<string, JsonValue>): Promise<UserCreatable> {
+  async add(options: Record<string, JsonValue>, how: { persist?: boolean } = {}): Promise<UserCreatable> {
     const { 'qom-type': qomType, id, ...props } = options as Record<string, JsonValue> & { 'qom-type': string; id: string };
     if (!ID_RE.test(id)) throw genericError("Parameter 'id' expects an identifier");
     const t = this.tree.types.get(qomType);
@@ -104,6 +118,13 @@ export class ObjectManager {
       this.pending.add(id);
       try {
         await obj.complete();
+        if (this.persistence && how.persist !== false) {
+          try {
+            await this.persistence.added(obj, options);
+          } catch (e) {
+            throw genericError(`cannot record object '${id}' in the state journal: ${e instanceof Error ? e.message : String(e)}`);
+          }
+        }
       } catch (e) {
         this.unreserve(obj);
         throw e;
@@ -119,14 +140,30 @@ export class ObjectManager {
     return obj;
   }
 
-  del(id: string): void {
+  /** Synchronous when no journal is kept (the object is gone when this returns). */
+  async del(id: string): Promise<void> {
     const obj = this.get(id);
-    if (!obj) throw genericError(`object '${id}' not found`);
+    if (!obj || this.deleting.has(id)) throw genericError(`object '${id}' not found`);
     if (!obj.canBeDeleted()) throw genericError(`object '${id}' is in use, can not be deleted`);
+    if (this.persistence) {
+      this.deleting.add(id);
+      try {
+        await this.persistence.deleting(obj);
+      } catch (e) {
+        throw genericError(`cannot remove object '${id}' from the state journal: ${e instanceof Error ? e.message : String(e)}`);
+      } finally {
+        this.deleting.delete(id);
+      }
+    }
     this.tree.detach(obj);
     obj.release();
     this.unreserve(obj);
     this.events.deleted(obj);
+  }
+
+  /** After a successful qom-set on `obj`: records the change if `obj` is one of ours. */
+  async changed(obj: QomObject, property: string): Promise<void> {
+    if (this.persistence && obj instanceof UserCreatable && this.get(obj.name) === obj) await this.persistence.changed(obj, property);
   }
 
   /** Releases every object (shutdown without state preservation). */

@@ -34,7 +34,7 @@ test('a memfd backend maps a preserved fd of its name, with its contents, and re
   const m = native.mmap(1n << 20n, native.PROT_READ | native.PROT_WRITE, native.MAP_SHARED, pre, 0n);
   m.write(100, Buffer.from('kept across restart'));
   m.unmap();
-  fds.save('keep', pre);
+  fds.adopt('keep', pre);
 
   const objects = setup(fds);
   const b = (await objects.add({ 'qom-type': 'memory-backend-memfd', id: 'keep', size: 1 << 20 })) as HostMemoryBackend;
@@ -42,8 +42,8 @@ test('a memfd backend maps a preserved fd of its name, with its contents, and re
   expect(b.mapping!.read(100, 19).toString()).toBe('kept across restart');
   const fresh = (await objects.add({ 'qom-type': 'memory-backend-memfd', id: 'fresh', size: 1 << 20 })) as HostMemoryBackend;
   expect(fds.find('fresh')).toBe(fresh.fd);
-  objects.del('keep');
-  objects.del('fresh');
+  await objects.del('keep');
+  await objects.del('fresh');
   expect(fds.names()).toEqual([]);
   expect(pre.isOpen).toBe(false);
 });

@@ -1,0 +1,43 @@
+// Handlers of the restart commands (qapi/hostmemd.json): query-cpr reports, per object, whether
+// its memory survives a restart and where it came from, and what failed to come back at start.
+import { Handler } from '../qmp/messages';
+import { JsonValue } from '../qmp/json-value';
+import { UserCreatable } from '../qom/user-creatable';
+import { HostMemoryBackend } from '../backends/hostmem';
+import { ObjectJournal } from '../cpr/object-journal';
+
+export interface CprServices {
+  journalDir: string;
+  fdStore: boolean;
+  objects(): Iterable<UserCreatable>;
+  cpr: ObjectJournal;
+}
+
+export function cprHandlers(svc: CprServices): Map<string, Handler> {
+  return new Map<string, Handler>([
+    [
+      'query-cpr',
+      () => {
+        const objects: JsonValue[] = [];
+        for (const o of svc.objects()) {
+          const fate = svc.cpr.origin(o.name);
+          const entry: Record<string, JsonValue> = {
+            id: o.name,
+            'qom-type': o.typeName,
+            preserved: o instanceof HostMemoryBackend ? o.preservable : true,
+            origin: fate.origin,
+          };
+          if (fate.reason !== undefined) entry.reason = fate.reason;
+          objects.push(entry);
+        }
+        const problems: JsonValue[] = svc.cpr.problems.map((p) => {
+          const e: Record<string, JsonValue> = { problem: p.problem };
+          if (p.id !== undefined) e.id = p.id;
+          if (p.file !== undefined) e.file = p.file;
+          return e;
+        });
+        return { journal: svc.journalDir, 'fd-store': svc.fdStore, objects, problems };
+      },
+    ],
+  ]);
+}

@@ -1,0 +1,150 @@
+// The object set kept across restarts: records object-add/del/qom-set in the journal (as the
+// ObjectManager's persistence), and at start re-creates every journaled object, reattaching
+// preserved fds, in creation order. Each object's fate is kept for query-cpr and logged; what
+// cannot come back is moved aside and reported, never dropped silently.
+import { JsonValue } from '../qmp/json-value';
+import { ObjectManager, ObjectPersistence, UserCreatable } from '../qom/user-creatable';
+import { HostMemoryBackend } from '../backends/hostmem';
+import * as native from '../native';
+import { FdRegistry } from './fd-registry';
+import { FdIdentity, Journal, JournalEntry } from './journal';
+
+export type CprOrigin = 'created' | 'reattached' | 'reopened' | 'recreated-empty';
+
+export interface CprProblem {
+  id?: string;
+  problem: string;
+  file?: string;
+}
+
+interface Validator {
+  validate(command: string, args: Record<string, JsonValue>): { ok: true; value: Record<string, JsonValue> } | { ok: false; desc: string };
+}
+
+export interface RestoreLog {
+  info(o: object, msg: string): void;
+  warn(o: object, msg: string): void;
+  error(o: object, msg: string): void;
+}
+
+function fdIdentity(obj: UserCreatable): FdIdentity | undefined {
+  if (!(obj instanceof HostMemoryBackend) || !obj.fd) return undefined;
+  const st = native.fstat(obj.fd);
+  return { name: obj.memName, dev: st.dev.toString(), ino: st.ino.toString() };
+}
+
+export class ObjectJournal implements ObjectPersistence {
+  private readonly live = new Map<string, JournalEntry>();
+  private readonly origins = new Map<string, { origin: CprOrigin; reason?: string }>();
+  readonly problems: CprProblem[] = [];
+
+  constructor(
+    readonly journal: Journal,
+    private readonly log: RestoreLog,
+  ) {}
+
+  // ---- ObjectPersistence ------------------------------------------------------------------
+  async added(obj: UserCreatable, options: Record<string, JsonValue>): Promise<void> {
+    const e: JournalEntry = { id: obj.name, seq: this.journal.allocSeq(), args: { ...options }, fd: fdIdentity(obj) };
+    await this.journal.put(e);
+    this.live.set(obj.name, e);
+    this.origins.set(obj.name, { origin: 'created' });
+  }
+
+  async deleting(obj: UserCreatable): Promise<void> {
+    await this.journal.remove(obj.name);
+    this.live.delete(obj.name);
+    this.origins.delete(obj.name);
+  }
+
+  async changed(obj: UserCreatable, property: string): Promise<void> {
+    const e = this.live.get(obj.name);
+    if (!e) return;
+    const next: JournalEntry = { ...e, args: { ...e.args, [property]: obj.getProperty(property) } };
+    await this.journal.put(next);
+    this.live.set(obj.name, next);
+  }
+
+  /** An object made outside the journal (--object): listed, not recorded. */
+  noteCreated(obj: UserCreatable): void {
+    this.origins.set(obj.name, { origin: 'created' });
+  }
+
+  forget(id: string): void {
+    this.origins.delete(id);
+  }
+
+  origin(id: string): { origin: CprOrigin; reason?: string } {
+    return this.origins.get(id) ?? { origin: 'created' };
+  }
+
+  // ---- restore ------------------------------------------------------------------------------
+  private problem(p: CprProblem, level: 'warn' | 'error' = 'error'): void {
+    this.problems.push(p);
+    this.log[level]({ id: p.id, file: p.file }, `restore: ${p.problem}`);
+  }
+
+  /** Re-creates every journaled object (ids in `taken` exist already, from --object), then gives
+   *  up preserved fds no object claimed. Returns the number of objects restored. */
+  async restore(objects: ObjectManager, fds: FdRegistry, validator: Validator, taken: ReadonlySet<string>): Promise<number> {
+    const { entries, problems } = this.journal.load();
+    for (const p of problems) {
+      const file = this.journal.reject(p.file);
+      this.problem({ id: p.id, problem: `journal entry unreadable (${p.reason}); moved aside, object not restored`, file });
+    }
+    let restored = 0;
+    for (const e of entries) {
+      const reject = (problem: string): void => this.problem({ id: e.id, problem, file: this.journal.reject(this.journal.fileFor(e.id)) });
+      if (taken.has(e.id)) {
+        reject(`an object '${e.id}' was already created by --object; journal entry moved aside`);
+        continue;
+      }
+      const checked = validator.validate('object-add', e.args);
+      if (!checked.ok) {
+        reject(`journal entry no longer valid: ${checked.desc}; moved aside, object not restored`);
+        continue;
+      }
+      // A preserved fd must be the very file the backend had: anything else is not its memory.
+      let mismatch: string | undefined;
+      if (e.fd && fds.isPreserved(e.fd.name)) {
+        const st = native.fstat(fds.find(e.fd.name)!);
+        if (st.dev.toString() !== e.fd.dev || st.ino.toString() !== e.fd.ino) {
+          mismatch = `the preserved fd named '${e.fd.name}' is another file (inode ${st.ino}, journal says ${e.fd.ino})`;
+          fds.discardPreserved(e.fd.name);
+        }
+      }
+      let obj: UserCreatable;
+      try {
+        obj = await objects.add(checked.value, { persist: false });
+      } catch (err) {
+        const desc = err instanceof Error ? ((err as { desc?: string }).desc ?? err.message) : String(err);
+        reject(`could not be re-created: ${desc}; journal entry moved aside`);
+        continue;
+      }
+      restored++;
+      const fresh: JournalEntry = { ...e, fd: fdIdentity(obj) };
+      this.live.set(e.id, fresh);
+      const fate = this.fateOf(obj, e, mismatch);
+      this.origins.set(e.id, fate);
+      if (fate.origin === 'recreated-empty') this.log.warn({ id: e.id, reason: fate.reason }, 'restore: memory not preserved, allocated empty');
+      else this.log.info({ id: e.id, origin: fate.origin }, 'restore: object restored');
+      // The fd may be new (recreated): the journal must name the one now held.
+      if (fresh.fd?.ino !== e.fd?.ino || fresh.fd?.dev !== e.fd?.dev) await this.journal.put(fresh);
+    }
+    for (const name of fds.unclaimed()) {
+      fds.discardPreserved(name);
+      this.problem({ problem: `preserved fd '${name}' belongs to no journaled object; closed and removed from the fd store` }, 'warn');
+    }
+    return restored;
+  }
+
+  private fateOf(obj: UserCreatable, e: JournalEntry, mismatch?: string): { origin: CprOrigin; reason?: string } {
+    if (!(obj instanceof HostMemoryBackend)) return { origin: 'reattached' };
+    if (!obj.share) return { origin: 'recreated-empty', reason: 'private memory (share=off) cannot be preserved' };
+    if (obj.reattached) return { origin: 'reattached' };
+    if (obj.typeName === 'memory-backend-file') return { origin: 'reopened' };
+    if (mismatch) return { origin: 'recreated-empty', reason: mismatch };
+    const name = e.fd?.name ?? obj.memName;
+    return { origin: 'recreated-empty', reason: `no preserved fd named '${name}' was passed in (fd store or handover); allocated anew, empty` };
+  }
+}

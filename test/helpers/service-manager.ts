@@ -1,0 +1,190 @@
+// Test helper: a small service manager that follows sd_notify(3) and sd_listen_fds(3) the way
+// systemd 252 does for a Type=notify unit with a fd store: it owns $NOTIFY_SOCKET (datagrams
+// with SCM_RIGHTS), keeps FDSTORE=1 fds by FDNAME (the same file twice is kept once;
+// FDSTOREREMOVE=1 drops every fd of the name), and starts the daemon with
+// LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES: listening sockets first, then the store.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawn, ChildProcess } from 'node:child_process';
+import * as native from '../../src/native';
+import { ROOT, tmpDir } from './daemon';
+
+const S = native.sockets;
+
+export interface StoredFd {
+  name: string;
+  fd: native.Fd;
+}
+
+export class ServiceManager {
+  readonly dir = tmpDir('hostmemd-sm-');
+  readonly stateDir = path.join(this.dir, 'state');
+  readonly notifyPath = path.join(this.dir, 'notify');
+  readonly store: StoredFd[] = [];
+  /** Every notification received, in order ("READY=1\nSTATUS=..."). */
+  readonly messages: string[] = [];
+  /** Listening sockets passed at every start (socket activation), by name. */
+  readonly listeners: { name: string; fd: native.Fd; path: string }[] = [];
+  proc?: ChildProcess;
+  stderr = '';
+  private notify: native.Fd;
+  private closed = false;
+  private loopDone: Promise<void>;
+  private waiters: (() => void)[] = [];
+
+  constructor() {
+    fs.mkdirSync(this.stateDir);
+    this.notify = S.socket(S.SOCK_DGRAM);
+    S.bind(this.notify, this.notifyPath);
+    this.loopDone = this.receiveLoop();
+  }
+
+  /** A listening stream socket at `file`, owned by the manager (like a .socket unit). */
+  listen(name: string, file = path.join(this.dir, `${name}.sock`)): string {
+    const fd = S.socket(S.SOCK_STREAM);
+    S.bind(fd, file);
+    S.listen(fd, 64);
+    this.listeners.push({ name, fd, path: file });
+    return file;
+  }
+
+  private async receiveLoop(): Promise<void> {
+    while (!this.closed) {
+      let m: native.Received;
+      try {
+        m = await S.receiveWithFds(this.notify, 4096, 16);
+      } catch {
+        return; // the socket was closed
+      }
+      if (this.closed) break;
+      const text = m.data.toString();
+      const kv = new Map(text.split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as [string, string]));
+      if (kv.get('FDSTORE') === '1') {
+        const name = kv.get('FDNAME') ?? 'stored';
+        for (const fd of m.fds) {
+          const st = native.fstat(fd);
+          const dup = this.store.some((s) => {
+            const o = native.fstat(s.fd);
+            return o.ino === st.ino && o.dev === st.dev && s.name === name;
+          });
+          if (dup) fd.close();
+          else this.store.unshift({ name, fd }); // newest first, as systemd 252 lists them
+        }
+      } else {
+        for (const fd of m.fds) fd.close();
+      }
+      if (kv.get('FDSTOREREMOVE') === '1') {
+        const name = kv.get('FDNAME');
+        for (let i = this.store.length - 1; i >= 0; i--) {
+          if (this.store[i].name === name) {
+            this.store[i].fd.close();
+            this.store.splice(i, 1);
+          }
+        }
+      }
+      this.messages.push(text);
+      for (const w of this.waiters.splice(0)) w();
+    }
+  }
+
+  /** Resolves when a notification matching `re` has arrived (at or after index `from`). */
+  async waitFor(re: RegExp, from = 0, timeoutMs = 15000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.messages.slice(from).find((m) => re.test(m));
+      if (hit) return hit;
+      if (this.proc && this.proc.exitCode !== null && this.proc.signalCode === null && !re.test('')) {
+        throw new Error(`daemon exited (${this.proc.exitCode}) before ${re}: ${this.stderr}`);
+      }
+      if (Date.now() > deadline) throw new Error(`no notification matching ${re}; got ${JSON.stringify(this.messages.slice(from))}; stderr: ${this.stderr}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 100);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+  }
+
+  storeNames(): string[] {
+    return this.store.map((s) => s.name).sort();
+  }
+
+  /** Starts the daemon as systemd would: fds at 3.., LISTEN_PID set to the daemon's own pid
+   *  (through `exec`, which keeps the pid), NOTIFY_SOCKET, WATCHDOG_USEC if given. Resolves on
+   *  READY=1. */
+  async start(args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
+    const passed = [...this.listeners.map((l) => ({ name: l.name, fd: l.fd })), ...this.store];
+    const names = passed.map((p) => p.name).join(':');
+    const from = this.messages.length;
+    this.stderr = '';
+    const script = 'LISTEN_PID=$$ exec "$@"';
+    const proc = spawn('/bin/sh', ['-c', script, 'sh', process.execPath, path.join(ROOT, 'bin', 'hostmemd'), '--state-dir', this.stateDir, ...args], {
+      env: {
+        ...process.env,
+        NOTIFY_SOCKET: this.notifyPath,
+        ...(passed.length > 0 ? { LISTEN_FDS: String(passed.length), LISTEN_FDNAMES: names } : {}),
+        ...env,
+      },
+      stdio: ['ignore', 'ignore', 'pipe', ...passed.map((p) => p.fd.fd)],
+    });
+    proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    this.proc = proc;
+    await this.waitFor(/^READY=1/m, from);
+    return proc;
+  }
+
+  /** SIGKILL, as `systemctl kill -s KILL --kill-who=main`; resolves once it is gone. */
+  async kill(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const gone = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await gone;
+  }
+
+  async stop(): Promise<number | null> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return p?.exitCode ?? null;
+    const gone = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+    p.kill('SIGTERM');
+    return gone;
+  }
+
+  async close(): Promise<void> {
+    await this.kill();
+    this.closed = true;
+    // The receive loop is blocked in recvmsg on a pool thread: wake it before closing.
+    const waker = S.socket(S.SOCK_DGRAM);
+    S.sendWithFds(waker, Buffer.from('\0'), [], this.notifyPath);
+    waker.close();
+    await this.loopDone;
+    this.notify.close();
+    for (const s of this.store.splice(0)) s.fd.close();
+    for (const l of this.listeners.splice(0)) l.fd.close();
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Reads `len` bytes at `addr` of process `pid`'s memory (root, or ptrace rights, needed). */
+export function readProcessMemory(pid: number, addr: bigint, len: number): Buffer {
+  const fd = fs.openSync(`/proc/${pid}/mem`, 'r');
+  try {
+    const b = Buffer.alloc(len);
+    fs.readSync(fd, b, 0, len, Number(addr));
+    return b;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Writes `data` at `addr` of process `pid`'s memory, as a guest would write its RAM. */
+export function writeProcessMemory(pid: number, addr: bigint, data: Buffer): void {
+  const fd = fs.openSync(`/proc/${pid}/mem`, 'r+');
+  try {
+    fs.writeSync(fd, data, 0, data.length, Number(addr));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
