@@ -59,6 +59,15 @@ function enc(v: JsonValue | undefined, qdict: boolean): string {
   }
 }
 
+/**
+ * A flat copy of encoded text that is kept for long (a cache). encodeJson builds its result by
+ * concatenation, which V8 keeps as a tree of string pieces (a "rope"): a 200-character Memdev
+ * held that way costs ~1.4 KB instead of ~0.2 KB. The output is ASCII, so latin1 is lossless.
+ */
+export function flatCopy(text: string): string {
+  return Buffer.from(text, 'latin1').toString('latin1');
+}
+
 // ---- strings (json-writer.c quoted_str)
 
 /** Printable ASCII other than `"` and `\`: printed as is. */

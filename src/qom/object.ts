@@ -86,15 +86,33 @@ export class TypeRegistry {
   }
 }
 
+/** Shared by every object without children (most of them: memory backends have none). */
+const NO_CHILDREN: ReadonlyMap<string, QomObject> = new Map();
+
 /** Base of every object in the tree. Containers hold children; other objects may too. */
 export class QomObject {
   parent?: QomObject;
-  readonly children = new Map<string, QomObject>();
+  /** Made on the first child: an empty Map costs ~200 bytes per object (issue 7: 10,000
+   *  backends, none of which has a child). */
+  #children?: Map<string, QomObject>;
 
   constructor(
     readonly type: RegisteredType,
     readonly name: string,
   ) {}
+
+  get children(): ReadonlyMap<string, QomObject> {
+    return this.#children ?? NO_CHILDREN;
+  }
+
+  /** Tree bookkeeping (tree.ts): use ObjectTree.attach/detach, which keep its index too. */
+  addChild(child: QomObject): void {
+    (this.#children ??= new Map()).set(child.name, child);
+  }
+
+  removeChild(name: string): void {
+    this.#children?.delete(name);
+  }
 
   get typeName(): string {
     return this.type.info.name;

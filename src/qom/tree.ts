@@ -9,8 +9,9 @@ export type Resolution = { kind: 'found'; obj: QomObject } | { kind: 'none' } | 
 export class ObjectTree {
   readonly root: QomObject;
   readonly objects: QomObject;
-  /** Every object in the tree by its last path component (for partial paths). */
-  private readonly byName = new Map<string, Set<QomObject>>();
+  /** Every object in the tree by its last path component (for partial paths): the object
+   *  itself while its name is unique (nearly always: no Set per object), a Set once shared. */
+  private readonly byName = new Map<string, QomObject | Set<QomObject>>();
 
   constructor(readonly types: TypeRegistry) {
     if (!types.get('container')) registerBaseTypes(types);
@@ -23,19 +24,23 @@ export class ObjectTree {
   /** Adds `child` under `parent`; the caller has checked the name is free. */
   attach(parent: QomObject, child: QomObject): void {
     child.parent = parent;
-    parent.children.set(child.name, child);
-    let set = this.byName.get(child.name);
-    if (!set) this.byName.set(child.name, (set = new Set()));
-    set.add(child);
+    parent.addChild(child);
+    const had = this.byName.get(child.name);
+    if (had === undefined) this.byName.set(child.name, child);
+    else if (had instanceof Set) had.add(child);
+    else if (had !== child) this.byName.set(child.name, new Set([had, child]));
   }
 
   detach(child: QomObject): void {
     if (!child.parent) return;
-    child.parent.children.delete(child.name);
+    child.parent.removeChild(child.name);
     child.parent = undefined;
-    const set = this.byName.get(child.name);
-    set?.delete(child);
-    if (set && set.size === 0) this.byName.delete(child.name);
+    const had = this.byName.get(child.name);
+    if (had === child) this.byName.delete(child.name);
+    else if (had instanceof Set) {
+      had.delete(child);
+      if (had.size === 1) this.byName.set(child.name, had.values().next().value!);
+    }
   }
 
   resolve(path: string): Resolution {
@@ -51,9 +56,10 @@ export class ObjectTree {
     // Partial path: a unique object whose path ends with these components.
     const parts = path.split('/').filter((p) => p !== '');
     if (parts.length === 0) return { kind: 'none' };
-    const candidates = this.byName.get(parts[parts.length - 1]);
+    const named = this.byName.get(parts[parts.length - 1]);
+    const candidates = named === undefined ? [] : named instanceof Set ? named : [named];
     let found: QomObject | undefined;
-    for (const c of candidates ?? []) {
+    for (const c of candidates) {
       let o: QomObject | undefined = c;
       let ok = true;
       for (let i = parts.length - 1; i >= 0; i--, o = o?.parent) {

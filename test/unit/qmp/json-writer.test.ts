@@ -2,7 +2,7 @@
 // escapes, %.17g doubles, exact integers, and QDict member order. Expected texts were checked
 // against QEMU 7.2 echoing them back as a request id.
 import fc from 'fast-check';
-import { encodeJson, formatDouble, qdictBucket } from '../../../src/qmp/json-writer';
+import { encodeJson, flatCopy, formatDouble, qdictBucket } from '../../../src/qmp/json-writer';
 import { JsonFloat, JsonObject, JsonValue } from '../../../src/qmp/json-value';
 
 describe('layout', () => {
@@ -219,4 +219,11 @@ describe('QDict order (§1.1, §1.11)', () => {
       '{"return": {"class": 2, "error": 1}, "id": [{"return": 2, "id": 1}]}',
     );
   });
+});
+
+test('flatCopy returns the same text', () => {
+  let s = '';
+  for (let i = 0; i < 50; i++) s += `, "k${i}": ${i}`;
+  expect(flatCopy(s)).toBe(s);
+  expect(flatCopy('')).toBe('');
 });
