@@ -11,6 +11,9 @@ export interface CprServices {
   fdStore: boolean;
   objects(): Iterable<UserCreatable>;
   cpr: ObjectJournal;
+  /** Runs the handover up to the point of no return; the returned step completes it and is
+   *  run after the reply is written. */
+  handover(channel: string): Promise<() => Promise<void>>;
 }
 
 export function cprHandlers(svc: CprServices): Map<string, Handler> {
@@ -37,6 +40,15 @@ export function cprHandlers(svc: CprServices): Map<string, Handler> {
           return e;
         });
         return { journal: svc.journalDir, 'fd-store': svc.fdStore, objects, problems };
+      },
+    ],
+    [
+      'cpr-handover',
+      async (a) => {
+        const commit = await svc.handover(a.channel as string);
+        // After the reply has been written (replies are written in microtasks).
+        setImmediate(() => void commit());
+        return {};
       },
     ],
   ]);

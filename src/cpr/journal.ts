@@ -37,7 +37,7 @@ export interface JournalProblem {
 }
 
 /** Parses one JSON text exactly (bigints kept) with the QMP parser. */
-function parseExact(text: string): JsonValue {
+export function parseExact(text: string): JsonValue {
   const items: JsonValue[] = [];
   let err: string | undefined;
   const p = new JsonStreamParser((it) => {
@@ -94,14 +94,14 @@ export class Journal {
   }
 
   /** Reads every entry (creation order) and every problem; leftover temp files are removed. */
-  load(): { entries: JournalEntry[]; problems: JournalProblem[] } {
+  load(how: { keepTemp?: boolean } = {}): { entries: JournalEntry[]; problems: JournalProblem[] } {
     const entries: JournalEntry[] = [];
     const problems: JournalProblem[] = [];
     for (const name of fs.readdirSync(this.dir)) {
       const file = path.join(this.dir, name);
       if (name.endsWith('.tmp')) {
         // A write cut short before its rename: the object was never acknowledged.
-        fs.rmSync(file, { force: true });
+        if (!how.keepTemp) fs.rmSync(file, { force: true });
         continue;
       }
       if (!name.endsWith(SUFFIX)) continue;

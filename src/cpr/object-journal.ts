@@ -86,22 +86,27 @@ export class ObjectJournal implements ObjectPersistence {
 
   /** Re-creates every journaled object (ids in `taken` exist already, from --object), then gives
    *  up preserved fds no object claimed. Returns the number of objects restored. */
-  async restore(objects: ObjectManager, fds: FdRegistry, validator: Validator, taken: ReadonlySet<string>): Promise<number> {
-    const { entries, problems } = this.journal.load();
+  async restore(objects: ObjectManager, fds: FdRegistry, validator: Validator, taken: ReadonlySet<string>, how: { readOnly?: boolean } = {}): Promise<number> {
+    // Read-only (a handover's successor): the journal still belongs to the running daemon,
+    // which carries on with it if this process does not take over.
+    const ro = how.readOnly === true;
+    const { entries, problems } = this.journal.load({ keepTemp: ro });
+    const aside = (file: string): string | undefined => (ro ? undefined : this.journal.reject(file));
+    const moved = ro ? 'left in place' : 'moved aside';
     for (const p of problems) {
-      const file = this.journal.reject(p.file);
-      this.problem({ id: p.id, problem: `journal entry unreadable (${p.reason}); moved aside, object not restored`, file });
+      const file = aside(p.file);
+      this.problem({ id: p.id, problem: `journal entry unreadable (${p.reason}); ${moved}, object not restored`, file });
     }
     let restored = 0;
     for (const e of entries) {
-      const reject = (problem: string): void => this.problem({ id: e.id, problem, file: this.journal.reject(this.journal.fileFor(e.id)) });
+      const reject = (problem: string): void => this.problem({ id: e.id, problem, file: aside(this.journal.fileFor(e.id)) });
       if (taken.has(e.id)) {
-        reject(`an object '${e.id}' was already created by --object; journal entry moved aside`);
+        reject(`an object '${e.id}' was already created by --object; journal entry ${moved}`);
         continue;
       }
       const checked = validator.validate('object-add', e.args);
       if (!checked.ok) {
-        reject(`journal entry no longer valid: ${checked.desc}; moved aside, object not restored`);
+        reject(`journal entry no longer valid: ${checked.desc}; ${moved}, object not restored`);
         continue;
       }
       // A preserved fd must be the very file the backend had: anything else is not its memory.
@@ -118,7 +123,7 @@ export class ObjectJournal implements ObjectPersistence {
         obj = await objects.add(checked.value, { persist: false });
       } catch (err) {
         const desc = err instanceof Error ? ((err as { desc?: string }).desc ?? err.message) : String(err);
-        reject(`could not be re-created: ${desc}; journal entry moved aside`);
+        reject(`could not be re-created: ${desc}; journal entry ${moved}`);
         continue;
       }
       restored++;
@@ -129,7 +134,7 @@ export class ObjectJournal implements ObjectPersistence {
       if (fate.origin === 'recreated-empty') this.log.warn({ id: e.id, reason: fate.reason }, 'restore: memory not preserved, allocated empty');
       else this.log.info({ id: e.id, origin: fate.origin }, 'restore: object restored');
       // The fd may be new (recreated): the journal must name the one now held.
-      if (fresh.fd?.ino !== e.fd?.ino || fresh.fd?.dev !== e.fd?.dev) await this.journal.put(fresh);
+      if (!ro && (fresh.fd?.ino !== e.fd?.ino || fresh.fd?.dev !== e.fd?.dev)) await this.journal.put(fresh);
     }
     for (const name of fds.unclaimed()) {
       fds.discardPreserved(name);

@@ -13,6 +13,8 @@ export interface DaemonOptions {
   /** --ws-limit KEY=N: per-connection WebSocket limits (defaults in transport/websocket.ts). */
   wsLimits: { maxPayload?: number; ratePerSecond?: number; rateBurst?: number; maxBufferedBytes?: number };
   objects: string[];
+  /** --incoming-cpr unix:PATH: take over from a running hostmemd (cpr-handover). */
+  incomingCpr?: string;
   socketGroup?: string;
   socketMode: number;
   maxClients: number;
@@ -43,6 +45,8 @@ Options:
                             max-frame=BYTES (default 64 MiB), rate=MSGS/S (1000,
                             0 = off), burst=MSGS (2000), send-buffer=BYTES (16 MiB)
   --object TYPE,id=ID,...   create an object at start, like qemu-system -object
+  --incoming-cpr unix:PATH  wait at PATH for a running hostmemd's cpr-handover and
+                            take over its objects, sockets and clients
   --socket-group GROUP      group owning the QMP socket (mode 0660)
   --socket-mode MODE        octal mode of the QMP socket (default: 0660)
   --max-clients N           concurrent QMP clients served (default: 1024)
@@ -128,6 +132,12 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
         case '--qmp':
           opts.qmp.push(parseQmpAddress(value()));
           break;
+        case '--incoming-cpr': {
+          const v = value();
+          if (!/^unix:./.test(v)) throw new CliError(`--incoming-cpr ${v}: must be unix:PATH`);
+          opts.incomingCpr = v;
+          break;
+        }
         case '--state-dir':
           opts.stateDir = value();
           break;

@@ -26,6 +26,7 @@ import { FdRegistry } from '../cpr/fd-registry';
 import { Journal } from '../cpr/journal';
 import { ObjectJournal } from '../cpr/object-journal';
 import { SdNotifier, takeListenFds, validFdName } from '../cpr/sd-notify';
+import { HandoverSender, IncomingStart, IncomingTakeover, confirmHandover, receiveHandoverStart, receiveHandoverTakeover } from './handover';
 import * as os from 'node:os';
 import * as native from '../native';
 import { PACKAGE_STRING, QEMU_LEVEL } from '../version';
@@ -147,6 +148,18 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
     seenStored.add(s.name);
     fds.adopt(s.name, s.fd);
   }
+  // --incoming-cpr: wait for the running daemon and take its backend fds first.
+  let incoming: IncomingStart | undefined;
+  if (options.incomingCpr) {
+    try {
+      incoming = await receiveHandoverStart(options.incomingCpr, options.stateDir, logger);
+    } catch (e) {
+      kvm.close();
+      throw e;
+    }
+    for (const f of incoming.fds) fds.adopt(f.name, f.fd);
+    logger.info({ from: incoming.fromPid, fds: incoming.fds.length }, 'handover: backend fds received');
+  }
   const types = new TypeRegistry();
   registerBaseTypes(types);
   const tree = new ObjectTree(types);
@@ -162,6 +175,8 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
   });
   let monitorRef: Monitor | undefined;
   let cprRef: ObjectJournal | undefined;
+  let serversRef: UnixQmpServer[] = [];
+  let finishHandover: ((successor: number) => void) | undefined;
   // Web metrics (only with --ws): fed by the hooks below, read at scrape time.
   const backends = (): HostMemoryBackend[] => [...objects.list()].filter((o): o is HostMemoryBackend => o instanceof HostMemoryBackend);
   const metrics: DaemonMetrics | undefined = metricsMod ? metricsMod.createMetrics({
@@ -189,7 +204,16 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
   objects.persistence = cpr;
   cprRef = cpr;
   add(accelHandlers({ kvm: kvm.facts, preallocs: () => preallocs.list() }));
-  add(cprHandlers({ journalDir: journal.dir, fdStore: notifier.enabled, objects: () => objects.list(), cpr }));
+  const handover = new HandoverSender({
+    monitor: { freezeAll: (...a) => monitorRef!.freezeAll(...a), thawAll: () => monitorRef!.thawAll(), handoverSessions: () => monitorRef!.handoverSessions() },
+    fds,
+    servers: () => serversRef,
+    stateDir: options.stateDir,
+    privateBackends: () => backends().filter((b) => !b.share).map((b) => b.name),
+    logger,
+    finish: (pid) => finishHandover?.(pid),
+  });
+  add(cprHandlers({ journalDir: journal.dir, fdStore: notifier.enabled, objects: () => objects.list(), cpr, handover: (ch) => handover.prepare(ch) }));
   add(qomHandlers(tree, objects));
   commandNames.push(...implemented());
 
@@ -209,6 +233,7 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
 
   // --object: created before any client can connect; a bad one stops the start.
   const seen = new Set<string>();
+  let takeover: IncomingTakeover | undefined;
   try {
     for (const arg of options.objects) {
       const fail = (msg: string): never => {
@@ -233,9 +258,15 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
       }
     }
     // Then the journaled objects of earlier runs, reattaching preserved memory.
-    const restored = await cpr.restore(objects, fds, validator, seen);
+    const restored = await cpr.restore(objects, fds, validator, seen, { readOnly: incoming !== undefined });
     if (restored > 0 || cpr.problems.length > 0) logger.info({ restored, problems: cpr.problems.length }, 'objects restored from the state journal');
+    if (incoming) {
+      // Take over only if every object came back with its memory; else the old one goes on.
+      const lost = [...cpr.problems.map((p) => (p.id !== undefined ? `object '${p.id}': ${p.problem}` : p.problem)), ...[...objects.list()].filter((o) => cpr.origin(o.name).origin === 'recreated-empty').map((o) => `object '${o.name}': ${cpr.origin(o.name).reason}`)];
+      takeover = await receiveHandoverTakeover(incoming, lost.length > 0 ? `the new hostmemd could not take every object: ${lost[0]}` : undefined);
+    }
   } catch (e) {
+    if (incoming && !takeover) await receiveHandoverTakeover(incoming, e instanceof Error ? e.message : String(e)).catch(() => undefined);
     fds.hooks = {}; // a failed start must not empty the fd store
     objects.releaseAll();
     kvm.close();
@@ -245,18 +276,25 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
   const runtimeDir = env.RUNTIME_DIRECTORY?.split(':')[0];
   // Socket activation: the passed listening sockets replace the default socket (--qmp adds more).
   const activated = passed.listeners.map((l) => ({ path: native.sockets.localPath(l.fd) || `fd:${l.name}`, fd: l.fd.fd }));
-  const listens: { path: string; fd?: number }[] = [...activated, ...options.qmp.map((p) => ({ path: p }))];
+  // Handover: the old daemon's sockets (its --qmp paths are not bound again).
+  const handed = (takeover?.listeners ?? []).map((l) => ({ path: l.path, fd: l.fd.fd, unlinkOnClose: true }));
+  const listens: { path: string; fd?: number; unlinkOnClose?: boolean }[] = [
+    ...activated,
+    ...handed,
+    ...options.qmp.filter((p) => !handed.some((h) => h.path === p)).map((p) => ({ path: p })),
+  ];
   if (listens.length === 0) listens.push({ path: path.join(runtimeDir ?? options.stateDir, 'qmp.sock') });
   const paths = listens.map((l) => l.path);
   const gid = options.socketGroup !== undefined ? resolveGroup(options.socketGroup) : undefined;
   const servers: UnixQmpServer[] = [];
+  serversRef = servers;
   let web: WebServer | undefined;
   try {
     for (const l of listens) {
       if (l.fd === undefined) fs.mkdirSync(path.dirname(l.path), { recursive: true });
       const srv = new UnixQmpServer(
         monitor,
-        { path: l.path, fd: l.fd, mode: options.socketMode, gid },
+        { path: l.path, fd: l.fd, unlinkOnClose: l.unlinkOnClose, mode: options.socketMode, gid },
         {
           onClientRefused: (where) => logger.warn({ socket: where, limit: options.maxClients }, 'client refused: too many clients'),
           onStuckClient: (client) => logger.warn({ client }, 'client disconnected: not reading its replies'),
@@ -273,9 +311,24 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
       await srv.listen();
       servers.push(srv);
     }
+    if (takeover && incoming) {
+      for (const c of takeover.clients) servers[0].adoptClient(c.fd.fd, c.state);
+      await confirmHandover(incoming);
+      logger.info({ from: incoming.fromPid, clients: takeover.clients.length, objects: objects.usage.objects }, 'handover: took over');
+    }
     if (options.ws && metrics) {
       const w = options.ws;
-      web = await webMod!.startWebServer({ host: w.host, port: w.port, allowRemote: options.wsAllowRemote, limits: options.wsLimits, stateDir: options.stateDir, monitor, metrics, logger, backends });
+      const start = (): Promise<WebServer> => webMod!.startWebServer({ host: w.host, port: w.port, allowRemote: options.wsAllowRemote, limits: options.wsLimits, stateDir: options.stateDir, monitor, metrics, logger, backends });
+      // After a handover the old daemon frees the port as it exits.
+      for (let tries = 0; ; tries++) {
+        try {
+          web = await start();
+          break;
+        } catch (e) {
+          if (!takeover || (e as { code?: string }).code !== 'EADDRINUSE' || tries >= 100) throw e;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
     }
   } catch (e) {
     await Promise.all(servers.map((s) => s.close()));
@@ -313,6 +366,20 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
       resolveStopped();
     })();
     return stopping;
+  };
+  finishHandover = (successor: number): void => {
+    if (stopping) return;
+    stopping = (async () => {
+      logger.info({ successor }, 'exiting after handover; memory and objects live on in the successor');
+      monitor.closeAll(); // only sessions that could not move (WebSocket) are left
+      await web?.close();
+      fds.hooks = {};
+      objects.releaseAll();
+      notifier.close();
+      kvm.close();
+      logger.flush();
+      resolveStopped();
+    })();
   };
   daemon = { monitor, socketPaths: paths, web, logger, stopped, shutdown };
   // Validators not yet compiled (all but those --object used) are compiled once, right after

@@ -49,6 +49,7 @@ const f = {
   accept4: libc.func('int accept4(int fd, void *addr, void *addrlen, int flags)'),
   sendmsg: libc.func('long sendmsg(int fd, void *msg, int flags)'),
   recvmsg: libc.func('long recvmsg(int fd, void *msg, int flags)'),
+  shutdown: libc.func('int shutdown(int fd, int how)'),
   getsockname: libc.func('int getsockname(int fd, void *addr, void *addrlen)'),
   getsockopt: libc.func('int getsockopt(int fd, int level, int optname, void *optval, void *optlen)'),
   newlocale: libc.func('void *newlocale(int category_mask, const char *locale, void *base)'),
@@ -132,6 +133,7 @@ export const socketpair = (domain: number, type: number, protocol: number, sv: B
 export const bind = (fd: number, addr: Buffer, len: number): number => f.bind(fd, addr, len);
 export const listen = (fd: number, backlog: number): number => f.listen(fd, backlog);
 export const connect = (fd: number, addr: Buffer, len: number): number => f.connect(fd, addr, len);
+export const shutdown = (fd: number, how: number): number => f.shutdown(fd, how);
 export const getsockname = (fd: number, addr: Buffer, len: Buffer): number => f.getsockname(fd, addr, len);
 export const getsockopt = (fd: number, level: number, name: number, val: Buffer, len: Buffer): number => f.getsockopt(fd, level, name, val, len);
 /** sendmsg/recvmsg take a msghdr whose pointers the kernel follows, so it lives in native memory

@@ -74,6 +74,11 @@ export function connect(sock: Fd, path: string): void {
   check('connect', ffi.connect(sock.raw('connect'), addr, len));
 }
 
+/** shutdown(2) both directions: wakes a recvmsg blocked on another thread (close would not). */
+export function shutdown(sock: Fd): void {
+  check('shutdown', ffi.shutdown(sock.raw('shutdown'), 2 /* SHUT_RDWR */));
+}
+
 /** accept4(2) off the event loop; the new fd is close-on-exec. */
 export async function accept(sock: Fd): Promise<Fd> {
   const { rc, errno } = await ffi.accept4Async(sock.raw('accept4'), SOCK_CLOEXEC);

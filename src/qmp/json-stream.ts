@@ -152,6 +152,12 @@ export class JsonStreamParser {
     this.maxNesting = limits?.maxNesting ?? MAX_NESTING;
   }
 
+  /** True when no message is partly fed: the next byte starts a new one, so the rest of the
+   *  stream can be handed to another parser (daemon handover). */
+  get atBoundary(): boolean {
+    return this.state === L_START && this.tokenCount === 0 && this.pendLen === 0;
+  }
+
   /** Discards any partial token and message (QEMU re-creates its parser on disconnect, §1.7). */
   reset(): void {
     this.generation++;

@@ -3,7 +3,7 @@
 import { encodeJson } from './json-writer';
 import { JsonObject } from './json-value';
 import { Dispatcher } from './dispatcher';
-import { QmpSession, Transport } from './session';
+import { QmpSession, SessionExport, Transport } from './session';
 
 export interface VersionInfo {
   qemu: { major: number; minor: number; micro: number };
@@ -22,6 +22,7 @@ export class Monitor {
   private nextClient = 1;
   private inflight = 0;
   private idleWaiters: (() => void)[] = [];
+  private frozen = false;
 
   constructor(private readonly opts: MonitorOptions) {
     this.dispatcher = opts.dispatcher;
@@ -41,7 +42,46 @@ export class Monitor {
     const session = new QmpSession(this, transport, `${transport.kind}-${this.nextClient++}`, offeredCapabilities);
     this.sessions.add(session);
     session.start();
+    // A client arriving during a handover is handed over too.
+    if (this.frozen) void session.freeze();
     return session;
+  }
+
+  /** Takes over a session exported by another hostmemd (handover): no greeting is sent. */
+  adopt(transport: Transport, state: SessionExport): QmpSession {
+    const session = new QmpSession(this, transport, `${transport.kind}-${this.nextClient++}`, ['oob']);
+    this.sessions.add(session);
+    session.resumeFrom(state);
+    return session;
+  }
+
+  /** Handover, step 1: every session stops running requests and stops reading at a message
+   *  boundary; resolves when that is so and at most `keepRunning` commands (the handover's
+   *  own) are still running. Rejects after `timeoutMs`, leaving the sessions frozen. */
+  async freezeAll(keepRunning: number, timeoutMs: number): Promise<void> {
+    this.frozen = true;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`clients did not reach a message boundary within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      await Promise.race([Promise.all([...this.sessions].map((s) => s.freeze())), timeout]);
+      while (this.inflight > keepRunning) await Promise.race([new Promise<void>((r) => this.idleWaiters.push(r)), timeout, new Promise((r) => setTimeout(r, 5))]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** The handover failed: every session carries on. */
+  thawAll(): void {
+    this.frozen = false;
+    for (const s of this.sessions) s.thaw();
+  }
+
+  /** Frozen sessions that can move to another process (UNIX socket ones), and the rest. */
+  handoverSessions(): { movable: QmpSession[]; other: QmpSession[] } {
+    const all = [...this.sessions];
+    return { movable: all.filter((s) => s.canHandOver), other: all.filter((s) => !s.canHandOver) };
   }
 
   detach(session: QmpSession): void {

@@ -19,13 +19,27 @@ export interface Transport {
   resume(): void;
   /** Closes the connection after queued output is written. */
   end(): void;
+  /** Daemon handover: waits until written output is flushed, stops reading, and gives the
+   *  connection's fd and the bytes read but not yet delivered (undefined: the connection has
+   *  closed meanwhile). Absent: cannot be handed over. */
+  handOver?(): Promise<{ fd: number; pending: Buffer } | undefined>;
+}
+
+/** A frozen session's state, enough for another process to carry on with the connection. */
+export interface SessionExport {
+  negotiated: boolean;
+  oob: boolean;
+  /** Requests parsed but not run yet (values), or input errors not reported yet. */
+  queue: Queued[];
+  /** Input bytes not parsed yet: they start at a message boundary. */
+  pending: Buffer;
 }
 
 /** In-band requests queued beyond this stop the transport from reading until the queue drains
  *  (QEMU suspends its monitor at 8, qemu-facts §1.5; we allow deeper pipelines). */
 export const QUEUE_PAUSE_LENGTH = 64;
 
-type Queued = { kind: 'value'; value: JsonValue } | { kind: 'error'; desc: string };
+export type Queued = { kind: 'value'; value: JsonValue } | { kind: 'error'; desc: string };
 
 export enum SessionState {
   Negotiating,
@@ -43,6 +57,10 @@ export class QmpSession implements SessionControl {
   private inReceive = false;
   private readonly parser: JsonStreamParser;
   private readonly ctx: CommandContext;
+  /** Handover in progress: nothing new is run, input beyond a message boundary is held. */
+  private frozen = false;
+  private held: Buffer[] = [];
+  private boundaryWaiters: (() => void)[] = [];
 
   constructor(
     private readonly monitor: Monitor,
@@ -75,6 +93,7 @@ export class QmpSession implements SessionControl {
   /** Feeds bytes from the peer. Replies produced synchronously are written in one batch. */
   receive(chunk: Buffer): void {
     if (this.state === SessionState.Closed) return;
+    if (this.frozen) return this.receiveFrozen(chunk);
     this.inReceive = true;
     try {
       this.parser.feed(chunk);
@@ -102,6 +121,81 @@ export class QmpSession implements SessionControl {
     this.close();
   }
 
+  /** While frozen, input is parsed only up to the next message boundary (byte by byte: a chunk
+   *  may hold the end of one message and the start of another); the rest is held unparsed. */
+  private receiveFrozen(chunk: Buffer): void {
+    let i = 0;
+    if (this.held.length === 0) {
+      this.inReceive = true;
+      try {
+        while (i < chunk.length && !this.parser.atBoundary) this.parser.feed(chunk.subarray(i, ++i));
+      } finally {
+        this.inReceive = false;
+        this.flush();
+      }
+    }
+    if (i < chunk.length) this.held.push(chunk.subarray(i));
+    if (this.parser.atBoundary) this.reachedBoundary();
+  }
+
+  private reachedBoundary(): void {
+    this.transportImpl.pause();
+    for (const w of this.boundaryWaiters.splice(0)) w();
+  }
+
+  /** Handover: stops running requests (they stay queued) and stops reading once no message is
+   *  partly received. Resolves then; a command already running still finishes and is answered. */
+  freeze(): Promise<void> {
+    this.frozen = true;
+    if (this.parser.atBoundary) {
+      this.reachedBoundary();
+      return Promise.resolve();
+    }
+    // The rest of the message must arrive, even if a long queue had paused reading.
+    this.transportImpl.resume();
+    return new Promise((resolve) => this.boundaryWaiters.push(resolve));
+  }
+
+  /** The handover failed: carry on as before. */
+  thaw(): void {
+    if (!this.frozen) return;
+    this.frozen = false;
+    this.boundaryWaiters = [];
+    const held = this.held;
+    this.held = [];
+    for (const h of held) this.receive(h);
+    this.pump();
+    if (!this.paused) this.transportImpl.resume();
+  }
+
+  get canHandOver(): boolean {
+    return this.transportImpl.handOver !== undefined;
+  }
+
+  /** The frozen session's state and its connection's fd; the session stays frozen (its
+   *  transport is dropped by the caller once the other process has taken over). */
+  async export(): Promise<{ fd: number; state: SessionExport } | undefined> {
+    const h = await this.transportImpl.handOver!();
+    if (!h || this.state === SessionState.Closed) return undefined;
+    const { fd, pending } = h;
+    const state: SessionExport = {
+      negotiated: this.state === SessionState.Command,
+      oob: this.oobEnabled,
+      queue: [...this.queue],
+      pending: Buffer.concat([...this.held, pending]),
+    };
+    return { fd, state };
+  }
+
+  /** Carries on a session exported by another process: no greeting, its queue and input. */
+  resumeFrom(state: SessionExport): void {
+    if (state.negotiated) this.completeNegotiation(state.oob ? ['oob'] : []);
+    for (const q of state.queue) this.queue.push(q);
+    this.pump();
+    if (state.pending.length > 0) this.receive(state.pending);
+    else this.flush();
+  }
+
   /** Delivers an already encoded event line; dropped while negotiating (§1.3). */
   deliverEvent(line: string): void {
     if (this.state !== SessionState.Command) return;
@@ -109,7 +203,7 @@ export class QmpSession implements SessionControl {
   }
 
   private onItem(item: StreamItem): void {
-    if (item.kind === 'value' && isOobRequest(item.value)) {
+    if (item.kind === 'value' && isOobRequest(item.value) && !this.frozen) {
       // Out-of-band: answered now, overtaking queued in-band requests (§1.5).
       this.answer(this.monitor.dispatcher.dispatch(item.value, this.ctx, this.oobEnabled));
       return;
@@ -124,7 +218,7 @@ export class QmpSession implements SessionControl {
 
   /** Runs queued in-band requests in order; an asynchronous command holds the queue. */
   private pump(): void {
-    while (!this.running && this.queue.length > 0 && this.state !== SessionState.Closed) {
+    while (!this.running && !this.frozen && this.queue.length > 0 && this.state !== SessionState.Closed) {
       const item = this.queue.shift() as Queued;
       if (item.kind === 'error') {
         this.writeReply({ hasId: false, error: { class: 'GenericError', desc: item.desc } });
@@ -145,7 +239,7 @@ export class QmpSession implements SessionControl {
         this.writeReply(r);
       }
     }
-    if (this.paused && this.queue.length < QUEUE_PAUSE_LENGTH / 2 && this.state !== SessionState.Closed) {
+    if (this.paused && !this.frozen && this.queue.length < QUEUE_PAUSE_LENGTH / 2 && this.state !== SessionState.Closed) {
       this.paused = false;
       this.transportImpl.resume();
     }

@@ -3,8 +3,9 @@
 // It never looks inside the bytes; sessions do.
 import * as net from 'node:net';
 import * as fs from 'node:fs';
+import * as native from '../native';
 import type { Monitor } from '../qmp/monitor';
-import type { QmpSession, Transport } from '../qmp/session';
+import type { QmpSession, SessionExport, Transport } from '../qmp/session';
 
 export interface UnixListenOptions {
   path: string;
@@ -14,7 +15,12 @@ export interface UnixListenOptions {
   gid?: number;
   /** An already listening fd (socket activation) instead of creating `path`. */
   fd?: number;
+  /** With `fd`: remove `path` at close anyway (a socket handed over by an earlier hostmemd). */
+  unlinkOnClose?: boolean;
 }
+
+/** Pending connections the kernel queues while nobody accepts (a handover's last step). */
+const LISTEN_BACKLOG = 4096;
 
 /** Output bytes a connection may have pending before it counts as a stuck reader. */
 export const MAX_PENDING_OUTPUT = 16 * 1024 * 1024;
@@ -40,6 +46,41 @@ class SocketTransport implements Transport {
   end(): void {
     this.sock.end();
   }
+  /** Waits for written output to reach the kernel, stops libuv reading, and takes what Node
+   *  read but did not deliver (it goes to the session as input). Uses the Pipe handle's fd and readStop (Node internals, stable
+   *  on Unix): core Node has no public way to give a connection to another process. */
+  async handOver(): Promise<{ fd: number; pending: Buffer } | undefined> {
+    const gone = (): boolean => this.sock.destroyed || (this.sock as unknown as { _handle?: unknown })._handle == null;
+    if (gone()) return undefined; // closed meanwhile: nothing to hand over
+    const deadline = Date.now() + HANDOVER_FLUSH_MS;
+    while (this.sock.writableLength > 0) {
+      if (gone()) return undefined;
+      if (Date.now() > deadline) throw new Error('a client did not take its pending output');
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    if (gone()) return undefined;
+    const h = pipeHandle(this.sock);
+    h.readStop();
+    h.reading = false; // so that resume() starts reading again if the handover fails
+    // What Node read but did not deliver: read() emits it as 'data', so the session takes it
+    // like any other input (and holds it, being frozen).
+    while (this.sock.read() !== null);
+    return { fd: h.fd, pending: Buffer.alloc(0) };
+  }
+}
+
+/** How long a handover waits for a client's pending output to be written. */
+const HANDOVER_FLUSH_MS = 5000;
+
+interface PipeHandle {
+  fd: number;
+  reading: boolean;
+  readStop(): number;
+}
+function pipeHandle(s: net.Socket | net.Server): PipeHandle {
+  const h = (s as unknown as { _handle?: PipeHandle })._handle;
+  if (!h || typeof h.fd !== 'number' || h.fd < 0) throw new Error('socket has no file descriptor');
+  return h;
 }
 
 export interface UnixServerEvents {
@@ -50,8 +91,9 @@ export interface UnixServerEvents {
 }
 
 export class UnixQmpServer {
-  private readonly server: net.Server;
+  private server: net.Server;
   private readonly sockets = new Set<net.Socket>();
+  private readonly sessionOf = new Map<QmpSession, net.Socket>();
   private ownsPath = false;
 
   constructor(
@@ -72,14 +114,28 @@ export class UnixQmpServer {
         this.server.once('error', reject);
         this.server.listen({ fd: this.opts.fd }, () => resolve());
       });
+      this.ownsPath = this.opts.unlinkOnClose === true;
       return;
     }
     await removeStaleSocket(this.opts.path);
+    // The socket is made here and given to Node as an fd: libuv then does not know its path
+    // and does not unlink it when the listener closes, so a handover can close this copy
+    // while the successor keeps listening on the same socket file.
+    const sock = native.sockets.socket(native.sockets.SOCK_STREAM);
+    try {
+      native.sockets.bind(sock, this.opts.path);
+      this.ownsPath = true;
+      native.sockets.listen(sock, LISTEN_BACKLOG);
+    } catch (e) {
+      sock.close();
+      if (this.ownsPath) fs.rmSync(this.opts.path, { force: true });
+      this.ownsPath = false;
+      throw new Error(`cannot listen on ${this.opts.path}: ${e instanceof Error ? e.message : String(e)}`);
+    }
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(this.opts.path, () => resolve());
+      this.server.listen({ fd: sock.fd }, () => resolve());
     });
-    this.ownsPath = true;
     fs.chmodSync(this.opts.path, this.opts.mode ?? 0o660);
     if (this.opts.gid !== undefined) fs.chownSync(this.opts.path, process.getuid?.() ?? 0, this.opts.gid);
   }
@@ -101,16 +157,73 @@ export class UnixQmpServer {
       return;
     }
     session = attached;
-    const s = session;
+    this.track(sock, session);
+  }
+
+  private track(sock: net.Socket, s: QmpSession): void {
     this.sockets.add(sock);
+    this.sessionOf.set(s, sock);
     this.events.onConnect?.(s.clientId);
     sock.on('data', (chunk: Buffer) => s.receive(chunk));
     sock.on('error', () => sock.destroy());
     sock.on('close', () => {
       this.sockets.delete(sock);
+      this.sessionOf.delete(s);
       s.close();
       this.events.onDisconnect?.(s.clientId);
     });
+  }
+
+  /** Takes over a connection handed over by another hostmemd (its fd and session state). */
+  adoptClient(fd: number, state: SessionExport): QmpSession {
+    const sock = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: false });
+    let session: QmpSession | undefined;
+    const transport = new SocketTransport(sock, () => {
+      if (session) this.events.onStuckClient?.(session.clientId);
+      sock.destroy();
+    });
+    session = this.monitor.adopt(transport, state);
+    this.track(sock, session);
+    return session;
+  }
+
+  /** The listening socket's fd (handover sends a copy to the new process). */
+  listenerFd(): number {
+    return pipeHandle(this.server).fd;
+  }
+
+  /** Handover: stops listening here without removing the socket file (the new process
+   *  listens on the same socket) and without touching the connections. */
+  closeForHandover(): void {
+    this.ownsPath = false;
+    this.server.close(); // the handle closes now; 'close' waits for the connections
+  }
+
+  /** The handover failed after closeForHandover: listen again on a copy of the old socket. */
+  async relisten(fd: number): Promise<void> {
+    this.server = net.createServer({ allowHalfOpen: false }, (sock) => this.accept(sock));
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ fd }, () => resolve());
+    });
+    this.ownsPath = true;
+  }
+
+  /** Handover done: drops this process's copy of a handed-over connection. Closing a copy of
+   *  the fd sends nothing to the peer (no shutdown), so the client does not notice. */
+  dropHandedOver(session: QmpSession): void {
+    const sock = this.sessionOf.get(session);
+    if (!sock) return;
+    sock.removeAllListeners('close');
+    this.sockets.delete(sock);
+    this.sessionOf.delete(session);
+    session.close();
+    sock.destroy();
+  }
+
+  /** Whether `session` is one of this server's connections. */
+  has(session: QmpSession): boolean {
+    return this.sessionOf.has(session);
   }
 
   /** Stops accepting, closes connections, removes the socket file. */

@@ -1,0 +1,128 @@
+// The handover wire: a SOCK_SEQPACKET UNIX socket between the running daemon and its
+// successor (`--incoming-cpr unix:PATH`). Each message is one JSON object, split into
+// fragments of at most FRAGMENT_BYTES (a datagram must fit the socket buffer); fds ride as
+// SCM_RIGHTS on the last fragment, at most MAX_FDS_PER_MESSAGE per message.
+import * as fs from 'node:fs';
+import * as native from '../native';
+
+const S = native.sockets;
+const FRAGMENT_BYTES = 48 * 1024;
+const MORE = 0x4d; // 'M': more fragments follow
+const END = 0x45; // 'E': last fragment
+export const MAX_HANDOVER_FDS = S.MAX_FDS_PER_MESSAGE;
+
+export interface ChannelMessage {
+  msg: Record<string, unknown>;
+  fds: native.Fd[];
+}
+
+export class HandoverChannel {
+  private constructor(private readonly sock: native.Fd) {}
+
+  /** The running daemon's side: connects to the successor's socket. */
+  static connect(spec: string): HandoverChannel {
+    const path = parseChannel(spec);
+    const sock = S.socket(S.SOCK_SEQPACKET);
+    try {
+      S.connect(sock, path);
+    } catch (e) {
+      sock.close();
+      throw e;
+    }
+    return new HandoverChannel(sock);
+  }
+
+  /** The successor's side: listens at `spec` and waits (off the event loop) for the daemon. */
+  static async accept(spec: string, onListening?: () => void): Promise<HandoverChannel> {
+    const path = parseChannel(spec);
+    const l = S.socket(S.SOCK_SEQPACKET);
+    try {
+      try {
+        if (fs.lstatSync(path).isSocket()) fs.unlinkSync(path);
+      } catch {
+        /* not there */
+      }
+      S.bind(l, path);
+      fs.chmodSync(path, 0o600);
+      S.listen(l, 1);
+      onListening?.();
+      return new HandoverChannel(await S.accept(l));
+    } finally {
+      l.close();
+      fs.rmSync(path, { force: true });
+    }
+  }
+
+  async send(msg: Record<string, unknown>, fds: readonly native.Fd[] = []): Promise<void> {
+    const data = Buffer.from(JSON.stringify(msg));
+    for (let off = 0; ; off += FRAGMENT_BYTES) {
+      const last = off + FRAGMENT_BYTES >= data.length;
+      const frag = Buffer.concat([Buffer.from([last ? END : MORE]), data.subarray(off, off + FRAGMENT_BYTES)]);
+      await S.sendWithFdsAsync(this.sock, frag, last ? fds : []);
+      if (last) return;
+    }
+  }
+
+  /** The next message; rejects when the peer has gone. */
+  async receive(): Promise<ChannelMessage> {
+    const parts: Buffer[] = [];
+    for (;;) {
+      const r = await S.receiveWithFds(this.sock, FRAGMENT_BYTES + 1, MAX_HANDOVER_FDS);
+      if (r.data.length === 0) {
+        for (const fd of r.fds) fd.close();
+        throw new Error('the other hostmemd closed the handover channel');
+      }
+      parts.push(r.data.subarray(1));
+      if (r.data[0] === END) {
+        const msg = JSON.parse(Buffer.concat(parts).toString()) as Record<string, unknown>;
+        return { msg, fds: r.fds };
+      }
+      for (const fd of r.fds) fd.close();
+    }
+  }
+
+  /** The next message, which must be of type `t` (an 'error' message from the peer throws).
+   *  With a timeout, the channel is shut down when it passes (the wait is on a pool thread). */
+  async expect(t: string, timeoutMs?: number): Promise<ChannelMessage> {
+    let timer: NodeJS.Timeout | undefined;
+    let timedOut = false;
+    if (timeoutMs !== undefined) {
+      timer = setTimeout(() => {
+        timedOut = true;
+        this.abort();
+      }, timeoutMs);
+    }
+    let m: ChannelMessage;
+    try {
+      m = await this.receive();
+    } catch (e) {
+      if (timedOut) throw new Error(`no '${t}' from the other hostmemd within ${timeoutMs} ms`);
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (m.msg.t === t) return m;
+    for (const fd of m.fds) fd.close();
+    if (m.msg.t === 'error') throw new Error(String(m.msg.desc));
+    throw new Error(`handover: expected '${t}', got '${String(m.msg.t)}'`);
+  }
+
+  /** Ends the conversation now: a pending receive on either side returns. */
+  abort(): void {
+    try {
+      S.shutdown(this.sock);
+    } catch {
+      /* already closed */
+    }
+  }
+
+  close(): void {
+    this.sock.close();
+  }
+}
+
+/** "unix:PATH" (QEMU's spelling of a UNIX socket address). */
+export function parseChannel(spec: string): string {
+  if (!spec.startsWith('unix:') || spec.length === 5) throw new Error(`bad handover channel '${spec}': must be unix:PATH`);
+  return spec.slice(5);
+}
