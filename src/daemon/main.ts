@@ -3,7 +3,7 @@
 // shutdown). The only module that puts real parts together.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { loadSchema } from '../qapi/load';
+import { loadSchemaCached } from './schema-cache';
 import { buildCommandTable } from '../qapi/command-table';
 import { buildIntrospection } from '../qapi/introspect';
 import { ArgValidator } from '../qapi/validate';
@@ -88,9 +88,10 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
   const notifyError = (what: string) => (e: unknown): void => logger.error({ err: e }, `sd_notify ${what} failed`);
 
   // The interface, from qapi/: validators compiled once here, not per call.
-  const model = loadSchema(SCHEMA_MAIN, (p) => fs.readFileSync(p, 'utf8'));
+  // Precomputed by the build (dist/qapi-model.json) when fresh, else parsed from qapi/.
+  const model = loadSchemaCached(SCHEMA_MAIN);
   const table = buildCommandTable(model, CONFIG_SYMBOLS);
-  const validator = new ArgValidator(model, CONFIG_SYMBOLS);
+  const validator = new ArgValidator(model, CONFIG_SYMBOLS, false);
   const schemaJson = encodeJson(buildIntrospection(model, CONFIG_SYMBOLS) as unknown as JsonValue, { qdictOrder: true });
 
   const version = { qemu: { ...QEMU_LEVEL }, package: PACKAGE_STRING };
@@ -383,8 +384,12 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
   };
   daemon = { monitor, socketPaths: paths, web, logger, stopped, shutdown };
   // Validators not yet compiled (all but those --object used) are compiled once, right after
-  // the sockets listen: a command arriving first compiles its own on demand.
-  setImmediate(() => validator.compileAll());
+  // the sockets listen, one small step per event-loop turn so that clients connecting now are
+  // greeted in between; a command arriving first compiles its own on demand.
+  const warmUp = (): void => {
+    if (validator.warmUpStep()) setImmediate(warmUp);
+  };
+  setImmediate(warmUp);
   try {
     notifier.ready(`serving QMP on ${paths.join(', ')}; ${objects.usage.objects} objects`);
     const ms = notifier.startWatchdog(notifyError('WATCHDOG'));

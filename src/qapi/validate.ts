@@ -2,7 +2,8 @@
 // compiled once per command from json-schema.ts, decides; on refusal its errors are ranked in
 // QEMU's visit order by walking the model along each instancePath, and the first is worded as
 // QEMU words it. Command lookup and -compat policies are the dispatcher's.
-import Ajv, { ErrorObject, ValidateFunction } from 'ajv';
+import type Ajv from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import { JsonObject, JsonValue, MEMBER_ORDER, isJsonNumber, isJsonObject, memberKeys } from '../qmp/json-value';
 import { INT_SPECS, JsonSchema, addQapiKeywords, buildArgSchemas, intCheck, isIntType, jsonKind, typeKind } from './json-schema';
 import { IfCond, Member, SchemaModel, condHolds } from './model';
@@ -35,6 +36,9 @@ interface Ranked {
 
 const TWO_64 = 1n << 64n;
 
+/** Parts of ajv loaded one per warm-up step, in dependency order (~5-15 ms each). */
+const WARM_UP_AJV_MODULES = ['ajv/dist/compile/codegen', 'ajv/dist/compile/validate', 'ajv/dist/core', 'ajv/dist/vocabularies/applicator', 'ajv/dist/vocabularies/validation', 'ajv/dist/vocabularies/draft7'];
+
 export class ArgValidator {
   private readonly commands = new Map<string, CompiledCommand>();
   /** instancePaths of negative uint64/size values accepted by the current validation. */
@@ -43,14 +47,11 @@ export class ArgValidator {
   constructor(
     private readonly model: SchemaModel,
     private readonly defined: ReadonlySet<string>,
+    /** Check each generated JSON Schema against ajv's meta-schema before compiling it (compiling
+     *  the meta-schema takes ~25 ms). The daemon turns it off: its schemas come from this build
+     *  and the unit tests compile every one of them with the check on. */
+    private readonly checkSchemas = true,
   ) {
-    // allErrors: costs nothing on valid input, and on invalid input the first error in ajv's
-    // order is not QEMU's first (ajv checks `required` before `properties`, for one).
-    // ownProperties: a member named like an Object.prototype property must not look present.
-    this.ajv = new Ajv({ allErrors: true, discriminator: true, ownProperties: true, strictTypes: true, messages: false });
-    addQapiKeywords(this.ajv, (path) => {
-      this.wrapped.push(path);
-    });
     for (const [name, schema] of buildArgSchemas(model, defined)) {
       const cmd = model.entities.get(name);
       const argType = cmd?.meta === 'command' ? cmd.argType : undefined;
@@ -58,16 +59,64 @@ export class ArgValidator {
     }
   }
 
-  private readonly ajv: Ajv;
+  /** Made on first use: loading ajv takes ~30 ms, which the daemon's start to greeting need
+   *  not wait for (see warmUpStep). */
+  private ajvInstance?: Ajv;
+
+  private get ajv(): Ajv {
+    if (this.ajvInstance === undefined) {
+      // A synchronous, deferred load: validate() must stay synchronous.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const AjvClass = (require('ajv') as typeof import('ajv')).default;
+      // allErrors: costs nothing on valid input, and on invalid input the first error in ajv's
+      // order is not QEMU's first (ajv checks `required` before `properties`, for one).
+      // ownProperties: a member named like an Object.prototype property must not look present.
+      const ajv = new AjvClass({ allErrors: true, discriminator: true, ownProperties: true, strictTypes: true, messages: false, validateSchema: this.checkSchemas });
+      addQapiKeywords(ajv, (path) => {
+        this.wrapped.push(path);
+      });
+      this.ajvInstance = ajv;
+    }
+    return this.ajvInstance;
+  }
 
   private compiled(c: CompiledCommand): ValidateFunction {
     return (c.fn ??= this.ajv.compile(c.schema));
   }
 
-  /** Compiles every command's validator now (the daemon does this right after it starts
-   *  listening, so that the greeting is not held up by ~60 ms of ajv compilation). */
+  /** Compiles every command's validator now. */
   compileAll(): void {
     for (const c of this.commands.values()) this.compiled(c);
+  }
+
+  private warmUp?: Iterator<void>;
+
+  /** One small step of getting every validator ready: loading one part of ajv, or compiling
+   *  one command's validator (a few ms each). Returns false once everything is ready. The
+   *  daemon runs one step per event-loop turn after it starts listening, so clients are
+   *  accepted and greeted in between instead of waiting ~100 ms for all of it; a command that
+   *  arrives first compiles its own validator on demand. */
+  warmUpStep(): boolean {
+    this.warmUp ??= this.warmUpSteps();
+    return this.warmUp.next().done !== true;
+  }
+
+  private *warmUpSteps(): Generator<void> {
+    if (this.ajvInstance === undefined) {
+      // ajv's largest modules, one per step (each is cached by require for the next).
+      for (const part of WARM_UP_AJV_MODULES) {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        require(part);
+        yield;
+      }
+      void this.ajv;
+      yield;
+    }
+    for (const c of this.commands.values()) {
+      if (c.fn !== undefined) continue;
+      this.compiled(c);
+      yield;
+    }
   }
 
   /** Checks `args` of `command` (a command of this build's schema, else it throws). On success

@@ -303,6 +303,18 @@ describe('the real schema (loadSchema) against replies recorded from QEMU 7.2', 
   const root = path.resolve(__dirname, '../../..');
   const real = loadSchema(path.join(root, 'qapi/schema.json'), (p: string) => fs.readFileSync(p, 'utf8'));
   const v = new ArgValidator(real, new Set(['CONFIG_LINUX', 'CONFIG_POSIX', 'CONFIG_KVM']));
+  test('every command schema passes ajv\'s meta-schema check (the daemon compiles without it)', () => {
+    expect(() => new ArgValidator(real, new Set(['CONFIG_LINUX', 'CONFIG_POSIX', 'CONFIG_KVM']), true).compileAll()).not.toThrow();
+  });
+  test('warm-up steps end with every validator compiled, giving the same answers', () => {
+    const w = new ArgValidator(real, new Set(['CONFIG_LINUX', 'CONFIG_POSIX', 'CONFIG_KVM']), false);
+    let steps = 0;
+    while (w.warmUpStep()) steps++;
+    expect(steps).toBeGreaterThan(10);
+    expect(w.warmUpStep()).toBe(false);
+    expect(w.validate('object-add', ram({ size: 1, policy: 'x' }))).toEqual(v.validate('object-add', ram({ size: 1, policy: 'x' })));
+    expect(w.validate('query-version', {})).toEqual({ ok: true, value: {} });
+  });
   test.each<[string, JsonObject, string]>([
     ['object-add', ram({ size: -1, 'host-nodes': [1, 70000] }), "Parameter 'null' expects uint16_t"],
     ['object-add', ram({ size: 1, 'host-nodes': [1, -1] }), "Parameter 'null' expects uint16_t"],
