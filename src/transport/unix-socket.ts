@@ -125,6 +125,9 @@ export class UnixQmpServer {
     try {
       native.sockets.bind(sock, this.opts.path);
       this.ownsPath = true;
+      // Mode and group before listen(): no client can connect to a socket with the wrong ones.
+      fs.chmodSync(this.opts.path, this.opts.mode ?? 0o660);
+      if (this.opts.gid !== undefined) fs.chownSync(this.opts.path, process.getuid?.() ?? 0, this.opts.gid);
       native.sockets.listen(sock, LISTEN_BACKLOG);
     } catch (e) {
       sock.close();
@@ -136,8 +139,6 @@ export class UnixQmpServer {
       this.server.once('error', reject);
       this.server.listen({ fd: sock.fd }, () => resolve());
     });
-    fs.chmodSync(this.opts.path, this.opts.mode ?? 0o660);
-    if (this.opts.gid !== undefined) fs.chownSync(this.opts.path, process.getuid?.() ?? 0, this.opts.gid);
   }
 
   private accept(sock: net.Socket): void {

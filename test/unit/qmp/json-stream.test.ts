@@ -607,3 +607,35 @@ describe('round trip with encodeJson (property)', () => {
     );
   });
 });
+
+describe('atBoundary (daemon handover moves the rest of a stream to another parser)', () => {
+  test('wherever it is true, the rest of the input fed to a fresh parser gives the same items', () => {
+    const junk = fc.constantFrom('}', ']', '{"a" 1}', "'x", '"\\q"', '[1,', '\x00', 'tru');
+    fc.assert(
+      fc.property(fc.array(fc.oneof(jsonValue.map((v) => encodeJson(v)), junk), { minLength: 1, maxLength: 5 }), fc.array(fc.constantFrom(' ', '\n', ''), { minLength: 5, maxLength: 5 }), (parts, seps) => {
+        const bytes = Buffer.from(parts.map((p, i) => p + seps[i]).join(''), 'latin1');
+        const whole = parse(bytes);
+        const items: StreamItem[] = [];
+        const p = new JsonStreamParser((it) => items.push(it));
+        for (let i = 0; i < bytes.length; i++) {
+          p.feed(bytes.subarray(i, i + 1));
+          if (p.atBoundary) {
+            const before = items.length;
+            expect([...items, ...parse(bytes.subarray(i + 1))]).toEqual(whole);
+            expect(items.length).toBe(before);
+          }
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  test('false inside a message, a string, a number or a keyword; true between messages', () => {
+    const p = new JsonStreamParser(() => undefined);
+    expect(p.atBoundary).toBe(true);
+    for (const [chunk, at] of [['{"execute": "qu', false], ['ery-version"', false], ['}', true], ['  ', true], ['1', false], ['2 ', true], ['tr', false], ['ue', false], [' ', true]] as const) {
+      p.feed(L(chunk));
+      expect([chunk, p.atBoundary]).toEqual([chunk, at]);
+    }
+  });
+});
