@@ -262,3 +262,38 @@ test('a successor with another state directory is refused with a clear error', a
   c.close();
   fs.rmSync(elsewhere, { recursive: true, force: true });
 });
+
+test('with --ws, the successor takes the web port over as the old daemon exits', async () => {
+  const port = await new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+  // Restart the fixture daemon with --ws on that port.
+  old.proc.kill('SIGTERM');
+  await old.exited;
+  old = run(['--state-dir', dir, '--qmp', `unix:${sock}`, '--ws', `127.0.0.1:${port}`]);
+  started.push(old);
+  await waitFile(sock, old);
+  await waitConnectable(sock);
+  const health = async (): Promise<number> => (await fetch(`http://127.0.0.1:${port}/healthz`)).status;
+  const healthy = async (): Promise<number> => {
+    const deadline = Date.now() + 10000;
+    let status = 0;
+    while (Date.now() < deadline && status !== 200) {
+      status = await health().catch(() => 0);
+      if (status !== 200) await new Promise((r) => setTimeout(r, 50));
+    }
+    return status;
+  };
+  expect(await healthy()).toBe(200);
+  const c = await RawQmpClient.negotiated(sock);
+  const next = await successor(['--ws', `127.0.0.1:${port}`]);
+  expect(await c.execute('cpr-handover', { channel: `unix:${chan}` })).toEqual({ return: {} });
+  expect(await old.exited).toBe(0);
+  expect(await healthy()).toBe(200);
+  expect(next.proc.exitCode).toBeNull();
+  expect(await c.execute('query-version')).toHaveProperty('return');
+  c.close();
+});
