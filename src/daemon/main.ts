@@ -386,10 +386,11 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
   // Validators not yet compiled (all but those --object used) are compiled once, right after
   // the sockets listen, one small step per event-loop turn so that clients connecting now are
   // greeted in between; a command arriving first compiles its own on demand.
+  // It stops when shutdown begins, and never keeps the process alive.
   const warmUp = (): void => {
-    if (validator.warmUpStep()) setImmediate(warmUp);
+    if (!stopping && validator.warmUpStep()) setImmediate(warmUp).unref();
   };
-  setImmediate(warmUp);
+  setImmediate(warmUp).unref();
   try {
     notifier.ready(`serving QMP on ${paths.join(', ')}; ${objects.usage.objects} objects`);
     const ms = notifier.startWatchdog(notifyError('WATCHDOG'));
