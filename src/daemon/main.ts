@@ -36,7 +36,7 @@ import { parseObjectOpt } from './object-opt';
 import { toQmpError } from '../errors/to-qmp';
 import { createLogger, Logger } from './logger';
 // The web stack (fastify, ws, prom-client) is loaded only with --ws: it costs ~120 ms of start.
-import type { WebServer } from '../web/server';
+import type { CapsView, WebServer } from '../web/server';
 import type { DaemonMetrics } from '../web/metrics';
 
 export interface Daemon {
@@ -319,7 +319,12 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
     }
     if (options.ws && metrics) {
       const w = options.ws;
-      const start = (): Promise<WebServer> => webMod!.startWebServer({ host: w.host, port: w.port, allowRemote: options.wsAllowRemote, limits: options.wsLimits, stateDir: options.stateDir, monitor, metrics, logger, backends });
+      const caps = (): CapsView => ({
+        objects: { limit: options.maxObjects, used: objects.usage.objects },
+        backendBytes: { limit: options.maxBackendBytes === undefined ? undefined : Number(options.maxBackendBytes), used: Number(objects.usage.bytes) },
+        clients: { limit: options.maxClients, used: monitor.clientCount },
+      });
+      const start = (): Promise<WebServer> => webMod!.startWebServer({ host: w.host, port: w.port, allowRemote: options.wsAllowRemote, limits: options.wsLimits, stateDir: options.stateDir, monitor, metrics, logger, backends, caps });
       // After a handover the old daemon frees the port as it exits.
       for (let tries = 0; ; tries++) {
         try {

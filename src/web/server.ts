@@ -28,8 +28,24 @@ export interface WebServerOptions {
   logger: Logger;
   /** The memory backends now in the tree (for /api/backends). */
   backends(): Iterable<BackendView>;
+  /** The operator caps and what is used of them now (for /api/caps and the console). */
+  caps?(): CapsView;
   limits?: Partial<WebSocketLimits>;
   assetsDir?: string;
+}
+
+/** One cap: its configured limit (absent: no cap) and the current use. */
+export interface CapUsage {
+  limit?: number;
+  used: number;
+}
+
+/** --max-objects (objects, pending creations included), --max-backend-bytes (bytes charged by
+ *  backends, pending creations included) and --max-clients (connected QMP clients). */
+export interface CapsView {
+  objects: CapUsage;
+  backendBytes: CapUsage;
+  clients: CapUsage;
 }
 
 export interface WebServer {
@@ -102,6 +118,8 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
     const resident = residentOf(list);
     return list.map((b, i) => ({ id: b.name, type: b.typeName, size: Number(b.size), resident: Number(resident[i]) }));
   });
+  // The caps next to their use (the console shows them; /metrics has them as hostmemd_limit).
+  app.get('/api/caps', { onRequest: requireToken }, async () => opts.caps?.() ?? {});
   for (const [url, asset] of assets) {
     app.get(url, async (_req, reply) => reply.headers(SECURITY_HEADERS).type(asset.type).send(asset.body));
   }

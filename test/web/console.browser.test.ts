@@ -1,7 +1,8 @@
 // The web console in a real browser (Debian's chromium driven by playwright-core): it loads
 // and shows the daemon, creates a backend through the schema-generated form (also seen over
 // the UNIX socket), shows preallocation progress, deletes with confirmation, follows changes
-// made by another client within 2 s, runs raw QMP with completion and history, and shows
+// made by another client within 2 s, shows each cap (--max-objects, --max-backend-bytes,
+// --max-clients) with its current use, runs raw QMP with completion and history, and shows
 // only an error for a wrong token. A screenshot is kept in artifacts/. Skips loudly when
 // /usr/bin/chromium is absent.
 import * as fs from 'node:fs';
@@ -32,7 +33,7 @@ maybe('web console in chromium', () => {
     // The console under test is the current source: build it before the daemon loads it.
     const b = spawnSync(process.execPath, [path.join(ROOT, 'web', 'build.mjs')], { encoding: 'utf8' });
     if (b.status !== 0) throw new Error(`console build failed: ${b.stderr}`);
-    d = await startWebDaemon();
+    d = await startWebDaemon(['--max-objects', '100', '--max-backend-bytes', '64G', '--max-clients', '50']);
     unix = await RawQmpClient.negotiated(d.sock);
     profile = fs.mkdtempSync(path.join(os.tmpdir(), 'hostmemd-chromium-'));
     ctx = await chromium.launchPersistentContext(profile, {
@@ -148,6 +149,25 @@ maybe('web console in chromium', () => {
     expect(await unix.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'shot2', size: 25165824, share: true })).toEqual({ return: {} });
     await page.locator('[data-testid="tree-node"][data-id="shot1"]').waitFor({ timeout: 2000 });
     await page.locator('[data-testid="tree-node"][data-id="shot2"]').waitFor({ timeout: 2000 });
+  });
+
+  test('shows each cap with its current use, updated as objects come and go', async () => {
+    // shot1 (8 MiB) and shot2 (24 MiB) exist from the previous test.
+    const objectsCap = page.getByTestId('cap-objects');
+    await objectsCap.filter({ hasText: '2 / 100' }).waitFor({ timeout: 5000 });
+    await page.getByTestId('cap-backend-bytes').filter({ hasText: '32 MiB / 64 GiB' }).waitFor({ timeout: 5000 });
+    // This page's two WebSocket clients and the test's UNIX-socket client, at least.
+    const clients = (await page.getByTestId('cap-clients').textContent()) ?? '';
+    const m = /^(\d+) \/ 50$/.exec(clients);
+    expect(m).not.toBeNull();
+    expect(Number(m![1])).toBeGreaterThanOrEqual(3);
+    await expect(page.locator('[data-testid="caps"] meter').count()).resolves.toBe(3);
+    // Each cap's usage follows object-add and object-del made by another client.
+    expect(await unix.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'cap1', size: 1048576 })).toEqual({ return: {} });
+    await objectsCap.filter({ hasText: '3 / 100' }).waitFor({ timeout: 5000 });
+    await page.getByTestId('cap-backend-bytes').filter({ hasText: '33 MiB / 64 GiB' }).waitFor({ timeout: 5000 });
+    expect(await unix.execute('object-del', { id: 'cap1' })).toEqual({ return: {} });
+    await objectsCap.filter({ hasText: '2 / 100' }).waitFor({ timeout: 5000 });
   });
 
   test('raw QMP console: Tab completes command names, Enter sends, arrow-up recalls', async () => {

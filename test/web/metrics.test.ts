@@ -147,3 +147,32 @@ test('configured caps appear as hostmemd_limit', async () => {
     await d.stop();
   }
 });
+
+test('/api/caps: each cap with its use (token required); uncapped ones have no limit', async () => {
+  const capped = await startWebDaemon(['--max-objects', '7', '--max-backend-bytes', '1G', '--max-clients', '9']);
+  try {
+    expect((await httpGet(`${capped.url}/api/caps`)).status).toBe(401);
+    const c = await RawQmpClient.negotiated(capped.sock);
+    try {
+      expect(await c.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'm1', size: 2097152 })).toEqual({ return: {} });
+      const r = await httpGet(`${capped.url}/api/caps`, capped.token);
+      expect(r.status).toBe(200);
+      expect(JSON.parse(r.body)).toEqual({
+        objects: { limit: 7, used: 1 },
+        backendBytes: { limit: 1073741824, used: 2097152 },
+        clients: { limit: 9, used: 1 },
+      });
+    } finally {
+      c.close();
+    }
+  } finally {
+    await capped.stop();
+  }
+  const plain = await startWebDaemon();
+  try {
+    const r = await httpGet(`${plain.url}/api/caps`, plain.token);
+    expect(JSON.parse(r.body)).toEqual({ objects: { used: 0 }, backendBytes: { used: 0 }, clients: { limit: 1024, used: 0 } });
+  } finally {
+    await plain.stop();
+  }
+});

@@ -1,8 +1,9 @@
 // The hostmemd web console: checks the token (?token= in the URL, then kept in
 // sessionStorage and removed from the address bar), talks QMP over /qmp, and renders the
-// daemon's version, KVM status, object tree, memory chart, the schema-generated create form
-// with preallocation progress, delete, live events and a raw QMP console. The tree follows
-// OBJECT_ADDED/OBJECT_DELETED events, not polling; only resident memory is polled.
+// daemon's version, KVM status, the operator caps and their use, object tree, memory chart, the
+// schema-generated create form with preallocation progress, delete, live events and a raw QMP
+// console. The tree follows
+// OBJECT_ADDED/OBJECT_DELETED events, not polling; only resident memory and cap use are polled.
 import { h, byId, clear, formatSize, timeOf } from './dom';
 import { QmpClient, QmpError, QmpEvent, Json, JsonObject } from './qmp';
 import { Schema, SchemaInfo, commandForm, isFieldError, UnionForm } from './schema-form';
@@ -215,11 +216,40 @@ async function readTree(): Promise<void> {
 }
 
 async function refreshResident(render = true): Promise<void> {
+  void refreshCaps();
   const r = await api('/api/backends').catch(() => undefined);
   if (!r?.ok) return;
   const list = (await r.json()) as { id: string; resident: number }[];
   resident = new Map(list.map((b) => [b.id, b.resident]));
   if (render) renderBackends();
+}
+
+// ---- caps (--max-objects, --max-backend-bytes, --max-clients) ----
+
+interface CapUsage {
+  limit?: number;
+  used: number;
+}
+
+const CAPS: { key: 'objects' | 'backendBytes' | 'clients'; label: string; option: string; testid: string; bytes?: boolean }[] = [
+  { key: 'objects', label: 'objects', option: '--max-objects', testid: 'cap-objects' },
+  { key: 'backendBytes', label: 'backend memory', option: '--max-backend-bytes', testid: 'cap-backend-bytes', bytes: true },
+  { key: 'clients', label: 'QMP clients', option: '--max-clients', testid: 'cap-clients' },
+];
+
+async function refreshCaps(): Promise<void> {
+  const r = await api('/api/caps').catch(() => undefined);
+  if (!r?.ok) return;
+  const caps = (await r.json()) as Partial<Record<'objects' | 'backendBytes' | 'clients', CapUsage>>;
+  const cells = CAPS.flatMap((c) => {
+    const u = caps[c.key];
+    if (!u) return [];
+    const fmt = (n: number) => (c.bytes ? formatSize(n) : String(n));
+    const text = u.limit === undefined ? `${fmt(u.used)} · no limit` : `${fmt(u.used)} / ${fmt(u.limit)}`;
+    const meter = u.limit === undefined ? h('span', {}) : h('meter', { min: 0, max: u.limit, value: u.used, high: u.limit * 0.9, optimum: 0 });
+    return [h('span', { title: c.option }, c.label), h('span', { class: 'used', 'data-testid': c.testid }, text), meter];
+  });
+  clear(byId('caps'), h('div', { class: 'caps' }, ...cells));
 }
 
 const childType = (p: Prop) => (p.type.startsWith('child<') ? p.type.slice(6, -1) : p.type);
