@@ -1,11 +1,14 @@
-// Shared benchmark plumbing: start hostmemd (built) and QEMU 7.2 side by side, a minimal
-// line-reading QMP client, percentiles and table printing. Benchmarks only; not tests.
+// Shared benchmark plumbing: start hostmemd (built) and QEMU 7.2 side by side, minimal
+// line-reading QMP clients (UNIX socket and WebSocket), the daemon's inspector for gc() and
+// heap figures, percentiles and table printing. Benchmarks only; not tests.
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
+/* global fetch */
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -18,12 +21,89 @@ async function waitFor(file, proc, what) {
   }
 }
 
-export async function startHostmemd(args = []) {
+/** Starts the built daemon. With `inspect`, node's inspector listens on a loopback port and
+ *  the result has `inspector` (gc(), memoryUsage()): only for memory measurements. */
+export async function startHostmemd(args = [], { inspect = false } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hostmemd-bench-'));
   const sock = path.join(dir, 'qmp.sock');
-  const proc = spawn(process.execPath, [path.join(ROOT, 'bin', 'hostmemd'), '--state-dir', dir, '--log-level', 'warn', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const nodeArgs = inspect ? ['--inspect=127.0.0.1:0'] : [];
+  const proc = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'bin', 'hostmemd'), '--state-dir', dir, '--log-level', 'warn', ...args], { stdio: ['ignore', 'ignore', inspect ? 'pipe' : 'inherit'] });
+  let inspector;
+  if (inspect) {
+    const url = await new Promise((resolve, reject) => {
+      let err = '';
+      const onData = (d) => {
+        err += d;
+        const m = /Debugger listening on (ws:\/\/\S+)/.exec(err);
+        if (m) {
+          proc.stderr.off('data', onData);
+          // The inspector's own notices stay out of the report; the daemon's lines go on.
+          proc.stderr.on('data', (x) => String(x).split('\n').forEach((l) => l && !/Debugger|inspector|help, see/.test(l) && process.stderr.write(l + '\n')));
+          resolve(m[1]);
+        }
+      };
+      proc.stderr.on('data', onData);
+      proc.once('exit', () => reject(new Error(`hostmemd exited early: ${err}`)));
+    });
+    inspector = await Inspector.connect(url);
+  }
   await waitFor(sock, proc, 'hostmemd');
-  return { name: 'hostmemd', sock, pid: proc.pid, stop: () => stop(proc, dir) };
+  return {
+    name: 'hostmemd',
+    sock,
+    pid: proc.pid,
+    inspector,
+    stop: () => {
+      inspector?.close();
+      return stop(proc, dir);
+    },
+  };
+}
+
+/** A Chrome DevTools Protocol session with the daemon (node --inspect). */
+class Inspector {
+  static connect(url) {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url, { perMessageDeflate: false });
+      ws.once('open', () => resolve(new Inspector(ws)));
+      ws.once('error', reject);
+    });
+  }
+  constructor(ws) {
+    this.ws = ws;
+    this.id = 0;
+    this.pending = new Map();
+    ws.on('message', (d) => {
+      const m = JSON.parse(d);
+      const p = m.id !== undefined && this.pending.get(m.id);
+      if (p) {
+        this.pending.delete(m.id);
+        if (m.error) p.reject(new Error(`${m.error.message}`));
+        else p.resolve(m.result);
+      }
+    });
+  }
+  call(method, params = {}) {
+    return new Promise((resolve, reject) => {
+      const id = ++this.id;
+      this.pending.set(id, { resolve, reject });
+      this.ws.send(JSON.stringify({ id, method, params }));
+    });
+  }
+  /** A full garbage collection (twice, so that objects freed by finalizers go too). */
+  async gc() {
+    await this.call('HeapProfiler.collectGarbage');
+    await new Promise((r) => setTimeout(r, 50));
+    await this.call('HeapProfiler.collectGarbage');
+  }
+  /** process.memoryUsage() of the daemon. */
+  async memoryUsage() {
+    const r = await this.call('Runtime.evaluate', { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true });
+    return JSON.parse(r.result.value);
+  }
+  close() {
+    this.ws.close();
+  }
 }
 
 export function haveQemu() {
@@ -139,6 +219,55 @@ export async function measureRtt(c, req, n) {
   }
   t.sort((a, b) => a - b);
   return { p50: percentile(t, 50), p99: percentile(t, 99) };
+}
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once `url`/healthz answers. */
+export async function waitHealthy(url) {
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) return;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not come up`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The WebSocket twin of Client: QMP over /qmp with the token; every frame is one line. */
+export class WsClient extends LineQueue {
+  static connect(url, token) {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/qmp`, { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false });
+      ws.once('open', () => resolve(new WsClient(ws)));
+      ws.once('error', reject);
+    });
+  }
+  constructor(ws) {
+    super();
+    this.ws = ws;
+    ws._socket?.setNoDelay?.(true);
+    ws.on('message', (d) => this.push(d.toString('latin1')));
+  }
+  send(text) {
+    this.ws.send(text);
+  }
+  close() {
+    this.ws.terminate();
+  }
 }
 
 export function percentile(sorted, p) {

@@ -6,64 +6,14 @@
 // The message rate limit is lifted (--ws-limit rate=0) so that it is the transport that is
 // measured. Run: npm run bench:ws
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
-import WebSocket from 'ws';
-/* global fetch */
-import { Client, LineQueue, measureRtt, startHostmemd, percentile, fmt, printTable } from './lib.mjs';
+import { Client, WsClient, freePort, measureRtt, startHostmemd, percentile, fmt, printTable, waitHealthy } from './lib.mjs';
 
 const RTT_N = Number(process.env.RTT_N ?? 3000);
 const PIPE_N = Number(process.env.PIPE_N ?? 20000);
 const FANOUT_CLIENTS = Number(process.env.FANOUT_CLIENTS ?? 100);
 const FANOUT_ROUNDS = Number(process.env.FANOUT_ROUNDS ?? 30);
 const REQ = '{"execute":"query-version","id":1}';
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitHealthy(url) {
-  const deadline = Date.now() + 15000;
-  for (;;) {
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) return;
-    } catch {
-      /* not listening yet */
-    }
-    if (Date.now() > deadline) throw new Error(`${url} did not come up`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** The WebSocket twin of lib.mjs's Client: every frame is one line. */
-class WsClient extends LineQueue {
-  static connect(url, token) {
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/qmp`, { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false });
-      ws.once('open', () => resolve(new WsClient(ws)));
-      ws.once('error', reject);
-    });
-  }
-  constructor(ws) {
-    super();
-    this.ws = ws;
-    ws._socket?.setNoDelay?.(true);
-    ws.on('message', (d) => this.push(d.toString('latin1')));
-  }
-  send(text) {
-    this.ws.send(text);
-  }
-  close() {
-    this.ws.terminate();
-  }
-}
 
 const latency = (c) => measureRtt(c, REQ, RTT_N);
 
