@@ -140,19 +140,27 @@ export class Journal {
 
   /** Writes (or replaces) the entry; resolves once it is durable. */
   put(e: JournalEntry): Promise<void> {
-    return this.chain(e.id, async () => {
-      const file = this.fileOf(e.id);
-      const tmp = `${file}.tmp`;
-      const h = await fs.promises.open(tmp, 'w', 0o600);
-      try {
-        await h.writeFile(encodeEntry(e));
-        await h.datasync();
-      } finally {
-        await h.close();
-      }
-      await fs.promises.rename(tmp, file);
-      await this.syncDir();
-    });
+    return this.chain(e.id, () => this.write(e));
+  }
+
+  /** Reads the entry of `id`, changes it with `fn` and writes it back, in turn with the other
+   *  writes of that id (nothing is kept in memory between writes). */
+  update(id: string, fn: (e: JournalEntry) => JournalEntry): Promise<void> {
+    return this.chain(id, async () => this.write(fn(decodeEntry(await fs.promises.readFile(this.fileOf(id), 'utf8')))));
+  }
+
+  private async write(e: JournalEntry): Promise<void> {
+    const file = this.fileOf(e.id);
+    const tmp = `${file}.tmp`;
+    const h = await fs.promises.open(tmp, 'w', 0o600);
+    try {
+      await h.writeFile(encodeEntry(e));
+      await h.datasync();
+    } finally {
+      await h.close();
+    }
+    await fs.promises.rename(tmp, file);
+    await this.syncDir();
   }
 
   /** Removes the entry; resolves once the removal is durable. */

@@ -34,7 +34,8 @@ function fdIdentity(obj: UserCreatable): FdIdentity | undefined {
 }
 
 export class ObjectJournal implements ObjectPersistence {
-  private readonly live = new Map<string, JournalEntry>();
+  /** Origins other than 'created' (objects restored at start); nothing is kept per object
+   *  otherwise: the journal files are the record. */
   private readonly origins = new Map<string, { origin: CprOrigin; reason?: string }>();
   readonly problems: CprProblem[] = [];
 
@@ -47,31 +48,32 @@ export class ObjectJournal implements ObjectPersistence {
   async added(obj: UserCreatable, options: Record<string, JsonValue>): Promise<void> {
     const e: JournalEntry = { id: obj.name, seq: this.journal.allocSeq(), args: { ...options }, fd: fdIdentity(obj) };
     await this.journal.put(e);
-    this.live.set(obj.name, e);
-    this.origins.set(obj.name, { origin: 'created' });
+    this.origins.delete(obj.name);
   }
 
   async deleting(obj: UserCreatable): Promise<void> {
     await this.journal.remove(obj.name);
-    this.live.delete(obj.name);
     this.origins.delete(obj.name);
   }
 
   async changed(obj: UserCreatable, property: string): Promise<void> {
-    const e = this.live.get(obj.name);
-    if (!e) return;
-    const next: JournalEntry = { ...e, args: { ...e.args, [property]: obj.getProperty(property) } };
-    await this.journal.put(next);
-    this.live.set(obj.name, next);
+    // Objects from --object are not journaled: nothing to update.
+    if (obj.name in this.unjournaled) return;
+    const value = obj.getProperty(property);
+    await this.journal.update(obj.name, (e) => ({ ...e, args: { ...e.args, [property]: value } }));
   }
+
+  /** Ids of objects made outside the journal (--object). */
+  private readonly unjournaled: Record<string, true> = Object.create(null) as Record<string, true>;
 
   /** An object made outside the journal (--object): listed, not recorded. */
   noteCreated(obj: UserCreatable): void {
-    this.origins.set(obj.name, { origin: 'created' });
+    this.unjournaled[obj.name] = true;
   }
 
   forget(id: string): void {
     this.origins.delete(id);
+    delete this.unjournaled[id];
   }
 
   origin(id: string): { origin: CprOrigin; reason?: string } {
@@ -128,9 +130,8 @@ export class ObjectJournal implements ObjectPersistence {
       }
       restored++;
       const fresh: JournalEntry = { ...e, fd: fdIdentity(obj) };
-      this.live.set(e.id, fresh);
       const fate = this.fateOf(obj, e, mismatch);
-      this.origins.set(e.id, fate);
+      if (fate.origin !== 'created') this.origins.set(e.id, fate);
       if (fate.origin === 'recreated-empty') this.log.warn({ id: e.id, reason: fate.reason }, 'restore: memory not preserved, allocated empty');
       else this.log.info({ id: e.id, origin: fate.origin }, 'restore: object restored');
       // The fd may be new (recreated): the journal must name the one now held.

@@ -51,7 +51,7 @@ const BACKENDS = [
 
 const pat = (id: string): Buffer => Buffer.from(`${id}:`.repeat(4096).slice(0, 4096));
 const mapAt = (pid: number, size: number): bigint => {
-  const m = findMappings(BigInt(size), undefined, pid).filter((e) => e.perms.startsWith('rw'));
+  const m = findMappings(BigInt(size), undefined, pid).filter((e) => e.perms.startsWith('rw') && e.path !== '' && !e.path.startsWith('['));
   if (m.length !== 1) throw new Error(`expected one mapping of ${size} in ${pid}, found ${JSON.stringify(m.map((x) => [x.start.toString(16), x.perms, x.path, x.vmFlags.join(' ')]))}`);
   return m[0].start;
 };

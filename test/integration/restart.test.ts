@@ -35,7 +35,7 @@ function pattern(id: string, len: number): Buffer {
 }
 
 function mappingOf(pid: number, size: bigint): bigint {
-  const m = findMappings(size, undefined, pid).filter((e) => e.perms.startsWith('rw'));
+  const m = findMappings(size, undefined, pid).filter((e) => e.perms.startsWith('rw') && e.path !== '' && !e.path.startsWith('['));
   if (m.length !== 1) throw new Error(`expected one ${size}-byte mapping in ${pid}, found ${m.length}`);
   return m[0].start;
 }
