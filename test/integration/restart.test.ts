@@ -238,3 +238,22 @@ test('watchdog pings at half WATCHDOG_USEC; SIGTERM sends STOPPING=1 and keeps t
   expect(sm.storeNames()).toEqual(['m']);
   expect(fs.existsSync(path.join(sm.stateDir, 'objects', 'm.json'))).toBe(true);
 });
+
+test('--object objects are not journaled: qom-set and object-del on them work and leave no entry', async () => {
+  const { startWithClient, stopWithClient } = await import('../helpers/daemon');
+  const f = await startWithClient(['--object', 'memory-backend-memfd,id=cli,size=1M']);
+  try {
+    expect(await f.c.execute('qom-set', { path: '/objects/cli', property: 'dump', value: false })).toEqual({ return: {} });
+    expect(fs.readdirSync(path.join(f.d.dir, 'objects'))).toEqual([]);
+    const cpr = (await f.c.execute('query-cpr')).return as Cpr;
+    expect(cpr.objects).toEqual([{ id: 'cli', 'qom-type': 'memory-backend-memfd', preserved: true, origin: 'created' }]);
+    expect(cpr['fd-store']).toBe(false);
+    expect(await f.c.execute('object-del', { id: 'cli' })).toEqual({ return: {} });
+    // The id is free for object-add, which is journaled.
+    expect(await f.c.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'cli', size: 1 << 20 })).toEqual({ return: {} });
+    expect(await f.c.execute('qom-set', { path: '/objects/cli', property: 'merge', value: false })).toEqual({ return: {} });
+    expect(fs.readFileSync(path.join(f.d.dir, 'objects', 'cli.json'), 'utf8')).toContain('"merge": false');
+  } finally {
+    await stopWithClient(f);
+  }
+});
