@@ -13,7 +13,7 @@ export interface CprServices {
   cpr: ObjectJournal;
   /** Runs the handover up to the point of no return; the returned step completes it and is
    *  run after the reply is written. */
-  handover(channel: string): Promise<() => Promise<void>>;
+  handover(channel: string, freezeTimeoutMs?: number): Promise<() => Promise<void>>;
 }
 
 export function cprHandlers(svc: CprServices): Map<string, Handler> {
@@ -45,7 +45,7 @@ export function cprHandlers(svc: CprServices): Map<string, Handler> {
     [
       'cpr-handover',
       async (a) => {
-        const commit = await svc.handover(a.channel as string);
+        const commit = await svc.handover(a.channel as string, a['freeze-timeout'] as number | undefined);
         // After the reply has been written (replies are written in microtasks).
         setImmediate(() => void commit());
         return {};

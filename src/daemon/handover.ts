@@ -16,7 +16,8 @@ import { UnixQmpServer } from '../transport/unix-socket';
 import type { Logger } from './logger';
 
 const PROTOCOL_VERSION = 1;
-/** Clients must finish the message they are sending within this time. */
+/** Default time for clients to finish the message they are sending and for running commands
+ *  to end. */
 const FREEZE_TIMEOUT_MS = 5000;
 /** The successor must have re-created every object within this time. */
 const READY_TIMEOUT_MS = 60000;
@@ -76,7 +77,7 @@ export class HandoverSender {
 
   /** Steps until the successor holds every object; returns the commit step, to be run once
    *  the command's reply is written. Throws a QMP error (and keeps serving) on failure. */
-  async prepare(spec: string): Promise<() => Promise<void>> {
+  async prepare(spec: string, freezeTimeoutMs = FREEZE_TIMEOUT_MS): Promise<() => Promise<void>> {
     if (this.busy) throw genericError('a handover is already in progress');
     const priv = this.src.privateBackends();
     if (priv.length > 0) throw genericError(`backend '${priv[0]}' has private memory (share=off), which a handover cannot keep`);
@@ -89,7 +90,7 @@ export class HandoverSender {
     this.busy = true;
     const { monitor, fds, logger } = this.src;
     try {
-      await monitor.freezeAll(1, FREEZE_TIMEOUT_MS);
+      await monitor.freezeAll(1, freezeTimeoutMs);
       await ch.send({ t: 'hello', version: PROTOCOL_VERSION, pid: process.pid, stateDir: path.resolve(this.src.stateDir) });
       for (const batch of chunks([...fds.entries()], MAX_HANDOVER_FDS)) {
         await ch.send({ t: 'fds', names: batch.map(([n]) => n) }, batch.map(([, fd]) => fd));

@@ -214,7 +214,7 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
     logger,
     finish: (pid) => finishHandover?.(pid),
   });
-  add(cprHandlers({ journalDir: journal.dir, fdStore: notifier.enabled, objects: () => objects.list(), cpr, handover: (ch) => handover.prepare(ch) }));
+  add(cprHandlers({ journalDir: journal.dir, fdStore: notifier.enabled, objects: () => objects.list(), cpr, handover: (ch, ms) => handover.prepare(ch, ms) }));
   add(qomHandlers(tree, objects));
   commandNames.push(...implemented());
 

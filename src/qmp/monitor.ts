@@ -60,13 +60,17 @@ export class Monitor {
    *  own) are still running. Rejects after `timeoutMs`, leaving the sessions frozen. */
   async freezeAll(keepRunning: number, timeoutMs: number): Promise<void> {
     this.frozen = true;
+    const deadline = Date.now() + timeoutMs;
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`clients did not reach a message boundary within ${timeoutMs} ms`)), timeoutMs);
-    });
+    const timeout = (what: string): Promise<never> =>
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(what)), Math.max(0, deadline - Date.now()));
+      });
     try {
-      await Promise.race([Promise.all([...this.sessions].map((s) => s.freeze())), timeout]);
-      while (this.inflight > keepRunning) await Promise.race([new Promise<void>((r) => this.idleWaiters.push(r)), timeout, new Promise((r) => setTimeout(r, 5))]);
+      await Promise.race([Promise.all([...this.sessions].map((s) => s.freeze())), timeout(`a client did not finish the message it was sending within ${timeoutMs} ms`)]);
+      clearTimeout(timer);
+      const late = timeout(`commands still running after ${timeoutMs} ms (a long preallocation?)`);
+      while (this.inflight > keepRunning) await Promise.race([new Promise<void>((r) => this.idleWaiters.push(r)), late, new Promise((r) => setTimeout(r, 5))]);
     } finally {
       clearTimeout(timer);
     }

@@ -297,3 +297,18 @@ test('with --ws, the successor takes the web port over as the old daemon exits',
   expect(await c.execute('query-version')).toHaveProperty('return');
   c.close();
 });
+
+test('a command still running (a long preallocation) past freeze-timeout fails the handover; it completes on the old daemon', async () => {
+  const c = await RawQmpClient.negotiated(sock);
+  const busy = await RawQmpClient.negotiated(sock);
+  busy.send(JSON.stringify({ execute: 'object-add', arguments: { 'qom-type': 'memory-backend-memfd', id: 'big', size: 2 ** 31, prealloc: true }, id: 'big' }));
+  await new Promise((r) => setTimeout(r, 50));
+  const next = await successor();
+  const r = (await c.execute('cpr-handover', { channel: `unix:${chan}`, 'freeze-timeout': 100 })) as { error: { desc: string } };
+  expect(r.error.desc).toBe('handover failed, this daemon keeps serving: commands still running after 100 ms (a long preallocation?)');
+  expect(await reply(busy)).toEqual({ return: {}, id: 'big' });
+  expect(await c.execute('query-memdev')).toMatchObject({ return: [{ id: 'big', prealloc: true }] });
+  expect(await next.exited).not.toBe(0);
+  c.close();
+  busy.close();
+});
