@@ -1,0 +1,45 @@
+# hostmemd container image: Node 20 on Debian 12 (bookworm), built in two stages so the
+# runtime image has no compiler, dev dependencies or sources. Run (see docs/deployment.md):
+#   docker build -t hostmemd .
+#   docker run -d --name hostmemd --device /dev/kvm --group-add "$(stat -c %g /dev/kvm)" \
+#     -v hostmemd-state:/var/lib/hostmemd -v /run/hostmemd:/run/hostmemd hostmemd
+# then talk QMP on /run/hostmemd/qmp.sock on the host.
+
+FROM node:20-bookworm-slim AS build
+WORKDIR /opt/hostmemd
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY bin ./bin
+COPY qapi ./qapi
+COPY src ./src
+COPY web ./web
+# Compiles src/ to dist/, precomputes the schema model (dist/qapi-model.json, valid for this
+# path: keep WORKDIR the same in both stages) and bundles the web console (web/dist/).
+RUN npm run build
+
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production \
+    MALLOC_ARENA_MAX=2
+WORKDIR /opt/hostmemd
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY bin ./bin
+COPY qapi ./qapi
+COPY --from=build /opt/hostmemd/dist ./dist
+COPY --from=build /opt/hostmemd/web/dist ./web/dist
+# A non-root user. /dev/kvm's group differs from host to host, so it is added at run time
+# with --group-add (the gid of /dev/kvm on the host).
+RUN groupadd --system hostmemd \
+ && useradd --system --gid hostmemd --home-dir /var/lib/hostmemd --no-create-home --shell /usr/sbin/nologin hostmemd \
+ && mkdir -p /var/lib/hostmemd /run/hostmemd \
+ && chown hostmemd:hostmemd /var/lib/hostmemd /run/hostmemd \
+ && chmod 0700 /var/lib/hostmemd
+USER hostmemd
+# The state journal (objects survive a container restart; their memory does only with a
+# handover, see docs/deployment.md) and the QMP socket directory, shared with the host.
+VOLUME ["/var/lib/hostmemd", "/run/hostmemd"]
+# Only with --ws (the console binds 127.0.0.1 unless --ws-allow-remote is given).
+EXPOSE 4780
+ENTRYPOINT ["node", "/opt/hostmemd/bin/hostmemd"]
+CMD ["--state-dir", "/var/lib/hostmemd", "--qmp", "unix:/run/hostmemd/qmp.sock"]

@@ -1,0 +1,160 @@
+// systemd/hostmemd.{service,socket} under a real systemd 252 (Debian 12 in systemd-nspawn,
+// booted by test/systemd/systemd-realboot.sh, the team's tool): socket activation, READY and
+// STATUS, the fd store across `systemctl kill -s KILL` (same bytes after the restart), object-del
+// leaving the store, the sandbox letting the daemon work (DeviceAllow=/dev/kvm, sysusers).
+// Needs root, systemd-nspawn and debootstrap (the first prepare takes about a minute).
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ROOT } from '../helpers/daemon';
+import { RawQmpClient } from '../helpers/qmp-client';
+import { announceSkip } from '../helpers/qemu';
+
+const TOOL = path.join(__dirname, 'systemd-realboot.sh');
+const NAME = `hmtest${process.pid}`;
+const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const why =
+  process.getuid?.() !== 0 ? 'not root' : !has('systemd-nspawn') ? 'systemd-nspawn is not installed (apt-get install systemd-container)' : !has('debootstrap') ? 'debootstrap is not installed' : undefined;
+if (why) announceSkip('real systemd 252 tests of systemd/*.service,*.socket', why);
+const maybe = why ? describe.skip : describe;
+
+const tool = (...args: string[]): string => execFileSync(TOOL, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 300000 });
+const inside = (...cmd: string[]): string => tool('exec', NAME, ...cmd).trim();
+const show = (prop: string): string => inside('systemctl', 'show', '-p', prop, '--value', 'hostmemd.service');
+
+/** Writes or checks a 4 KiB pattern in the daemon's mapping of `size` bytes, from inside the
+ *  container (its pids are the container's), through /proc/PID/mem. */
+const PROBE = `
+import sys
+pid, size, mode, tag = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4].encode()
+m = [l.split() for l in open(f"/proc/{pid}/maps")]
+m = [x for x in m if len(x) > 5 and x[1].startswith("rw") and not x[5].startswith("[")]
+m = [x for x in m if int(x[0].split("-")[1], 16) - int(x[0].split("-")[0], 16) == size]
+assert len(m) == 1, m
+addr = int(m[0][0].split("-")[0], 16)
+pat = (tag * 4096)[:4096]
+with open(f"/proc/{pid}/mem", "r+b") as f:
+    f.seek(addr)
+    if mode == "write":
+        f.write(pat)
+    else:
+        print("same" if f.read(4096) == pat else "different")
+`;
+
+const MiB = 1 << 20;
+const KVM = fs.existsSync('/dev/kvm');
+const BACKENDS = [
+  { id: 'mfd', size: 2 * MiB + 4096, args: { 'qom-type': 'memory-backend-memfd' } },
+  { id: 'shm', size: 3 * MiB + 4096, args: { 'qom-type': 'memory-backend-shm' } },
+  { id: 'ramsh', size: 4 * MiB + 4096, args: { 'qom-type': 'memory-backend-ram', share: true } },
+  ...(KVM ? [{ id: 'gm', size: 5 * MiB, args: { 'qom-type': 'memory-backend-guest-memfd' } }] : []),
+];
+
+maybe('hostmemd under a real systemd 252', () => {
+  let sock = '';
+  jest.setTimeout(300000);
+
+  beforeAll(() => {
+    tool('prepare');
+    tool('boot', NAME, `--bind-ro=${ROOT}:/opt/hostmemd`, `--bind-ro=${process.execPath}:/usr/bin/node`);
+    const root = tool('root', NAME).trim();
+    for (const f of ['hostmemd.service', 'hostmemd.socket']) fs.copyFileSync(path.join(ROOT, 'systemd', f), path.join(root, 'etc/systemd/system', f));
+    fs.mkdirSync(path.join(root, 'etc/sysusers.d'), { recursive: true });
+    fs.copyFileSync(path.join(ROOT, 'systemd/hostmemd.sysusers.conf'), path.join(root, 'etc/sysusers.d/hostmemd.conf'));
+    // /dev/kvm is bound in from the host with the host's kvm gid: give the container's kvm
+    // group that gid (on a real host, udev and systemd agree on it already).
+    if (KVM) fs.writeFileSync(path.join(root, 'etc/sysusers.d/00-kvm.conf'), `g kvm ${fs.statSync('/dev/kvm').gid}\n`);
+    inside('systemd-sysusers');
+    inside('systemctl', 'daemon-reload');
+    inside('systemctl', 'start', 'hostmemd.socket');
+    const leader = fs.readFileSync(path.join(process.env.SRB_DIR ?? '/var/tmp/systemd-realboot', 'run', NAME, 'leader.pid'), 'utf8').trim();
+    sock = `/proc/${leader}/root/run/hostmemd/qmp.sock`;
+  });
+
+  afterAll(() => {
+    try {
+      if (process.env.HOSTMEMD_REALBOOT_DEBUG) console.log(inside('journalctl', '-u', 'hostmemd', '--no-pager', '-o', 'cat'));
+    } finally {
+      tool('stop', NAME);
+    }
+  });
+
+  const waitActive = async (notPid: string): Promise<string> => {
+    const deadline = Date.now() + 20000;
+    for (;;) {
+      const pid = show('MainPID');
+      if (pid !== '0' && pid !== notPid && show('ActiveState') === 'active') return pid;
+      if (Date.now() > deadline) throw new Error(`hostmemd did not come back: ${inside('systemctl', 'status', '--no-pager', 'hostmemd.service')}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+
+  test('socket activation starts it as user hostmemd; SIGKILL keeps every backend with its bytes; object-del ends one', async () => {
+    expect(show('ActiveState')).toBe('inactive'); // not started until someone connects
+    const c = await RawQmpClient.negotiated(sock);
+    const pid1 = await waitActive('0');
+    expect(show('StatusText')).toMatch(/^serving QMP on \/run\/hostmemd\/qmp\.sock; 0 objects$/);
+    expect(inside('ps', '-o', 'user=', '-p', pid1)).toBe('hostmemd');
+    expect(show('WatchdogUSec')).toBe('20s');
+    for (const b of BACKENDS) expect([b.id, await c.execute('object-add', { ...b.args, id: b.id, size: b.size })]).toEqual([b.id, { return: {} }]);
+    for (const b of BACKENDS) inside('python3', '-c', PROBE, pid1, String(b.size), 'write', b.id);
+    expect(show('NFileDescriptorStore')).toBe(String(BACKENDS.length));
+    c.close();
+
+    inside('systemctl', 'kill', '-s', 'KILL', '--kill-who=main', 'hostmemd.service');
+    const pid2 = await waitActive(pid1);
+    expect(show('NRestarts')).toBe('1');
+    const c2 = await RawQmpClient.negotiated(sock);
+    const memdev = (await c2.execute('query-memdev')).return as { id: string; size: number }[];
+    expect(memdev.map((m) => [m.id, m.size])).toEqual(BACKENDS.map((b) => [b.id, b.size]));
+    for (const b of BACKENDS) expect([b.id, inside('python3', '-c', PROBE, pid2, String(b.size), 'check', b.id)]).toEqual([b.id, 'same']);
+    const cpr = (await c2.execute('query-cpr')).return as { 'fd-store': boolean; objects: { id: string; origin: string }[]; problems: unknown[] };
+    expect(cpr['fd-store']).toBe(true);
+    expect(cpr.problems).toEqual([]);
+    expect(cpr.objects.map((o) => o.origin)).toEqual(BACKENDS.map(() => 'reattached'));
+    expect(show('StatusText')).toBe(`serving QMP on /run/hostmemd/qmp.sock; ${BACKENDS.length} objects`);
+
+    expect(await c2.execute('object-del', { id: 'mfd' })).toEqual({ return: {} });
+    expect(show('NFileDescriptorStore')).toBe(String(BACKENDS.length - 1));
+    c2.close();
+    inside('systemctl', 'kill', '-s', 'KILL', '--kill-who=main', 'hostmemd.service');
+    await waitActive(pid2);
+    const c3 = await RawQmpClient.negotiated(sock);
+    const ids = ((await c3.execute('query-memdev')).return as { id: string }[]).map((m) => m.id);
+    expect(ids).toEqual(BACKENDS.filter((b) => b.id !== 'mfd').map((b) => b.id));
+    c3.close();
+  });
+
+  test('systemctl stop is a clean stop (exit 0), the socket keeps listening, and the dropped store is reported', async () => {
+    inside('systemctl', 'stop', 'hostmemd.service');
+    expect(show('ActiveState')).toBe('inactive');
+    expect(show('Result')).toBe('success');
+    expect(inside('systemctl', 'is-active', 'hostmemd.socket')).toBe('active');
+    // The next client starts it again; the store is gone (systemd 252), so memory comes back
+    // empty, and says so.
+    const c = await RawQmpClient.negotiated(sock);
+    const cpr = (await c.execute('query-cpr')).return as { objects: { origin: string; reason?: string }[] };
+    expect(cpr.objects.length).toBeGreaterThan(0);
+    for (const o of cpr.objects) expect(o).toMatchObject({ origin: 'recreated-empty', reason: expect.stringMatching(/^no preserved fd named/) });
+    c.close();
+  });
+
+  test('a hung daemon (SIGSTOP) misses its watchdog pings: systemd aborts and restarts it, memory kept', async () => {
+    const root = tool('root', NAME).trim();
+    fs.mkdirSync(path.join(root, 'etc/systemd/system/hostmemd.service.d'), { recursive: true });
+    fs.writeFileSync(path.join(root, 'etc/systemd/system/hostmemd.service.d/watchdog.conf'), '[Service]\nWatchdogSec=2s\n');
+    inside('systemctl', 'daemon-reload');
+    inside('systemctl', 'restart', 'hostmemd.service');
+    const pid1 = await waitActive('0');
+    expect(show('WatchdogUSec')).toBe('2s');
+    const c = await RawQmpClient.negotiated(sock);
+    expect(await c.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'wd', size: 6 * MiB + 4096 })).toEqual({ return: {} });
+    inside('python3', '-c', PROBE, pid1, String(6 * MiB + 4096), 'write', 'wd');
+    c.close();
+    inside('kill', '-STOP', pid1);
+    const pid2 = await waitActive(pid1);
+    expect(show('Result')).toBe('success'); // the new run; the journal has the watchdog line
+    expect(inside('journalctl', '-u', 'hostmemd', '--no-pager', '-o', 'cat')).toMatch(/Watchdog timeout/);
+    expect(inside('python3', '-c', PROBE, pid2, String(6 * MiB + 4096), 'check', 'wd')).toBe('same');
+  });
+});
