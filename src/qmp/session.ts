@@ -59,6 +59,9 @@ export class QmpSession implements SessionControl {
   private readonly ctx: CommandContext;
   /** Handover in progress: nothing new is run, input beyond a message boundary is held. */
   private frozen = false;
+  /** The peer has finished sending (half-close): answer what was received, then end. */
+  private inputEnded = false;
+  private oobRunning = 0;
   private held: Buffer[] = [];
   private boundaryWaiters: (() => void)[] = [];
 
@@ -243,15 +246,37 @@ export class QmpSession implements SessionControl {
       this.paused = false;
       this.transportImpl.resume();
     }
+    this.endIfDone();
+  }
+
+  /** The peer shut down its sending side (`printf ... | socat - UNIX-CONNECT:...`): the
+   *  requests it sent complete and are answered, a partial message is discarded (as on a
+   *  disconnect, qemu-facts §1.7), then the connection ends. QEMU treats this as a disconnect
+   *  and may lose replies of requests it was still running. */
+  peerEnded(): void {
+    if (this.state === SessionState.Closed || this.inputEnded) return;
+    this.inputEnded = true;
+    this.parser.reset();
+    this.endIfDone();
+  }
+
+  private endIfDone(): void {
+    if (!this.inputEnded || this.frozen || this.running || this.oobRunning > 0 || this.queue.length > 0 || this.state === SessionState.Closed) return;
+    this.flush();
+    this.transportImpl.end();
+    this.close();
   }
 
   private answer(r: Reply | Promise<Reply>): void {
     if (r instanceof Promise) {
       this.monitor.beginCommand();
+      this.oobRunning++;
       void r.then((reply) => {
         this.monitor.endCommand();
+        this.oobRunning--;
         this.writeReply(reply);
         if (!this.inReceive) this.flush();
+        this.endIfDone();
       });
     } else {
       this.writeReply(r);

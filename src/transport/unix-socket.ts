@@ -101,7 +101,7 @@ export class UnixQmpServer {
     private readonly opts: UnixListenOptions,
     private readonly events: UnixServerEvents = {},
   ) {
-    this.server = net.createServer({ allowHalfOpen: false }, (sock) => this.accept(sock));
+    this.server = net.createServer({ allowHalfOpen: true }, (sock) => this.accept(sock));
   }
 
   get path(): string {
@@ -166,6 +166,8 @@ export class UnixQmpServer {
     this.sessionOf.set(s, sock);
     this.events.onConnect?.(s.clientId);
     sock.on('data', (chunk: Buffer) => s.receive(chunk));
+    // Half-close: the session answers what it received, then ends the connection itself.
+    sock.on('end', () => s.peerEnded());
     sock.on('error', () => sock.destroy());
     sock.on('close', () => {
       this.sockets.delete(sock);
@@ -177,7 +179,7 @@ export class UnixQmpServer {
 
   /** Takes over a connection handed over by another hostmemd (its fd and session state). */
   adoptClient(fd: number, state: SessionExport): QmpSession {
-    const sock = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: false });
+    const sock = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
     let session: QmpSession | undefined;
     const transport = new SocketTransport(sock, () => {
       if (session) this.events.onStuckClient?.(session.clientId);
@@ -202,7 +204,7 @@ export class UnixQmpServer {
 
   /** The handover failed after closeForHandover: listen again on a copy of the old socket. */
   async relisten(fd: number): Promise<void> {
-    this.server = net.createServer({ allowHalfOpen: false }, (sock) => this.accept(sock));
+    this.server = net.createServer({ allowHalfOpen: true }, (sock) => this.accept(sock));
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen({ fd }, () => resolve());

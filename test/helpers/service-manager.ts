@@ -111,6 +111,16 @@ export class ServiceManager {
     return this.store.map((s) => s.name).sort();
   }
 
+  /** The store's names once they equal `expected` (notifications are datagrams the manager
+   *  reads on its own schedule, so a test waits for them instead of racing them); after the
+   *  timeout, whatever they are, for the test's assertion to show. */
+  async storeSettles(expected: string[], timeoutMs = 5000): Promise<string[]> {
+    const want = JSON.stringify([...expected].sort());
+    const deadline = Date.now() + timeoutMs;
+    while (JSON.stringify(this.storeNames()) !== want && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    return this.storeNames();
+  }
+
   /** Starts the daemon as systemd would: fds at 3.., LISTEN_PID set to the daemon's own pid
    *  (through `exec`, which keeps the pid), NOTIFY_SOCKET, WATCHDOG_USEC if given. Resolves on
    *  READY=1. */

@@ -88,7 +88,7 @@ test('every acknowledged backend comes back after SIGKILL with its bytes; privat
   for (const b of active) writePatterns(pid1, b);
   // Every fd-backed backend is in the store before its object-add was answered.
   const fdBacked = active.filter((b) => b.shared).map((b) => b.id);
-  expect(sm.storeNames()).toEqual([...fdBacked].sort());
+  expect(await sm.storeSettles(fdBacked)).toEqual([...fdBacked].sort());
   c.close();
 
   await sm.kill();
@@ -110,7 +110,7 @@ test('every acknowledged backend comes back after SIGKILL with its bytes; privat
   expect(origin.file.origin).toBe('reattached'); // its fd was in the store too
   expect(origin.priv).toMatchObject({ preserved: false, origin: 'recreated-empty', reason: 'private memory (share=off) cannot be preserved' });
   // The daemon keeps answering and the store still holds exactly the live backends.
-  expect(sm.storeNames()).toEqual([...fdBacked].sort());
+  expect(await sm.storeSettles(fdBacked)).toEqual([...fdBacked].sort());
   c2.close();
 });
 
@@ -119,7 +119,7 @@ test('object-del ends it: a deleted backend leaves the store and the journal and
   const c = await client();
   await addAll(c, sm.dir);
   expect(await c.execute('object-del', { id: 'mfd' })).toEqual({ return: {} });
-  expect(sm.storeNames()).not.toContain('mfd');
+  expect(await sm.storeSettles(active.filter((b) => b.shared && b.id !== 'mfd').map((b) => b.id))).not.toContain('mfd');
   expect(fs.existsSync(path.join(sm.stateDir, 'objects', 'mfd.json'))).toBe(false);
   c.close();
   await sm.kill();
@@ -150,7 +150,7 @@ test('SIGKILL during a preallocating object-add: what was acknowledged comes bac
   expect(patternsIntact(sm.proc!.pid!, { id: 'done', size: 2n * MiB })).toBe(true);
   const cpr = (await c2.execute('query-cpr')).return as Cpr;
   expect(cpr.problems).toEqual([{ problem: "preserved fd 'big' belongs to no journaled object; closed and removed from the fd store" }]);
-  expect(sm.storeNames()).toEqual(['done']);
+  expect(await sm.storeSettles(['done'])).toEqual(['done']);
   c2.close();
 });
 
@@ -176,7 +176,7 @@ test('a corrupt journal entry is reported and moved aside; the others are restor
   expect(fs.readFileSync(byId.b.file!, 'utf8')).toContain('"size" :');
   expect(byId.junk.problem).toMatch(/^journal entry unreadable \(truncated/);
   expect(byId[''].problem).toBe("preserved fd 'b' belongs to no journaled object; closed and removed from the fd store");
-  expect(sm.storeNames()).toEqual(['a', 'c']);
+  expect(await sm.storeSettles(['a', 'c'])).toEqual(['a', 'c']);
   // The id is free again.
   expect(await c2.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'b', size: Number(MiB) })).toEqual({ return: {} });
   c2.close();
@@ -198,7 +198,7 @@ test('qom-set changes are journaled; a restart without the fd store re-creates s
   expect(cpr.objects).toEqual([
     { id: 'm', 'qom-type': 'memory-backend-memfd', preserved: true, origin: 'recreated-empty', reason: "no preserved fd named 'm' was passed in (fd store or handover); allocated anew, empty" },
   ]);
-  expect(sm.storeNames()).toEqual(['m']);
+  expect(await sm.storeSettles(['m'])).toEqual(['m']);
   c2.close();
 });
 
@@ -235,7 +235,7 @@ test('watchdog pings at half WATCHDOG_USEC; SIGTERM sends STOPPING=1 and keeps t
   expect(await sm.stop()).toBe(0);
   expect(sm.messages.some((m) => m.startsWith('STOPPING=1\n'))).toBe(true);
   // Shutting down is not object-del: the store keeps the fd and the journal the object.
-  expect(sm.storeNames()).toEqual(['m']);
+  expect(await sm.storeSettles(['m'])).toEqual(['m']);
   expect(fs.existsSync(path.join(sm.stateDir, 'objects', 'm.json'))).toBe(true);
 });
 

@@ -28,3 +28,32 @@ if (!haveSocat) announceSkip('socat test', 'socat is not installed (apt-get inst
   expect(lines[2]).toMatch(/^\{"return": \{"qemu": \{"micro": 0, "minor": 1, "major": 11\}, "package": "hostmemd [0-9.]+"\}\}$/);
   await d.stop();
 });
+
+/** `printf INPUT | socat -t 10 - UNIX-CONNECT:SOCK` (async: the daemon runs in this process). */
+function pipeThroughSocat(sock: string, input: string): Promise<string> {
+  return new Promise((resolve) => {
+    const p = spawn('socat', ['-t', '10', '-', `UNIX-CONNECT:${sock}`], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    p.on('exit', () => resolve(out));
+    p.stdin.end(input);
+  });
+}
+
+(haveSocat ? test : test.skip)('piped into socat: every request sent before EOF is answered (object-add included), a partial one is dropped, then the daemon closes', async () => {
+  const d = await startInProcess();
+  const input =
+    '{"execute":"qmp_capabilities"}{"execute":"object-add","arguments":{"qom-type":"memory-backend-memfd","id":"m","size":1048576}}' +
+    '{"execute":"query-memdev","id":3}{"execute":"query-';
+  const started = Date.now();
+  // -t 10: socat would wait that long after EOF; the daemon ends the connection first.
+  const r = { stdout: await pipeThroughSocat(d.sock, input) };
+  const lines = r.stdout.split('\r\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  expect(lines.map((l) => Object.keys(l)[0])).toEqual(['QMP', 'return', 'timestamp', 'return', 'return']);
+  expect(lines[2]).toMatchObject({ event: 'OBJECT_ADDED', data: { id: 'm' } });
+  expect(lines[4]).toMatchObject({ id: 3, return: [{ id: 'm' }] });
+  expect(Date.now() - started).toBeLessThan(5000);
+  // The daemon lives on, the object too.
+  expect(await pipeThroughSocat(d.sock, '{"execute":"qmp_capabilities"}{"execute":"query-memdev"}')).toContain('"id": "m"');
+  await d.stop();
+});

@@ -21,6 +21,17 @@ const maybe = why ? describe.skip : describe;
 const tool = (...args: string[]): string => execFileSync(TOOL, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 300000 });
 const inside = (...cmd: string[]): string => tool('exec', NAME, ...cmd).trim();
 const show = (prop: string): string => inside('systemctl', 'show', '-p', prop, '--value', 'hostmemd.service');
+/** `prop` once it equals `want` (systemd reads notifications on its own schedule), or after
+ *  5 s whatever it is. */
+const settled = async (prop: string, want: string): Promise<string> => {
+  const deadline = Date.now() + 5000;
+  let v = show(prop);
+  while (v !== want && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    v = show(prop);
+  }
+  return v;
+};
 
 /** Writes or checks a 4 KiB pattern in the daemon's mapping of `size` bytes, from inside the
  *  container (its pids are the container's), through /proc/PID/mem. */
@@ -93,12 +104,12 @@ maybe('hostmemd under a real systemd 252', () => {
     expect(show('ActiveState')).toBe('inactive'); // not started until someone connects
     const c = await RawQmpClient.negotiated(sock);
     const pid1 = await waitActive('0');
-    expect(show('StatusText')).toMatch(/^serving QMP on \/run\/hostmemd\/qmp\.sock; 0 objects$/);
+    expect(await settled('StatusText', 'serving QMP on /run/hostmemd/qmp.sock; 0 objects')).toBe('serving QMP on /run/hostmemd/qmp.sock; 0 objects');
     expect(inside('ps', '-o', 'user=', '-p', pid1)).toBe('hostmemd');
     expect(show('WatchdogUSec')).toBe('20s');
     for (const b of BACKENDS) expect([b.id, await c.execute('object-add', { ...b.args, id: b.id, size: b.size })]).toEqual([b.id, { return: {} }]);
     for (const b of BACKENDS) inside('python3', '-c', PROBE, pid1, String(b.size), 'write', b.id);
-    expect(show('NFileDescriptorStore')).toBe(String(BACKENDS.length));
+    expect(await settled('NFileDescriptorStore', String(BACKENDS.length))).toBe(String(BACKENDS.length));
     c.close();
 
     inside('systemctl', 'kill', '-s', 'KILL', '--kill-who=main', 'hostmemd.service');
@@ -112,10 +123,11 @@ maybe('hostmemd under a real systemd 252', () => {
     expect(cpr['fd-store']).toBe(true);
     expect(cpr.problems).toEqual([]);
     expect(cpr.objects.map((o) => o.origin)).toEqual(BACKENDS.map(() => 'reattached'));
-    expect(show('StatusText')).toBe(`serving QMP on /run/hostmemd/qmp.sock; ${BACKENDS.length} objects`);
+    const status = `serving QMP on /run/hostmemd/qmp.sock; ${BACKENDS.length} objects`;
+    expect(await settled('StatusText', status)).toBe(status);
 
     expect(await c2.execute('object-del', { id: 'mfd' })).toEqual({ return: {} });
-    expect(show('NFileDescriptorStore')).toBe(String(BACKENDS.length - 1));
+    expect(await settled('NFileDescriptorStore', String(BACKENDS.length - 1))).toBe(String(BACKENDS.length - 1));
     c2.close();
     inside('systemctl', 'kill', '-s', 'KILL', '--kill-who=main', 'hostmemd.service');
     await waitActive(pid2);
