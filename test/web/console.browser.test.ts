@@ -151,6 +151,15 @@ maybe('web console in chromium', () => {
     await page.locator('[data-testid="tree-node"][data-id="shot2"]').waitFor({ timeout: 2000 });
   });
 
+  test('says which backends survive a restart of the daemon (query-cpr)', async () => {
+    // shot1 is private RAM (share=off), shot2 a shared memfd: only shot2's memory can be kept.
+    const cell = (id: string) => page.locator(`[data-testid="backend-row"][data-id="${id}"] [data-testid="restart"]`);
+    await cell('shot2').filter({ hasText: /^kept$/ }).waitFor({ timeout: 5000 });
+    await cell('shot1').filter({ hasText: /^lost \(private\)$/ }).waitFor({ timeout: 5000 });
+    expect(await cell('shot1').getAttribute('title')).toBe('share=off: private memory cannot outlive the process');
+    expect(await page.getByTestId('cpr-problems').isHidden()).toBe(true);
+  });
+
   test('shows each cap with its current use, updated as objects come and go', async () => {
     // shot1 (8 MiB) and shot2 (24 MiB) exist from the previous test.
     const objectsCap = page.getByTestId('cap-objects');

@@ -2,7 +2,7 @@
 // sessionStorage and removed from the address bar), talks QMP over /qmp, and renders the
 // daemon's version, KVM status, the operator caps and their use, object tree, memory chart, the
 // schema-generated create form with preallocation progress, delete, live events and a raw QMP
-// console. The tree follows
+// console, and per backend whether its memory survives a restart (query-cpr). The tree follows
 // OBJECT_ADDED/OBJECT_DELETED events, not polling; only resident memory and cap use are polled.
 import { h, byId, clear, formatSize, timeOf } from './dom';
 import { QmpClient, QmpError, QmpEvent, Json, JsonObject } from './qmp';
@@ -23,11 +23,20 @@ interface Memdev {
   policy: string;
 }
 
+/** query-cpr's view of one object: does its memory survive a restart, where did it come from. */
+interface CprObject {
+  id: string;
+  preserved: boolean;
+  origin: 'created' | 'reattached' | 'reopened' | 'recreated-empty';
+  reason?: string;
+}
+
 interface Backend {
   id: string;
   type: string;
   memdev?: Memdev;
   resident?: number;
+  cpr?: CprObject;
 }
 
 let token = '';
@@ -202,15 +211,18 @@ type Prop = { name: string; type: string };
 async function readTree(): Promise<void> {
   const c = ui;
   if (!c) return;
-  const [root, objects, memdevs] = (await Promise.all([
+  const [root, objects, memdevs, , cpr] = (await Promise.all([
     c.execute('qom-list', { path: '/' }),
     c.execute('qom-list', { path: '/objects' }),
     c.execute('query-memdev'),
     refreshResident(false),
-  ])) as unknown as [Prop[], Prop[], Memdev[], void];
+    c.execute('query-cpr').catch(() => undefined),
+  ])) as unknown as [Prop[], Prop[], Memdev[], void, { objects: CprObject[]; problems: { id?: string; problem: string }[] } | undefined];
   const md = new Map(memdevs.map((m) => [m.id, m]));
+  const restart = new Map((cpr?.objects ?? []).map((o) => [o.id, o]));
   const children = objects.filter((p) => p.type.startsWith('child<'));
-  backends = children.map((p) => ({ id: p.name, type: p.type.slice(6, -1), memdev: md.get(p.name) }));
+  backends = children.map((p) => ({ id: p.name, type: p.type.slice(6, -1), memdev: md.get(p.name), cpr: restart.get(p.name) }));
+  renderProblems(cpr?.problems ?? []);
   renderTree(root, children);
   renderBackends();
 }
@@ -285,11 +297,28 @@ function renderBackends(): void {
       h('td', {}, m ? String(m.prealloc) : '—'),
       h('td', {}, m ? m.policy : '—'),
       h('td', { class: 'num' }, res === undefined ? '—' : formatSize(res)),
+      restartCell(b.cpr),
       cell,
     );
   });
-  clear(byId('backend-rows'), ...(rows.length ? rows : [h('tr', { class: 'empty' }, h('td', { colspan: 8 }, 'No objects yet: create one below.'))]));
+  clear(byId('backend-rows'), ...(rows.length ? rows : [h('tr', { class: 'empty' }, h('td', { colspan: 9 }, 'No objects yet: create one below.'))]));
   clear(byId('chart'), memoryChart(backends.map((b) => ({ id: b.id, type: b.type, size: b.memdev?.size ?? 0, resident: resident.get(b.id) }))));
+}
+
+/** Whether the memory survives a daemon restart, and what the last start did with it. */
+function restartCell(c: CprObject | undefined): HTMLElement {
+  if (!c) return h('td', {}, '—');
+  const keep = c.preserved ? 'kept' : 'lost (private)';
+  const origin = c.origin === 'created' ? '' : ` · ${c.origin}`;
+  const bad = !c.preserved || c.origin === 'recreated-empty';
+  return h('td', { class: bad ? 'result-bad' : '', title: c.reason ?? (c.preserved ? 'memory survives a restart of hostmemd' : 'share=off: private memory cannot outlive the process'), 'data-testid': 'restart' }, keep + origin);
+}
+
+/** Journal entries or preserved fds that did not come back at the last start. */
+function renderProblems(problems: { id?: string; problem: string }[]): void {
+  const box = byId('cpr-problems');
+  box.hidden = problems.length === 0;
+  clear(box, ...problems.map((p) => h('li', {}, p.id ? `${p.id}: ${p.problem}` : p.problem)));
 }
 
 function confirmDelete(cell: HTMLElement, id: string): void {
