@@ -41,5 +41,7 @@ USER hostmemd
 VOLUME ["/var/lib/hostmemd", "/run/hostmemd"]
 # Only with --ws (the console binds 127.0.0.1 unless --ws-allow-remote is given).
 EXPOSE 4780
-ENTRYPOINT ["node", "/opt/hostmemd/bin/hostmemd"]
+# The supervisor restarts a crashed daemon with its backend fds (memory kept while the
+# container runs); it takes hostmemd's options.
+ENTRYPOINT ["node", "/opt/hostmemd/bin/hostmemd-supervise"]
 CMD ["--state-dir", "/var/lib/hostmemd", "--qmp", "unix:/run/hostmemd/qmp.sock"]

@@ -33,6 +33,7 @@ import { PACKAGE_STRING, QEMU_LEVEL } from '../version';
 import { CONFIG_SYMBOLS, SCHEMA_MAIN } from './config';
 import { DaemonOptions } from './cli';
 import { parseObjectOpt } from './object-opt';
+import { defaultQmpPath, resolveGroup } from './socket-paths';
 import { toQmpError } from '../errors/to-qmp';
 import { createLogger, Logger } from './logger';
 // The web stack (fastify, ws, prom-client) is loaded only with --ws: it costs ~120 ms of start.
@@ -48,16 +49,6 @@ export interface Daemon {
   /** Resolves when the daemon has shut down. */
   readonly stopped: Promise<void>;
   shutdown(reason: 'host-qmp-quit' | 'host-signal'): Promise<void>;
-}
-
-/** Looks a group name (or number) up in /etc/group. */
-function resolveGroup(name: string): number {
-  if (/^\d+$/.test(name)) return Number(name);
-  for (const line of fs.readFileSync('/etc/group', 'utf8').split('\n')) {
-    const [g, , gid] = line.split(':');
-    if (g === name) return Number(gid);
-  }
-  throw new Error(`unknown group '${name}'`);
 }
 
 /** Every fd-backed backend holds one fd: raise the soft RLIMIT_NOFILE to the hard limit. */
@@ -274,7 +265,6 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
     throw e;
   }
 
-  const runtimeDir = env.RUNTIME_DIRECTORY?.split(':')[0];
   // Socket activation: the passed listening sockets replace the default socket (--qmp adds more).
   const activated = passed.listeners.map((l) => ({ path: native.sockets.localPath(l.fd) || `fd:${l.name}`, fd: l.fd.fd }));
   // Handover: the old daemon's sockets (its --qmp paths are not bound again).
@@ -282,9 +272,10 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
   const listens: { path: string; fd?: number; unlinkOnClose?: boolean }[] = [
     ...activated,
     ...handed,
-    ...options.qmp.filter((p) => !handed.some((h) => h.path === p)).map((p) => ({ path: p })),
+    // A --qmp path already served by a passed socket is that socket (no second bind).
+    ...options.qmp.filter((p) => ![...activated, ...handed].some((h) => path.resolve(h.path) === path.resolve(p))).map((p) => ({ path: p })),
   ];
-  if (listens.length === 0) listens.push({ path: path.join(runtimeDir ?? options.stateDir, 'qmp.sock') });
+  if (listens.length === 0) listens.push({ path: defaultQmpPath(options, env) });
   const paths = listens.map((l) => l.path);
   const gid = options.socketGroup !== undefined ? resolveGroup(options.socketGroup) : undefined;
   const servers: UnixQmpServer[] = [];

@@ -117,24 +117,8 @@ export class UnixQmpServer {
       this.ownsPath = this.opts.unlinkOnClose === true;
       return;
     }
-    await removeStaleSocket(this.opts.path);
-    // The socket is made here and given to Node as an fd: libuv then does not know its path
-    // and does not unlink it when the listener closes, so a handover can close this copy
-    // while the successor keeps listening on the same socket file.
-    const sock = native.sockets.socket(native.sockets.SOCK_STREAM);
-    try {
-      native.sockets.bind(sock, this.opts.path);
-      this.ownsPath = true;
-      // Mode and group before listen(): no client can connect to a socket with the wrong ones.
-      fs.chmodSync(this.opts.path, this.opts.mode ?? 0o660);
-      if (this.opts.gid !== undefined) fs.chownSync(this.opts.path, process.getuid?.() ?? 0, this.opts.gid);
-      native.sockets.listen(sock, LISTEN_BACKLOG);
-    } catch (e) {
-      sock.close();
-      if (this.ownsPath) fs.rmSync(this.opts.path, { force: true });
-      this.ownsPath = false;
-      throw new Error(`cannot listen on ${this.opts.path}: ${e instanceof Error ? e.message : String(e)}`);
-    }
+    const sock = await createListeningSocket(this.opts.path, this.opts.mode, this.opts.gid);
+    this.ownsPath = true;
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen({ fd: sock.fd }, () => resolve());
@@ -245,6 +229,29 @@ export class UnixQmpServer {
   /** Stops accepting new connections but leaves existing ones alone. */
   stopAccepting(): void {
     this.server.close();
+  }
+}
+
+/** A listening UNIX stream socket at `file` (a stale socket file is replaced, a live one is
+ *  refused), with its mode and group set before listen() so no client connects with the wrong
+ *  ones. Made here and given to Node as an fd: libuv then does not know its path and does not
+ *  unlink it when a listener closes, so a handover (or hostmemd-supervise, which keeps it
+ *  across daemon restarts) can close one copy while another keeps listening. */
+export async function createListeningSocket(file: string, mode = 0o660, gid?: number): Promise<native.Fd> {
+  await removeStaleSocket(file);
+  const sock = native.sockets.socket(native.sockets.SOCK_STREAM);
+  let bound = false;
+  try {
+    native.sockets.bind(sock, file);
+    bound = true;
+    fs.chmodSync(file, mode);
+    if (gid !== undefined) fs.chownSync(file, process.getuid?.() ?? 0, gid);
+    native.sockets.listen(sock, LISTEN_BACKLOG);
+    return sock;
+  } catch (e) {
+    sock.close();
+    if (bound) fs.rmSync(file, { force: true });
+    throw new Error(`cannot listen on ${file}: ${e instanceof Error ? e.message : String(e)}`);
   }
 }
 

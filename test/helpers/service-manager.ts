@@ -8,35 +8,36 @@ import * as path from 'node:path';
 import { spawn, ChildProcess } from 'node:child_process';
 import * as native from '../../src/native';
 import { ROOT, tmpDir } from './daemon';
+import { NotifyServer, StoredFd } from '../../src/cpr/notify-server';
 
 const S = native.sockets;
 
-export interface StoredFd {
-  name: string;
-  fd: native.Fd;
-}
+export type { StoredFd } from '../../src/cpr/notify-server';
 
 export class ServiceManager {
   readonly dir = tmpDir('hostmemd-sm-');
   readonly stateDir = path.join(this.dir, 'state');
   readonly notifyPath = path.join(this.dir, 'notify');
-  readonly store: StoredFd[] = [];
   /** Every notification received, in order ("READY=1\nSTATUS=..."). */
   readonly messages: string[] = [];
   /** Listening sockets passed at every start (socket activation), by name. */
   readonly listeners: { name: string; fd: native.Fd; path: string }[] = [];
   proc?: ChildProcess;
   stderr = '';
-  private notify: native.Fd;
-  private closed = false;
-  private loopDone: Promise<void>;
+  private readonly notify: NotifyServer;
   private waiters: (() => void)[] = [];
 
   constructor() {
     fs.mkdirSync(this.stateDir);
-    this.notify = S.socket(S.SOCK_DGRAM);
-    S.bind(this.notify, this.notifyPath);
-    this.loopDone = this.receiveLoop();
+    this.notify = new NotifyServer(this.notifyPath, (text) => {
+      this.messages.push(text);
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  /** The fd store, newest first. */
+  get store(): StoredFd[] {
+    return this.notify.store;
   }
 
   /** A listening stream socket at `file`, owned by the manager (like a .socket unit). */
@@ -46,45 +47,6 @@ export class ServiceManager {
     S.listen(fd, 64);
     this.listeners.push({ name, fd, path: file });
     return file;
-  }
-
-  private async receiveLoop(): Promise<void> {
-    while (!this.closed) {
-      let m: native.Received;
-      try {
-        m = await S.receiveWithFds(this.notify, 4096, 16);
-      } catch {
-        return; // the socket was closed
-      }
-      if (this.closed) break;
-      const text = m.data.toString();
-      const kv = new Map(text.split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as [string, string]));
-      if (kv.get('FDSTORE') === '1') {
-        const name = kv.get('FDNAME') ?? 'stored';
-        for (const fd of m.fds) {
-          const st = native.fstat(fd);
-          const dup = this.store.some((s) => {
-            const o = native.fstat(s.fd);
-            return o.ino === st.ino && o.dev === st.dev && s.name === name;
-          });
-          if (dup) fd.close();
-          else this.store.unshift({ name, fd }); // newest first, as systemd 252 lists them
-        }
-      } else {
-        for (const fd of m.fds) fd.close();
-      }
-      if (kv.get('FDSTOREREMOVE') === '1') {
-        const name = kv.get('FDNAME');
-        for (let i = this.store.length - 1; i >= 0; i--) {
-          if (this.store[i].name === name) {
-            this.store[i].fd.close();
-            this.store.splice(i, 1);
-          }
-        }
-      }
-      this.messages.push(text);
-      for (const w of this.waiters.splice(0)) w();
-    }
   }
 
   /** Resolves when a notification matching `re` has arrived (at or after index `from`). */
@@ -107,8 +69,13 @@ export class ServiceManager {
     }
   }
 
+  /** Empties the store, as `systemctl stop` does. */
+  dropStore(): void {
+    this.notify.dropStore();
+  }
+
   storeNames(): string[] {
-    return this.store.map((s) => s.name).sort();
+    return this.notify.names();
   }
 
   /** The store's names once they equal `expected` (notifications are datagrams the manager
@@ -164,14 +131,7 @@ export class ServiceManager {
 
   async close(): Promise<void> {
     await this.kill();
-    this.closed = true;
-    // The receive loop is blocked in recvmsg on a pool thread: wake it before closing.
-    const waker = S.socket(S.SOCK_DGRAM);
-    S.sendWithFds(waker, Buffer.from('\0'), [], this.notifyPath);
-    waker.close();
-    await this.loopDone;
-    this.notify.close();
-    for (const s of this.store.splice(0)) s.fd.close();
+    await this.notify.close();
     for (const l of this.listeners.splice(0)) l.fd.close();
     fs.rmSync(this.dir, { recursive: true, force: true });
   }

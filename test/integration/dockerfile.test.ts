@@ -25,7 +25,7 @@ test('multi-stage on Node 20 / Debian 12; every COPY from the context exists; no
   }
   expect(runtime).toMatch(/^USER hostmemd$/m);
   expect(runtime).toMatch(/^RUN npm ci --omit=dev/m);
-  expect(jsonArray('ENTRYPOINT')).toEqual(['node', '/opt/hostmemd/bin/hostmemd']);
+  expect(jsonArray('ENTRYPOINT')).toEqual(['node', '/opt/hostmemd/bin/hostmemd-supervise']);
   // .dockerignore keeps host builds out, so the image builds its own.
   const ignore = fs.readFileSync(path.join(ROOT, '.dockerignore'), 'utf8').split('\n');
   for (const p of ['node_modules', 'dist', 'web/dist', 'run']) expect(ignore).toContain(p);
@@ -45,7 +45,8 @@ test("the runtime stage's files, with production dependencies only, start the da
   }
   const cmd = jsonArray('CMD').map((a) => a.replace('/var/lib/hostmemd', path.join(image, 'state')).replace('/run/hostmemd', image));
   const sock = path.join(image, 'qmp.sock');
-  const proc = spawn(process.execPath, [path.join(image, 'bin', 'hostmemd'), ...cmd], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_ENV: 'production' } });
+  const entry = jsonArray('ENTRYPOINT')[1].replace('/opt/hostmemd', image);
+  const proc = spawn(process.execPath, [entry, ...cmd], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_ENV: 'production' } });
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   try {

@@ -190,7 +190,7 @@ test('qom-set changes are journaled; a restart without the fd store re-creates s
   c.close();
   await sm.kill();
   // Lose the store (like `systemctl stop` then `start`).
-  for (const s of sm.store.splice(0)) s.fd.close();
+  sm.dropStore();
   await sm.start();
   const c2 = await client();
   expect(await c2.execute('qom-get', { path: '/objects/m', property: 'dump' })).toEqual({ return: false });
