@@ -59,8 +59,9 @@ export async function runSupervisor(argv: readonly string[], env: NodeJS.Process
   let child: ChildProcess | undefined;
   let lastPing = Date.now();
   let ready = false;
+  let everReady = false;
   const notify = new NotifyServer(notifyPath, (_text, f) => {
-    if (f.get('READY') === '1') ready = true;
+    if (f.get('READY') === '1') ready = everReady = true;
     if (f.get('WATCHDOG') === '1' || f.get('READY') === '1') lastPing = Date.now();
     if (f.has('STATUS')) log.info({ status: f.get('STATUS') }, 'daemon status');
   });
@@ -117,6 +118,12 @@ export async function runSupervisor(argv: readonly string[], env: NodeJS.Process
     const c = child;
     const [exitCode, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((r) => c.once('exit', (ec, s) => r([ec, s])));
     if (stopping || exitCode === 0) {
+      code = exitCode ?? 1;
+      break;
+    }
+    if (!everReady) {
+      // It never started (a bad --object, an unusable path): restarting cannot help.
+      log.error({ exitCode, signal }, 'the daemon failed to start; not restarting');
       code = exitCode ?? 1;
       break;
     }

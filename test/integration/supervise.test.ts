@@ -100,3 +100,16 @@ test('a hung daemon misses the watchdog and is aborted and restarted with its me
   expect(await exited).toBe(0);
   c2.close();
 });
+
+test('a daemon that cannot start (bad --object) is not restarted: the supervisor exits with its status and cleans up', async () => {
+  const d = tmpDir('hostmemd-sup-bad-');
+  const p = spawn(process.execPath, [path.join(ROOT, 'bin', 'hostmemd-supervise'), '--state-dir', d, '--object', 'memory-backend-memfd,id=x,size=0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  p.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+  const code = await new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
+  expect(code).toBe(1);
+  expect(err).toContain("hostmemd: -object memory-backend-memfd,id=x,size=0: property 'size' of memory-backend-memfd doesn't take value '0'");
+  expect(err).toContain('the daemon failed to start; not restarting');
+  expect(fs.existsSync(path.join(d, 'qmp.sock'))).toBe(false);
+  fs.rmSync(d, { recursive: true, force: true });
+});
