@@ -284,9 +284,7 @@ function renderBackends(): void {
   const rows = backends.map((b) => {
     const m = b.memdev;
     const res = resident.get(b.id);
-    const del = h('button', { class: 'danger', type: 'button', 'data-testid': `delete-${b.id}` }, 'Delete');
-    const cell = h('td', {}, del);
-    del.addEventListener('click', () => confirmDelete(cell, b.id));
+    const cell = deleteCell(b.id);
     return h(
       'tr',
       { 'data-testid': 'backend-row', 'data-id': b.id },
@@ -321,22 +319,44 @@ function renderProblems(problems: { id?: string; problem: string }[]): void {
   clear(box, ...problems.map((p) => h('li', {}, p.id ? `${p.id}: ${p.problem}` : p.problem)));
 }
 
-function confirmDelete(cell: HTMLElement, id: string): void {
+/** The row whose deletion is being confirmed, kept across re-renders (the table is redrawn by
+ *  polls and events, which must not throw away a confirmation in progress). */
+let confirming: { id: string; error: string; busy: boolean } | undefined;
+
+function deleteCell(id: string): HTMLElement {
+  const cell = h('td', {});
+  if (confirming?.id !== id) {
+    const del = h('button', { class: 'danger', type: 'button', 'data-testid': `delete-${id}` }, 'Delete');
+    del.addEventListener('click', () => {
+      confirming = { id, error: '', busy: false };
+      renderBackends();
+    });
+    clear(cell, del);
+    return cell;
+  }
+  const c = confirming;
   const yes = h('button', { class: 'danger', type: 'button', 'data-testid': `confirm-delete-${id}` }, `Delete ${id}`);
+  yes.disabled = c.busy;
   const no = h('button', { class: 'secondary', type: 'button' }, 'Cancel');
-  const msg = h('span', { class: 'result-bad' });
-  clear(cell, yes, ' ', no, ' ', msg);
-  no.addEventListener('click', () => renderBackends());
+  clear(cell, yes, ' ', no, ' ', h('span', { class: 'result-bad' }, c.error));
+  no.addEventListener('click', () => {
+    confirming = undefined;
+    renderBackends();
+  });
   yes.addEventListener('click', async () => {
+    c.busy = true;
     yes.disabled = true;
     try {
       await ui?.execute('object-del', { id });
       // The OBJECT_DELETED event refreshes the tree.
+      if (confirming === c) confirming = undefined;
     } catch (e) {
-      msg.textContent = e instanceof QmpError ? e.desc : String(e);
-      yes.disabled = false;
+      c.error = e instanceof QmpError ? e.desc : String(e);
+      c.busy = false;
+      renderBackends();
     }
   });
+  return cell;
 }
 
 // ---- create ----
