@@ -52,6 +52,30 @@ with open(f"/proc/{pid}/mem", "r+b") as f:
         print("same" if f.read(4096) == pat else "different")
 `;
 
+/** A QMP client run inside the container (as some user): prints query-version's reply, or
+ *  "refused: ERROR" when it cannot connect. */
+const QMP_CLIENT = `
+import socket
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect("/run/hostmemd/qmp.sock")
+except OSError as e:
+    print("refused:", type(e).__name__); raise SystemExit(0)
+f = s.makefile("rwb")
+f.readline()
+for cmd in (b'{"execute":"qmp_capabilities"}', b'{"execute":"query-version"}'):
+    f.write(cmd + b"\\n"); f.flush(); line = f.readline()
+print(line.decode().strip())
+`;
+
+/** GET of a web console route inside the container, with the daemon's token: the JSON body. */
+const API_GET = `
+import sys, urllib.request
+tok = open("/var/lib/hostmemd/token").read().strip()
+req = urllib.request.Request("http://127.0.0.1:4780" + sys.argv[1], headers={"Authorization": "Bearer " + tok})
+print(urllib.request.urlopen(req, timeout=10).read().decode())
+`;
+
 const MiB = 1 << 20;
 const KVM = fs.existsSync('/dev/kvm');
 const BACKENDS = [
@@ -88,6 +112,8 @@ maybe('hostmemd under a real systemd 252', () => {
     // group that gid (on a real host, udev and systemd agree on it already).
     if (KVM) fs.writeFileSync(path.join(root, 'etc/sysusers.d/00-kvm.conf'), `g kvm ${fs.statSync('/dev/kvm').gid}\n`);
     inside('systemd-sysusers');
+    // A client that is not root: a member of group hostmemd (whom the socket lets in).
+    inside('useradd', '--no-create-home', '-G', 'hostmemd', 'qmpuser');
     inside('systemctl', 'daemon-reload');
     inside('systemctl', 'start', 'hostmemd.socket');
     const leader = fs.readFileSync(path.join(process.env.SRB_DIR ?? '/var/tmp/systemd-realboot', 'run', NAME, 'leader.pid'), 'utf8').trim();
@@ -116,8 +142,16 @@ maybe('hostmemd under a real systemd 252', () => {
   test('socket activation starts it as user hostmemd; SIGKILL keeps every backend with its bytes; object-del ends one', async () => {
     if (skipped()) return;
     expect(show('ActiveState')).toBe('inactive'); // not started until someone connects
-    const c = await RawQmpClient.negotiated(sock);
+    // Someone who is not in group hostmemd is refused, before and after the start.
+    expect(inside('runuser', '-u', 'nobody', '--', 'python3', '-c', QMP_CLIENT)).toMatch(/^refused: PermissionError/);
+    expect(show('ActiveState')).toBe('inactive');
+    // The first connection, the one that starts the service, can come from a non-root member of
+    // group hostmemd: /run/hostmemd (made by the socket unit, root's, before the service ever
+    // ran) must let it through.
+    expect(inside('runuser', '-u', 'qmpuser', '--', 'python3', '-c', QMP_CLIENT)).toMatch(/^\{"return": \{"qemu": .*"package": "hostmemd /);
     const pid1 = await waitActive('0');
+    expect(inside('runuser', '-u', 'nobody', '--', 'python3', '-c', QMP_CLIENT)).toMatch(/^refused: PermissionError/);
+    const c = await RawQmpClient.negotiated(sock);
     expect(await settled('StatusText', 'serving QMP on /run/hostmemd/qmp.sock; 0 objects')).toBe('serving QMP on /run/hostmemd/qmp.sock; 0 objects');
     expect(inside('ps', '-o', 'user=', '-p', pid1)).toBe('hostmemd');
     expect(show('WatchdogUSec')).toBe('20s');
@@ -184,5 +218,41 @@ maybe('hostmemd under a real systemd 252', () => {
     expect(show('Result')).toBe('success'); // the new run; the journal has the watchdog line
     expect(inside('journalctl', '-u', 'hostmemd', '--no-pager', '-o', 'cat')).toMatch(/Watchdog timeout/);
     expect(inside('python3', '-c', PROBE, pid2, String(6 * MiB + 4096), 'check', 'wd')).toBe('same');
+  });
+  test('the system-call filter lets the daemon count resident pages (mincore), seen through /api/backends', async () => {
+    if (skipped()) return;
+    const root = tool('root', NAME).trim();
+    // The console's routes report each backend's resident bytes, counted with mincore(2).
+    fs.writeFileSync(path.join(root, 'etc/systemd/system/hostmemd.service.d/ws.conf'), '[Service]\nExecStart=\nExecStart=/usr/bin/node /opt/hostmemd/bin/hostmemd --ws 127.0.0.1:4780\n');
+    inside('systemctl', 'daemon-reload');
+    inside('systemctl', 'restart', 'hostmemd.service');
+    await waitActive('0');
+    const c = await RawQmpClient.negotiated(sock);
+    // Pairs of the same size, one filled and one not: the smaps estimate the daemon falls back
+    // to when mincore is refused cannot tell them apart (nor see guest_memfd pages at all).
+    const made = [
+      { id: 'res-idle', size: 1 * MiB + 4096, args: { 'qom-type': 'memory-backend-memfd' } },
+      { id: 'res-mfd', size: 1 * MiB + 4096, args: { 'qom-type': 'memory-backend-memfd', prealloc: true } },
+      ...(KVM
+        ? [
+            { id: 'res-gm', size: 3 * MiB, args: { 'qom-type': 'memory-backend-guest-memfd', prealloc: true } },
+            { id: 'res-idle2', size: 3 * MiB, args: { 'qom-type': 'memory-backend-memfd' } },
+          ]
+        : []),
+    ];
+    for (const b of made) expect([b.id, await c.execute('object-add', { ...b.args, id: b.id, size: b.size })]).toEqual([b.id, { return: {} }]);
+    c.close();
+    let api = '';
+    for (let i = 0; i < 50 && api === ''; i++) {
+      try {
+        api = inside('python3', '-c', API_GET, '/api/backends');
+      } catch {
+        await new Promise((r) => setTimeout(r, 100)); // the web server listens a moment after READY
+      }
+    }
+    const rows = JSON.parse(api) as { id: string; resident: number }[];
+    const resident = (id: string): number | undefined => rows.find((r) => r.id === id)?.resident;
+    expect(made.map((b) => [b.id, resident(b.id)])).toEqual(made.map((b) => [b.id, b.id.startsWith('res-idle') ? 0 : b.size]));
+    expect(inside('journalctl', '-u', 'hostmemd', '--no-pager', '-o', 'cat')).not.toMatch(/mincore/);
   });
 });
