@@ -1,6 +1,7 @@
 # hostmemd container image: Node 20 on Debian 12 (bookworm), built in two stages so the
 # runtime image has no compiler, dev dependencies or sources. Run (see docs/deployment.md):
 #   docker build -t hostmemd .
+#   sudo install -d -m 0750 -o 10001 -g 10001 /run/hostmemd   # writable by the image's user
 #   docker run -d --name hostmemd --device /dev/kvm --group-add "$(stat -c %g /dev/kvm)" \
 #     -v hostmemd-state:/var/lib/hostmemd -v /run/hostmemd:/run/hostmemd hostmemd
 # then talk QMP on /run/hostmemd/qmp.sock on the host.
@@ -28,10 +29,12 @@ COPY bin ./bin
 COPY qapi ./qapi
 COPY --from=build /opt/hostmemd/dist ./dist
 COPY --from=build /opt/hostmemd/web/dist ./web/dist
-# A non-root user. /dev/kvm's group differs from host to host, so it is added at run time
-# with --group-add (the gid of /dev/kvm on the host).
-RUN groupadd --system hostmemd \
- && useradd --system --gid hostmemd --home-dir /var/lib/hostmemd --no-create-home --shell /usr/sbin/nologin hostmemd \
+# A non-root user with a fixed uid/gid (10001), so that the host can prepare what it shares:
+# the bind-mounted /run/hostmemd must be writable by it (Docker would create a missing host
+# directory as root's), and the QMP socket in it belongs to 10001:10001 (mode 0660).
+# /dev/kvm's group differs from host to host, so it is added at run time with --group-add.
+RUN groupadd --system --gid 10001 hostmemd \
+ && useradd --system --uid 10001 --gid hostmemd --home-dir /var/lib/hostmemd --no-create-home --shell /usr/sbin/nologin hostmemd \
  && mkdir -p /var/lib/hostmemd /run/hostmemd \
  && chown hostmemd:hostmemd /var/lib/hostmemd /run/hostmemd \
  && chmod 0700 /var/lib/hostmemd
