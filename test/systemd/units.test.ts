@@ -174,6 +174,11 @@ test('the service keeps what the daemon relies on', () => {
     expect(unit.split('\n')).toContain(line);
   }
   expect(unit).toMatch(/^WatchdogSec=\d+s$/m);
+  // No object may be acknowledged whose fd the store would refuse.
+  const storeMax = Number(/^FileDescriptorStoreMax=(\d+)$/m.exec(unit)![1]);
+  const maxObjects = Number(/^ExecStart=.* --max-objects (\d+)(\s|$)/m.exec(unit)?.[1]);
+  expect(maxObjects).toBeGreaterThan(0);
+  expect(maxObjects).toBeLessThanOrEqual(storeMax);
   // V8's JIT needs W+X memory: this would kill the daemon at start.
   expect(unit).not.toMatch(/^MemoryDenyWriteExecute=yes/m);
   const socket = fs.readFileSync(UNITS[1], 'utf8');
