@@ -58,15 +58,24 @@ export async function spawnDaemon(args: string[] = [], env: NodeJS.ProcessEnv = 
   let err = '';
   proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
-  const deadline = Date.now() + 10000;
-  while (!fs.existsSync(sock)) {
-    if (proc.exitCode !== null) break;
-    if (Date.now() > deadline) throw new Error(`daemon did not create ${sock}: ${err}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await waitForFile(sock, proc, () => err, { tolerateExit: true });
   // The file appears at bind(), a moment before listen(): wait until it accepts connections.
   if (proc.exitCode === null) await waitConnectable(sock);
   return { proc, dir, sock, stderr: () => err, exited };
+}
+
+/** Waits (10 s at most) until `file` exists. If `proc` exits first, that is an error carrying
+ *  its stderr, unless `tolerateExit` (the caller then looks at the exit itself). */
+export async function waitForFile(file: string, proc?: ChildProcess, stderr: () => string = () => '', how: { tolerateExit?: boolean } = {}): Promise<void> {
+  const deadline = Date.now() + 10000;
+  while (!fs.existsSync(file)) {
+    if (proc && proc.exitCode !== null) {
+      if (how.tolerateExit) return;
+      throw new Error(`process exited (${proc.exitCode}) before creating ${file}: ${stderr()}`);
+    }
+    if (Date.now() > deadline) throw new Error(`${file} did not appear: ${stderr()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /** Resolves once a server accepts connections on `sock` (a socket file may exist before). */

@@ -72,3 +72,38 @@ export function backendMapsCount(pid: number | 'self' = 'self'): number {
     .split('\n')
     .filter((l) => /\/memfd:|\/dev\/shm\/hostmemd|kvm-gmem|hostmemd_back_mem|hostmemd-test/.test(l)).length;
 }
+
+/** Start of the one writable, file-backed mapping of exactly `size` bytes in `pid` (a memory
+ *  backend: memfd, shm, guest_memfd or file; anonymous heap areas are not file-backed). */
+export function backendMapping(pid: number, size: bigint | number, path?: string | RegExp): bigint {
+  const m = findMappings(BigInt(size), path, pid).filter((e) => e.perms.startsWith('rw') && e.path !== '' && !e.path.startsWith('['));
+  if (m.length !== 1) throw new Error(`expected one mapping of ${size} bytes in ${pid}, found ${JSON.stringify(m.map((x) => [x.start.toString(16), x.perms, x.path]))}`);
+  return m[0].start;
+}
+
+/** Reads `len` bytes at `addr` of process `pid`'s memory (root, or ptrace rights, needed). */
+export function readProcessMemory(pid: number, addr: bigint, len: number): Buffer {
+  const fd = fs.openSync(`/proc/${pid}/mem`, 'r');
+  try {
+    const b = Buffer.alloc(len);
+    fs.readSync(fd, b, 0, len, Number(addr));
+    return b;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Writes `data` at `addr` of process `pid`'s memory, as a guest would write its RAM. */
+export function writeProcessMemory(pid: number, addr: bigint, data: Buffer): void {
+  const fd = fs.openSync(`/proc/${pid}/mem`, 'r+');
+  try {
+    fs.writeSync(fd, data, 0, data.length, Number(addr));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** A recognisable 4 KiB page for `tag` (writes and checks of backend memory). */
+export function tagPage(tag: string): Buffer {
+  return Buffer.from(`${tag}:`.repeat(4096).slice(0, 4096));
+}

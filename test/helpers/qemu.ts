@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn, spawnSync, ChildProcess } from 'node:child_process';
-import { tmpDir } from './daemon';
+import { tmpDir, startInProcess, InProcess } from './daemon';
 
 export const QEMU_BIN = 'qemu-system-x86_64';
 
@@ -45,4 +45,26 @@ export async function startQemu(extra: string[] = []): Promise<QemuRef> {
 /** Prints a loud skip notice once per test file. */
 export function announceSkip(what: string, why: string): void {
   console.warn(`\n*** SKIPPED: ${what}: ${why} ***\n`);
+}
+
+/** Inside a describe block: QEMU 7.2 and an in-process hostmemd, started before the block's
+ *  tests and stopped after them (the differential tests' fixture). */
+export function qemuAndHostmemd(): { readonly qemu: QemuRef; readonly hostmemd: InProcess } {
+  const refs: { qemu?: QemuRef; hostmemd?: InProcess } = {};
+  beforeAll(async () => {
+    refs.qemu = await startQemu();
+    refs.hostmemd = await startInProcess();
+  });
+  afterAll(async () => {
+    await refs.qemu?.stop();
+    await refs.hostmemd?.stop();
+  });
+  return {
+    get qemu() {
+      return refs.qemu!;
+    },
+    get hostmemd() {
+      return refs.hostmemd!;
+    },
+  };
 }

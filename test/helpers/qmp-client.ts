@@ -37,13 +37,7 @@ export class RawQmpClient extends QmpLineClient {
 
   /** Connects, reads the greeting and negotiates (optionally enabling oob). */
   static async negotiated(path: string, enable?: string[]): Promise<RawQmpClient> {
-    const c = await RawQmpClient.connect(path);
-    await c.line();
-    const args = enable ? `,"arguments":{"enable":${JSON.stringify(enable)}}` : '';
-    c.send(`{"execute":"qmp_capabilities"${args}}`);
-    const r = await c.line();
-    if (r !== '{"return": {}}') throw new Error(`negotiation failed: ${r}`);
-    return c;
+    return (await RawQmpClient.connect(path)).negotiate(enable);
   }
 
   send(data: string | Buffer): void {

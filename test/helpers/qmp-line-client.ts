@@ -56,6 +56,16 @@ export abstract class QmpLineClient {
     return JSON.parse(await this.line(timeoutMs)) as Record<string, unknown>;
   }
 
+  /** Reads the greeting and negotiates (optionally enabling capabilities such as oob). */
+  async negotiate(enable?: string[]): Promise<this> {
+    await this.line();
+    const args = enable ? `,"arguments":{"enable":${JSON.stringify(enable)}}` : '';
+    this.send(`{"execute":"qmp_capabilities"${args}}`);
+    const r = await this.line();
+    if (r !== '{"return": {}}') throw new Error(`negotiation failed: ${r}`);
+    return this;
+  }
+
   /** Sends a command and returns the next message that is not an event. */
   async execute(cmd: string, args?: unknown, id?: unknown): Promise<Record<string, unknown>> {
     const msg: Record<string, unknown> = { execute: cmd };

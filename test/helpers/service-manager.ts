@@ -136,25 +136,3 @@ export class ServiceManager {
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
-
-/** Reads `len` bytes at `addr` of process `pid`'s memory (root, or ptrace rights, needed). */
-export function readProcessMemory(pid: number, addr: bigint, len: number): Buffer {
-  const fd = fs.openSync(`/proc/${pid}/mem`, 'r');
-  try {
-    const b = Buffer.alloc(len);
-    fs.readSync(fd, b, 0, len, Number(addr));
-    return b;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/** Writes `data` at `addr` of process `pid`'s memory, as a guest would write its RAM. */
-export function writeProcessMemory(pid: number, addr: bigint, data: Buffer): void {
-  const fd = fs.openSync(`/proc/${pid}/mem`, 'r+');
-  try {
-    fs.writeSync(fd, data, 0, data.length, Number(addr));
-  } finally {
-    fs.closeSync(fd);
-  }
-}

@@ -3,8 +3,7 @@
 // and results must match in value (qom-list as a set of the properties both have: QEMU also
 // lists a memory-region child, hostmemd the guest-memfd property of a later QEMU level).
 import { RawQmpClient } from '../helpers/qmp-client';
-import { startInProcess, InProcess } from '../helpers/daemon';
-import { qemuAvailable, startQemu, QemuRef, announceSkip } from '../helpers/qemu';
+import { qemuAvailable, qemuAndHostmemd, announceSkip } from '../helpers/qemu';
 
 const REQUESTS: [string, Record<string, unknown>?][] = [
   ['object-add', { 'qom-type': 'memory-backend-memfd', id: 'm1', size: 1048576 }],
@@ -75,19 +74,10 @@ function canon(v: unknown, cmd: string): unknown {
 const haveQemu = qemuAvailable();
 if (!haveQemu) announceSkip('differential QOM tests against QEMU 7.2', 'qemu-system-x86_64 is not installed');
 (haveQemu ? describe : describe.skip)('differential: object commands vs QEMU 7.2', () => {
-  let q: QemuRef;
-  let h: InProcess;
-  beforeAll(async () => {
-    q = await startQemu();
-    h = await startInProcess();
-  });
-  afterAll(async () => {
-    await q?.stop();
-    await h?.stop();
-  });
+  const both = qemuAndHostmemd();
 
   test('every reply agrees', async () => {
-    const [qc, hc] = [await RawQmpClient.negotiated(q.sock), await RawQmpClient.negotiated(h.sock)];
+    const [qc, hc] = [await RawQmpClient.negotiated(both.qemu.sock), await RawQmpClient.negotiated(both.hostmemd.sock)];
     const mismatches: string[] = [];
     for (const [cmd, args] of REQUESTS) {
       const [theirs, ours] = [await qc.execute(cmd, args), await hc.execute(cmd, args)];

@@ -4,8 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RawQmpClient } from '../helpers/qmp-client';
-import { startInProcess, InProcess } from '../helpers/daemon';
-import { qemuAvailable, startQemu, QemuRef, announceSkip } from '../helpers/qemu';
+import { qemuAvailable, qemuAndHostmemd, announceSkip } from '../helpers/qemu';
 import { decodeEscapes } from './transcript-runner';
 
 const dir = path.join(__dirname, '..', 'transcripts');
@@ -66,19 +65,10 @@ if (!haveQemu) announceSkip('differential tests against QEMU 7.2', 'qemu-system-
 const maybe = haveQemu ? describe : describe.skip;
 
 maybe('differential: hostmemd vs QEMU 7.2', () => {
-  let q: QemuRef;
-  let h: InProcess;
-  beforeAll(async () => {
-    q = await startQemu();
-    h = await startInProcess();
-  });
-  afterAll(async () => {
-    await q?.stop();
-    await h?.stop();
-  });
+  const both = qemuAndHostmemd();
   test.each(files)('%s answers like QEMU', async (f) => {
     const chunks = sends(fs.readFileSync(path.join(dir, f), 'utf8'));
-    const [theirs, ours] = [await collect(q.sock, chunks), await collect(h.sock, chunks)];
+    const [theirs, ours] = [await collect(both.qemu.sock, chunks), await collect(both.hostmemd.sock, chunks)];
     expect(ours).toEqual(theirs);
     expect(ours.length).toBeGreaterThan(3);
   });

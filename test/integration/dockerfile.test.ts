@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
-import { ROOT, tmpDir, waitConnectable } from '../helpers/daemon';
+import { ROOT, tmpDir, waitConnectable, waitForFile } from '../helpers/daemon';
 import { RawQmpClient } from '../helpers/qmp-client';
 
 const text = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
@@ -50,11 +50,7 @@ test("the runtime stage's files, with production dependencies only, start the da
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   try {
-    const deadline = Date.now() + 10000;
-    while (!fs.existsSync(sock)) {
-      if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`no socket: ${err}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await waitForFile(sock, proc, () => err);
     await waitConnectable(sock);
     const c = await RawQmpClient.negotiated(sock);
     expect(await c.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'm', size: 1 << 20 })).toEqual({ return: {} });

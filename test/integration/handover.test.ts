@@ -7,10 +7,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as net from 'node:net';
 import { spawn, ChildProcess } from 'node:child_process';
-import { ROOT, tmpDir, waitConnectable } from '../helpers/daemon';
+import { ROOT, tmpDir, waitConnectable, waitForFile } from '../helpers/daemon';
 import { RawQmpClient } from '../helpers/qmp-client';
-import { readProcessMemory, writeProcessMemory } from '../helpers/service-manager';
-import { findMappings } from '../helpers/proc';
+import { backendMapping as mapAt, readProcessMemory, tagPage as pat, writeProcessMemory } from '../helpers/proc';
 import { kvmUsable } from '../helpers/native';
 import { announceSkip } from '../helpers/qemu';
 
@@ -33,14 +32,7 @@ function run(args: string[]): Proc {
   return { proc, stderr: () => err, exited };
 }
 
-async function waitFile(p: string, who: Proc): Promise<void> {
-  const deadline = Date.now() + 10000;
-  while (!fs.existsSync(p)) {
-    if (who.proc.exitCode !== null) throw new Error(`exited: ${who.stderr()}`);
-    if (Date.now() > deadline) throw new Error(`${p} did not appear: ${who.stderr()}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const waitFile = (p: string, who: Proc): Promise<void> => waitForFile(p, who.proc, who.stderr);
 
 const BACKENDS = [
   { id: 'mfd', size: 2 * MiB + 5 * 4096, args: { 'qom-type': 'memory-backend-memfd' } },
@@ -48,13 +40,6 @@ const BACKENDS = [
   { id: 'ramsh', size: 5 * MiB + 9 * 4096, args: { 'qom-type': 'memory-backend-ram', share: true } },
   { id: 'shm', size: 6 * MiB + 11 * 4096, args: { 'qom-type': 'memory-backend-shm' } },
 ].filter((b) => !b.kvm || KVM);
-
-const pat = (id: string): Buffer => Buffer.from(`${id}:`.repeat(4096).slice(0, 4096));
-const mapAt = (pid: number, size: number): bigint => {
-  const m = findMappings(BigInt(size), undefined, pid).filter((e) => e.perms.startsWith('rw') && e.path !== '' && !e.path.startsWith('['));
-  if (m.length !== 1) throw new Error(`expected one mapping of ${size} in ${pid}, found ${JSON.stringify(m.map((x) => [x.start.toString(16), x.perms, x.path, x.vmFlags.join(' ')]))}`);
-  return m[0].start;
-};
 
 /** The next message that is not an event. */
 async function reply(c: RawQmpClient): Promise<Record<string, unknown>> {

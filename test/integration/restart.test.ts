@@ -6,9 +6,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as net from 'node:net';
-import { ServiceManager, readProcessMemory, writeProcessMemory } from '../helpers/service-manager';
+import { ServiceManager } from '../helpers/service-manager';
 import { RawQmpClient } from '../helpers/qmp-client';
-import { findMappings } from '../helpers/proc';
+import { backendMapping, readProcessMemory, writeProcessMemory } from '../helpers/proc';
 import { kvmUsable } from '../helpers/native';
 import { announceSkip } from '../helpers/qemu';
 
@@ -34,11 +34,7 @@ function pattern(id: string, len: number): Buffer {
   return b;
 }
 
-function mappingOf(pid: number, size: bigint): bigint {
-  const m = findMappings(size, undefined, pid).filter((e) => e.perms.startsWith('rw') && e.path !== '' && !e.path.startsWith('['));
-  if (m.length !== 1) throw new Error(`expected one ${size}-byte mapping in ${pid}, found ${m.length}`);
-  return m[0].start;
-}
+const mappingOf = (pid: number, size: bigint): bigint => backendMapping(pid, size);
 
 /** Writes the pattern at three places: start, middle, last page. */
 function writePatterns(pid: number, b: { id: string; size: bigint }): void {

@@ -5,14 +5,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as net from 'node:net';
 import { spawn, ChildProcess } from 'node:child_process';
-import { ROOT, tmpDir, waitConnectable } from '../helpers/daemon';
+import { ROOT, tmpDir, waitConnectable, waitForFile } from '../helpers/daemon';
 import { RawQmpClient } from '../helpers/qmp-client';
-import { readProcessMemory, writeProcessMemory } from '../helpers/service-manager';
-import { findMappings } from '../helpers/proc';
+import { backendMapping, findMappings, readProcessMemory, tagPage, writeProcessMemory } from '../helpers/proc';
 
 jest.setTimeout(60000);
 const SIZE = 3 * 1024 * 1024 + 4096;
-const pat = Buffer.from('supervised:'.repeat(400).slice(0, 4096));
+const pat = tagPage('supervised');
 
 let dir: string;
 let sup: ChildProcess;
@@ -35,7 +34,7 @@ async function nextDaemon(not?: number): Promise<number> {
   }
 }
 
-const mapping = (pid: number): bigint => findMappings(BigInt(SIZE), /memfd/, pid)[0].start;
+const mapping = (pid: number): bigint => backendMapping(pid, SIZE, /memfd/);
 
 /** object-add of backend 'm', and the pattern written into the daemon's mapping of it. */
 async function addPatterned(): Promise<number> {
@@ -55,8 +54,7 @@ beforeEach(async () => {
     env: { ...process.env, HOSTMEMD_WATCHDOG_SEC: '1' },
   });
   exited = new Promise((r) => sup.once('exit', (c) => r(c)));
-  const deadline = Date.now() + 10000;
-  while (!fs.existsSync(sock) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await waitForFile(sock, sup);
   await waitConnectable(sock);
 });
 

@@ -4,7 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ROOT, tmpDir } from '../helpers/daemon';
+import { ROOT, tmpDir, waitForFile } from '../helpers/daemon';
 import { RawQmpClient } from '../helpers/qmp-client';
 import { announceSkip } from '../helpers/qemu';
 
@@ -195,11 +195,7 @@ if (saWhy) announceSkip('socket activation with systemd-socket-activate', saWhy)
   let err = '';
   sa.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   try {
-    const deadline = Date.now() + 10000;
-    while (!fs.existsSync(sock)) {
-      if (Date.now() > deadline) throw new Error(`no socket: ${err}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await waitForFile(sock, sa, () => err);
     // Nothing runs yet: the connection itself starts hostmemd, which greets on it.
     const c = await RawQmpClient.negotiated(sock);
     expect(await c.execute('query-version')).toMatchObject({ return: { package: expect.stringMatching(/^hostmemd /) } });

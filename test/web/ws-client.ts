@@ -56,13 +56,7 @@ export class WsQmpClient extends QmpLineClient {
   }
 
   static async negotiated(url: string, token: string, enable?: string[]): Promise<WsQmpClient> {
-    const c = await WsQmpClient.connect(url, { token });
-    await c.line();
-    const args = enable ? `,"arguments":{"enable":${JSON.stringify(enable)}}` : '';
-    c.send(`{"execute":"qmp_capabilities"${args}}`);
-    const r = await c.line();
-    if (r !== '{"return": {}}') throw new Error(`negotiation failed: ${r}`);
-    return c;
+    return (await WsQmpClient.connect(url, { token })).negotiate(enable);
   }
 
   /** One frame: a string as a text frame, bytes as a binary frame. */
