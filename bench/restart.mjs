@@ -15,6 +15,7 @@ import { ROOT, negotiatedClient, request, percentile, fmt, printTable } from './
 const require = createRequire(import.meta.url);
 const native = require(path.join(ROOT, 'dist', 'native'));
 const S = native.sockets;
+const { NotifyServer } = require(path.join(ROOT, 'dist', 'cpr', 'notify-server'));
 const N = Number(process.env.OBJECTS ?? 1000);
 const MiB = 1 << 20;
 
@@ -91,44 +92,28 @@ async function handover() {
 async function sigkillRestart() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hostmemd-bench-restart-'));
   const notifyPath = path.join(dir, 'notify');
-  const notify = S.socket(S.SOCK_DGRAM);
-  S.bind(notify, notifyPath);
   const listener = S.socket(S.SOCK_STREAM);
   const sock = path.join(dir, 'qmp.sock');
   S.bind(listener, sock);
   S.listen(listener, 128);
-  const store = new Map();
+  // The daemon's own fd-store rules (src/cpr/notify-server.ts), as hostmemd-supervise uses them.
   const waiters = [];
-  let open = true;
-  const loop = (async () => {
-    while (open) {
-      const m = await S.receiveWithFds(notify, 4096, 16);
-      const text = m.data.toString();
-      const name = /FDNAME=(.*)/.exec(text)?.[1];
-      if (/^FDSTORE=1$/m.test(text)) {
-        for (const fd of m.fds) {
-          if (store.has(name)) fd.close();
-          else store.set(name, fd);
-        }
-      }
-      else m.fds.forEach((fd) => fd.close());
-      if (/^FDSTOREREMOVE=1$/m.test(text)) store.delete(name);
-      for (const w of waiters.splice(0)) w(text);
-    }
-  })();
+  const notify = new NotifyServer(notifyPath, (text) => {
+    for (const w of waiters.splice(0)) w(text);
+  });
   const ready = () => new Promise((resolve) => {
     const check = (t) => (/^READY=1/m.test(t) ? resolve() : waiters.push(check));
     waiters.push(check);
   });
   const start = () => {
-    const passed = [{ name: 'qmp', fd: listener }, ...[...store].map(([name, fd]) => ({ name, fd }))];
+    const passed = [{ name: 'qmp', fd: listener }, ...notify.store];
     return spawnDaemon(['--state-dir', dir], { NOTIFY_SOCKET: notifyPath, LISTEN_FDS: String(passed.length), LISTEN_FDNAMES: passed.map((p) => p.name).join(':') }, passed.map((p) => p.fd.fd));
   };
   let d = start();
   await ready();
   const { c } = await addAll(sock);
   c.close?.();
-  const stored = store.size;
+  const stored = notify.store.length;
   const t0 = process.hrtime.bigint();
   d.proc.kill('SIGKILL');
   await d.exited;
@@ -140,9 +125,8 @@ async function sigkillRestart() {
   const reattached = cpr.objects.filter((o) => o.origin === 'reattached').length;
   d.proc.kill('SIGTERM');
   await d.exited;
-  open = false;
-  S.sendWithFds(S.socket(S.SOCK_DGRAM), Buffer.from('\0'), [], notifyPath);
-  await loop;
+  await notify.close();
+  listener.close();
   fs.rmSync(dir, { recursive: true, force: true });
   return { stored, readyMs, reattached, problems: cpr.problems.length };
 }
