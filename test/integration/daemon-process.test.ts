@@ -105,6 +105,7 @@ describe('hostmemd as a process', () => {
     [['--qmp', 'tcp:1.2.3.4:5'], 'hostmemd: --qmp tcp:1.2.3.4:5: only unix:PATH is supported'],
     [['--accel', 'tcg'], 'hostmemd: --accel tcg: expected kvm or none'],
     [['--max-clients', '0'], 'hostmemd: --max-clients 0: expected a positive integer'],
+    [['--incoming-cpr', 'tcp:1.2.3.4:5'], 'hostmemd: --incoming-cpr tcp:1.2.3.4:5: must be unix:PATH'],
   ])('bad command line %j exits 1 with a clear message', (args, msg) => {
     const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 10000 });
     expect(r.status).toBe(1);

@@ -192,6 +192,11 @@ test('nobody at the channel: a clear error and the daemon keeps serving', async 
   expect(((await c.execute('cpr-handover', { channel: 'tcp:1.2.3.4:5' })) as { error: { desc: string } }).error.desc).toBe(
     "cannot reach the new hostmemd at 'tcp:1.2.3.4:5': bad handover channel 'tcp:1.2.3.4:5': must be unix:PATH",
   );
+  // Arguments are checked against the schema first, with QEMU's texts.
+  expect(await c.execute('cpr-handover', {})).toEqual({ error: { class: 'GenericError', desc: "Parameter 'channel' is missing" } });
+  expect(await c.execute('cpr-handover', { channel: 1 })).toEqual({ error: { class: 'GenericError', desc: "Invalid parameter type for 'channel', expected: string" } });
+  expect(await c.execute('cpr-handover', { channel: `unix:${chan}`, 'freeze-timeout': -1 })).toMatchObject({ error: { class: 'GenericError', desc: expect.stringMatching(/freeze-timeout/) } });
+  expect(await c.execute('query-cpr', { x: 1 })).toEqual({ error: { class: 'GenericError', desc: "Parameter 'x' is unexpected" } });
   expect(await c.execute('query-memdev')).toMatchObject({ return: [{ id: 'm' }] });
   c.close();
 });
