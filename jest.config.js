@@ -1,11 +1,19 @@
-/** Jest: unit tests, compiler golden cases and real-process integration tests. */
-module.exports = {
+/** Jest, in three tiers (each a project; `npm test` runs them all):
+ *  - unit:        test/unit — no processes, no sockets, no root; the native layer is faked
+ *                 where a test asks for it (test/fakes/native.ts). Seconds.
+ *  - integration: test/integration, test/web — the real daemon (in-process or as a child
+ *                 process) on temporary sockets and state directories, real memfd syscalls.
+ *  - system:      test/system — needs something of the host: /dev/kvm, QEMU 7.2, chromium,
+ *                 systemd; each test skips loudly where its requirement is missing.
+ *  No forceExit: every test closes what it opens. */
+const base = {
   testEnvironment: 'node',
-  roots: ['<rootDir>/test'],
-  testMatch: ['**/*.test.ts'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] },
+};
+const tier = (name, roots) => ({ ...base, displayName: name, roots: roots.map((r) => `<rootDir>/${r}`), testMatch: ['**/*.test.ts'] });
+
+module.exports = {
   testTimeout: 30000,
   maxWorkers: 2,
-  // A failed test must not leave CI waiting on a daemon it started in-process.
-  forceExit: true,
+  projects: [tier('unit', ['test/unit']), tier('integration', ['test/integration', 'test/web']), tier('system', ['test/system'])],
 };

@@ -3,8 +3,8 @@
 // newline and with ids "__qmp#00000", "__qmp#00001", ..., routes replies by id, and treats an
 // id-less error as a fatal server parse error. (The library itself is on PyPI, which this
 // machine cannot reach, so its documented wire behaviour is reproduced here.)
-import { RawQmpClient } from '../helpers/qmp-client';
-import { startInProcess, InProcess } from '../helpers/daemon';
+import { RawQmpClient } from '../../helpers/qmp-client';
+import { startInProcess, InProcess } from '../../helpers/daemon';
 
 class QmpClientLike {
   private seq = 0;

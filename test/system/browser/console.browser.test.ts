@@ -10,9 +10,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { chromium, BrowserContext, Page } from 'playwright-core';
-import { RawQmpClient } from '../helpers/qmp-client';
-import { ROOT } from '../helpers/daemon';
-import { WebDaemon, startWebDaemon } from './ws-client';
+import { RawQmpClient } from '../../helpers/qmp-client';
+import { ROOT } from '../../helpers/daemon';
+import { WebDaemon, startWebDaemon } from '../../web/ws-client';
 
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = fs.existsSync(CHROMIUM);

@@ -3,7 +3,7 @@
 // /run/hostmemd for, is not root, and the documented `docker run` mounts what the image uses.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ROOT } from '../helpers/daemon';
+import { ROOT } from '../../helpers/daemon';
 
 const dockerfile = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
 const docs = fs.readFileSync(path.join(ROOT, 'docs/deployment.md'), 'utf8');

@@ -4,9 +4,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ROOT, tmpDir, waitForFile } from '../helpers/daemon';
-import { RawQmpClient } from '../helpers/qmp-client';
-import { announceSkip } from '../helpers/qemu';
+import { ROOT, tmpDir, waitForFile } from '../../helpers/daemon';
+import { RawQmpClient } from '../../helpers/qmp-client';
+import { announceSkip } from '../../helpers/qemu';
 
 const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const UNITS = ['hostmemd.service', 'hostmemd.socket'].map((u) => path.join(ROOT, 'systemd', u));

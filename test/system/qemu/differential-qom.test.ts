@@ -2,8 +2,8 @@
 // query-memdev and qom-list/get/set requests go to both; errors must match in class and text,
 // and results must match in value (qom-list as a set of the properties both have: QEMU also
 // lists a memory-region child, hostmemd the guest-memfd property of a later QEMU level).
-import { RawQmpClient } from '../helpers/qmp-client';
-import { qemuAvailable, qemuAndHostmemd, announceSkip } from '../helpers/qemu';
+import { RawQmpClient } from '../../helpers/qmp-client';
+import { qemuAvailable, qemuAndHostmemd, announceSkip } from '../../helpers/qemu';
 
 const REQUESTS: [string, Record<string, unknown>?][] = [
   ['object-add', { 'qom-type': 'memory-backend-memfd', id: 'm1', size: 1048576 }],

@@ -3,11 +3,11 @@
 // Return values are compared only by kind (versions and packages differ by design).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { RawQmpClient } from '../helpers/qmp-client';
-import { qemuAvailable, qemuAndHostmemd, announceSkip } from '../helpers/qemu';
-import { decodeEscapes } from './transcript-runner';
+import { RawQmpClient } from '../../helpers/qmp-client';
+import { qemuAvailable, qemuAndHostmemd, announceSkip } from '../../helpers/qemu';
+import { decodeEscapes } from '../../integration/transcript-runner';
 
-const dir = path.join(__dirname, '..', 'transcripts');
+const dir = path.join(__dirname, '..', '..', 'transcripts');
 const files = fs
   .readdirSync(dir)
   .filter((f) => f.endsWith('.qmp') && fs.readFileSync(path.join(dir, f), 'utf8').startsWith('#! differential'))

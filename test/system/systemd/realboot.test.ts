@@ -6,9 +6,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ROOT } from '../helpers/daemon';
-import { RawQmpClient } from '../helpers/qmp-client';
-import { announceSkip } from '../helpers/qemu';
+import { ROOT } from '../../helpers/daemon';
+import { RawQmpClient } from '../../helpers/qmp-client';
+import { announceSkip } from '../../helpers/qemu';
 
 const TOOL = path.join(__dirname, 'systemd-realboot.sh');
 const NAME = `hmtest${process.pid}`;
