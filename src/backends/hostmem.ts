@@ -2,8 +2,8 @@
 // after-creation rules (qemu-facts §5.2), and complete(): allocate (subclass), alignment
 // check, madvise for merge/dump, mbind for policy/host-nodes, preallocation off the event
 // loop (§5.3, §5.6). Subclasses only say how to get the fd and the mapping.
-import { JsonValue } from '../qmp/json-value';
-import { encodeJson, flatCopy } from '../qmp/json-writer';
+import { JsonValue } from '../json/value';
+import { encodeJson, flatCopy } from '../json/writer';
 import { genericError, QmpError } from '../errors/qmp-error';
 import { PropertyDef, RegisteredType, SetPhase } from '../qom/object';
 import { UserCreatable } from '../qom/user-creatable';

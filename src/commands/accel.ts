@@ -1,7 +1,7 @@
 // Handlers of accelerator and hostmemd status commands: query-kvm, query-kvm-guest-memfd,
 // query-prealloc.
 import { Handler } from '../qmp/messages';
-import { JsonValue } from '../qmp/json-value';
+import { JsonValue } from '../json/value';
 import { KvmFacts } from '../accel/kvm';
 
 export interface AccelServices {

@@ -3,7 +3,7 @@
 // query-qmp-schema. They return values; the session encodes them.
 import { QmpError, genericError } from '../errors/qmp-error';
 import { Handler, PreEncoded } from '../qmp/messages';
-import { JsonValue } from '../qmp/json-value';
+import { JsonValue } from '../json/value';
 import { VersionInfo } from '../qmp/monitor';
 
 export interface ControlServices {

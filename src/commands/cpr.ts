@@ -1,7 +1,7 @@
 // Handlers of the restart commands (qapi/hostmemd.json): query-cpr reports, per object, whether
 // its memory survives a restart and where it came from, and what failed to come back at start.
 import { Handler } from '../qmp/messages';
-import { JsonValue } from '../qmp/json-value';
+import { JsonValue } from '../json/value';
 import { UserCreatable } from '../qom/user-creatable';
 import { HostMemoryBackend } from '../backends/hostmem';
 import { ObjectJournal } from '../cpr/object-journal';

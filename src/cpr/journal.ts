@@ -6,9 +6,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { JsonValue, isJsonObject } from '../qmp/json-value';
-import { encodeJson } from '../qmp/json-writer';
-import { JsonStreamParser } from '../qmp/json-stream';
+import { JsonValue, isJsonObject } from '../json/value';
+import { encodeJson } from '../json/writer';
+import { JsonStreamParser } from '../json/stream';
 
 export const JOURNAL_VERSION = 1;
 const SUFFIX = '.json';

@@ -2,7 +2,7 @@
 // ObjectManager's persistence), and at start re-creates every journaled object, reattaching
 // preserved fds, in creation order. Each object's fate is kept for query-cpr and logged; what
 // cannot come back is moved aside and reported, never dropped silently.
-import { JsonValue } from '../qmp/json-value';
+import { JsonValue } from '../json/value';
 import { ObjectManager, ObjectPersistence, UserCreatable } from '../qom/user-creatable';
 import { HostMemoryBackend } from '../backends/hostmem';
 import * as native from '../native';

@@ -11,7 +11,7 @@ import { HandoverChannel, MAX_HANDOVER_FDS } from '../cpr/handover-channel';
 import { parseExact } from '../cpr/journal';
 import { Monitor } from '../qmp/monitor';
 import { Queued, QmpSession, SessionExport } from '../qmp/session';
-import { encodeJson } from '../qmp/json-writer';
+import { encodeJson } from '../json/writer';
 import { UnixQmpServer } from '../transport/unix-socket';
 import type { Logger } from './logger';
 

@@ -3,8 +3,8 @@
 // suffixes, on/off words, repeated keys and ranges for lists, last-one-wins otherwise), or a
 // JSON object when the argument starts with `{`. The result is object-add's arguments; the
 // caller validates them against the schema like a QMP request.
-import { JsonObject, JsonValue } from '../qmp/json-value';
-import { JsonStreamParser } from '../qmp/json-stream';
+import { JsonObject, JsonValue } from '../json/value';
+import { JsonStreamParser } from '../json/stream';
 import { ObjectType as QapiObjectType, SchemaModel } from '../qapi/model';
 import { condHolds } from '../qapi/model';
 

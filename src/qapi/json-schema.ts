@@ -1,9 +1,9 @@
 // Back end: one JSON Schema per command's arguments, exactly what QEMU's QMP input visitor
 // accepts (qemu-facts §3.4, §3.5, §2.5), for ajv 8 and (docs as `description`) the console;
 // plus the custom keywords they need, as JSON Schema types cannot tell a QAPI integer from a
-// double (json-value.ts). Compiling and wording refusals QEMU's way is validate.ts's job.
+// double (value.ts). Compiling and wording refusals QEMU's way is validate.ts's job.
 import type Ajv from 'ajv';
-import { JsonFloat, isJsonNumber, isJsonObject } from '../qmp/json-value';
+import { JsonFloat, isJsonNumber, isJsonObject } from '../json/value';
 import { AlternateType, EnumType, IfCond, ObjectType, SchemaModel, condHolds } from './model';
 
 export type JsonSchema = { [keyword: string]: unknown };

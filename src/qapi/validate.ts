@@ -4,7 +4,7 @@
 // QEMU words it. Command lookup and -compat policies are the dispatcher's.
 import type Ajv from 'ajv';
 import type { ErrorObject, ValidateFunction } from 'ajv';
-import { JsonObject, JsonValue, MEMBER_ORDER, isJsonNumber, isJsonObject, memberKeys } from '../qmp/json-value';
+import { JsonObject, JsonValue, MEMBER_ORDER, isJsonNumber, isJsonObject, memberKeys } from '../json/value';
 import { INT_SPECS, JsonSchema, addQapiKeywords, buildArgSchemas, intCheck, isIntType, jsonKind, typeKind } from './json-schema';
 import { IfCond, Member, SchemaModel, condHolds } from './model';
 

@@ -1,8 +1,8 @@
 // Turns one parsed request into a reply: QEMU's top-level checks (qemu-facts §1.4) in their
 // order, command lookup in the table the session's state allows, the OOB rule, ajv argument
 // validation, then the handler. It knows nothing of sockets or wire text.
-import { JsonValue, JsonObject, isJsonObject, memberKeys } from './json-value';
-import { qdictKeyOrder } from './json-writer';
+import { JsonValue, JsonObject, isJsonObject, memberKeys } from '../json/value';
+import { qdictKeyOrder } from '../json/writer';
 import { CommandContext, Handler, Reply, CommandResult } from './messages';
 import { toQmpError, QmpErrorBody } from '../errors/to-qmp';
 

@@ -1,7 +1,7 @@
 // Shapes exchanged between the dispatcher, the session and the command handlers.
 // Handlers return plain values (or PreEncoded for precomputed answers); only the session
 // turns replies into wire text.
-import type { JsonValue } from './json-value';
+import type { JsonValue } from '../json/value';
 import type { QmpErrorBody } from '../errors/to-qmp';
 
 /** A result that is already QMP-encoded JSON text (e.g. the precomputed query-qmp-schema). */

@@ -1,7 +1,7 @@
 // The QMP monitor: all sessions of all transports, the dispatcher they share, the greeting
 // and event broadcast. Unlike QEMU it serves many connections at once, up to a limit.
-import { encodeJson } from './json-writer';
-import { JsonObject } from './json-value';
+import { encodeJson } from '../json/writer';
+import { JsonObject } from '../json/value';
 import { Dispatcher } from './dispatcher';
 import { QmpSession, SessionExport, Transport } from './session';
 

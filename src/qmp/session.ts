@@ -2,9 +2,9 @@
 // state, the in-band FIFO with OOB bypass, event delivery, and encoding replies to wire text
 // (compact ASCII JSON in QEMU's member order, CRLF-terminated). Transports feed bytes in and
 // take text out; they never look inside messages.
-import { JsonStreamParser, StreamItem } from './json-stream';
-import { encodeJson } from './json-writer';
-import { JsonValue } from './json-value';
+import { JsonStreamParser, StreamItem } from '../json/stream';
+import { encodeJson } from '../json/writer';
+import { JsonValue } from '../json/value';
 import { isOobRequest } from './dispatcher';
 import { PreEncoded, Reply, SessionControl, CommandContext } from './messages';
 import type { Monitor } from './monitor';

@@ -1,7 +1,7 @@
 // QOM objects and types: the type registry (parents, abstract types, class property tables
 // feeding qom-list-types and qom-list-properties) and the object base class with its
 // properties. The tree and path resolution live in tree.ts.
-import { JsonValue } from '../qmp/json-value';
+import { JsonValue } from '../json/value';
 import { QmpError, genericError } from '../errors/qmp-error';
 
 export type SetPhase = 'init' | 'live';

@@ -2,8 +2,8 @@
 // id syntax → type checks → property setters (QDict order) → duplicate check → complete();
 // any failure releases what was made and leaves the tree as it was. Ids being completed are
 // reserved, so two concurrent object-adds of one id cannot both win.
-import { JsonValue } from '../qmp/json-value';
-import { qdictKeyOrder } from '../qmp/json-writer';
+import { JsonValue } from '../json/value';
+import { qdictKeyOrder } from '../json/writer';
 import { genericError } from '../errors/qmp-error';
 import { QomObject } from './object';
 import { ObjectTree } from './tree';

@@ -1,7 +1,7 @@
 // Property value checks for qom-set and object-add setters, with the QAPI input visitor's
 // exact texts (qemu-facts §3.5): a setter sees a raw JSON value and must refuse wrong types
 // the way QEMU's visitors do.
-import { JsonValue, JsonFloat, isJsonObject } from '../qmp/json-value';
+import { JsonValue, JsonFloat, isJsonObject } from '../json/value';
 import { genericError } from '../errors/qmp-error';
 
 const UINT64_MAX = (1n << 64n) - 1n;

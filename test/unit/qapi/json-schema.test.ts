@@ -2,7 +2,7 @@
 // compile and work with a fresh ajv given the QAPI keywords (qemu-facts §3.4, §2.5).
 import Ajv from 'ajv';
 import { addQapiKeywords, buildArgSchemas, intCheck, INT_SPECS } from '../../../src/qapi/json-schema';
-import { JsonFloat } from '../../../src/qmp/json-value';
+import { JsonFloat } from '../../../src/json/value';
 import { ModelBuilder, objectAddModel } from './model-fixtures';
 
 const model = objectAddModel()

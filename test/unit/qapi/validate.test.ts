@@ -7,7 +7,7 @@ import * as path from 'path';
 import { ArgValidator } from '../../../src/qapi/validate';
 import { loadSchema } from '../../../src/qapi/load';
 import { IfCond, SchemaModel, condHolds } from '../../../src/qapi/model';
-import { JsonFloat, JsonObject, JsonValue, MEMBER_ORDER, memberKeys } from '../../../src/qmp/json-value';
+import { JsonFloat, JsonObject, JsonValue, MEMBER_ORDER, memberKeys } from '../../../src/json/value';
 import { ModelBuilder, objectAddModel } from './model-fixtures';
 
 const LINUX = new Set(['CONFIG_LINUX']);

@@ -5,7 +5,7 @@ import { Dispatcher, DispatchCommand } from '../../../src/qmp/dispatcher';
 import { Monitor } from '../../../src/qmp/monitor';
 import { QmpSession, Transport } from '../../../src/qmp/session';
 import { Handler } from '../../../src/qmp/messages';
-import { JsonObject } from '../../../src/qmp/json-value';
+import { JsonObject } from '../../../src/json/value';
 
 class FakeTransport implements Transport {
   readonly kind = 'fake';

@@ -1,8 +1,8 @@
 // QMP input: bytes in, one StreamItem out per complete top-level JSON value or per error,
 // reproducing QEMU's json-lexer + json-streamer + json-parser (qemu-facts §1.9, §2) including
 // their exact error texts and resynchronisation. What a value means (QMP request checks, §1.4)
-// is the dispatcher's job; printing values and error texts is json-writer's.
-import { JsonFloat, JsonObject, JsonValue, MEMBER_ORDER } from './json-value';
+// is the dispatcher's job; printing values and error texts is writer.ts's.
+import { JsonFloat, JsonObject, JsonValue, MEMBER_ORDER } from './value';
 
 export type StreamItem = { kind: 'value'; value: JsonValue } | { kind: 'error'; desc: string };
 
@@ -115,7 +115,7 @@ const PEND_KEEP = 64 * 1024; // larger pending buffers are dropped once their to
 /**
  * Incremental QMP JSON parser. Feed it bytes split anywhere; it calls onItem synchronously for
  * every complete top-level value (brace/bracket depth back to 0, §2.3) and for every error.
- * Values are exact per json-value.ts: int64/uint64 beyond 2^53 as bigint, integral doubles as
+ * Values are exact per value.ts: int64/uint64 beyond 2^53 as bigint, integral doubles as
  * JsonFloat. onItem may call reset() (the rest of the chunk is then dropped), but not feed().
  */
 export class JsonStreamParser {

@@ -1,7 +1,7 @@
 // The in-memory form of a QMP JSON value, exact where JavaScript numbers are not.
 // QEMU keeps int64/uint64 exact and tells integers from doubles (`1` vs `1.0`); so do we:
 // integers beyond 2^53 are bigint, and a double with an integral value is a JsonFloat.
-// Producing these values is json-stream's job; printing them is json-writer's.
+// Producing these values is stream.ts's job; printing them is writer.ts's.
 
 /** A JSON number token that QEMU stores as a double although its value is integral (`1.0`, `1e3`,
  *  or an integer beyond the uint64/int64 range). Non-integral doubles are plain `number`s. */
@@ -25,7 +25,7 @@ export function isJsonNumber(v: unknown): v is number | bigint | JsonFloat {
   return typeof v === 'number' || typeof v === 'bigint' || v instanceof JsonFloat;
 }
 
-/** Where json-stream records an object's member insertion order, when JavaScript's own order
+/** Where stream.ts records an object's member insertion order, when JavaScript's own order
  *  differs: Object.keys() lists integer-like keys ("7", "42") first, but QEMU's QDict order
  *  (qemu-facts §1.1) depends on insertion order. Non-enumerable, so invisible to comparisons. */
 export const MEMBER_ORDER: unique symbol = Symbol('hostmemd.memberOrder');

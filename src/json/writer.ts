@@ -1,8 +1,8 @@
 // QMP output: JSON values to text exactly as QEMU's json-writer prints them (qemu-facts §1.1):
 // compact `{"a": 1, "b": [1, 2]}`, pure ASCII with uppercase \uXXXX escapes, doubles as C's
 // %.17g, and optionally members in QDict hash-bucket order (§1.11). Framing (CRLF) and message
-// shapes are the session's job; parsing is json-stream's.
-import { JsonFloat, JsonValue, memberKeys } from './json-value';
+// shapes are the session's job; parsing is stream.ts's.
+import { JsonFloat, JsonValue, memberKeys } from './value';
 
 /** QDict hash table size (qobject/qdict.c QDICT_BUCKET_MAX, §1.1). */
 export const QDICT_BUCKETS = 512;
@@ -135,7 +135,7 @@ function quote(s: string): string {
 const TWO_63 = 2 ** 63;
 const TWO_64 = 2 ** 64;
 
-/** A plain number: integral values are QEMU integers, the rest doubles (json-value.ts). */
+/** A plain number: integral values are QEMU integers, the rest doubles (value.ts). */
 function formatNumber(v: number): string {
   if (Number.isSafeInteger(v)) return v === 0 ? '0' : String(v); // -0 is the integer 0
   if (Number.isInteger(v) && v >= -TWO_63 && v < TWO_64) return BigInt(v).toString();

@@ -2,8 +2,8 @@
 // escapes, %.17g doubles, exact integers, and QDict member order. Expected texts were checked
 // against QEMU 7.2 echoing them back as a request id.
 import fc from 'fast-check';
-import { encodeJson, flatCopy, formatDouble, qdictBucket } from '../../../src/qmp/json-writer';
-import { JsonFloat, JsonObject, JsonValue } from '../../../src/qmp/json-value';
+import { encodeJson, flatCopy, formatDouble, qdictBucket } from '../../../src/json/writer';
+import { JsonFloat, JsonObject, JsonValue } from '../../../src/json/value';
 
 describe('layout', () => {
   test('compact QEMU form', () => {

@@ -10,9 +10,9 @@ import {
   TOKEN_COUNT_ERROR,
   TOKEN_SIZE_ERROR,
   JsonStreamLimits,
-} from '../../../src/qmp/json-stream';
-import { encodeJson } from '../../../src/qmp/json-writer';
-import { JsonFloat, JsonObject, JsonValue, memberKeys } from '../../../src/qmp/json-value';
+} from '../../../src/json/stream';
+import { encodeJson } from '../../../src/json/writer';
+import { JsonFloat, JsonObject, JsonValue, memberKeys } from '../../../src/json/value';
 
 /** Bytes from a string whose chars are bytes (so '\xFF' is the byte 0xFF). */
 const L = (s: string): Buffer => Buffer.from(s, 'latin1');
