@@ -96,7 +96,7 @@ async function sigkillRestart() {
   const sock = path.join(dir, 'qmp.sock');
   S.bind(listener, sock);
   S.listen(listener, 128);
-  // The daemon's own fd-store rules (src/cpr/notify-server.ts), as hostmemd-supervise uses them.
+  // The daemon's own fd-store rules (src/service/notify-server.ts), as hostmemd-supervise uses them.
   const waiters = [];
   const notify = new NotifyServer(notifyPath, (text) => {
     for (const w of waiters.splice(0)) w(text);

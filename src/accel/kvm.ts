@@ -3,6 +3,7 @@
 // It decides the policy and the seed's error texts; the ioctls themselves are in native/.
 import * as native from '../native';
 import { genericError } from '../errors/qmp-error';
+import { failedWith } from '../errors/text';
 
 export interface KvmProbe {
   apiVersion: number;
@@ -81,7 +82,7 @@ export class KvmAccelerator {
     try {
       return native.kvmCreateGuestMemfd(this.vmFd, size, SHARED_FLAGS);
     } catch (e) {
-      throw genericError(`Error creating KVM guest_memfd: ${e instanceof native.SysError ? e.strerror : String(e)}`);
+      throw failedWith('Error creating KVM guest_memfd', e);
     }
   }
 

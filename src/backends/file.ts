@@ -6,9 +6,11 @@ import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 import * as native from '../native';
 import { genericError } from '../errors/qmp-error';
+import { failedWith } from '../errors/text';
 import { PropertyDef, RegisteredType, SetPhase } from '../qom/object';
 import { visitBool, visitEnum, visitStr, visitUint64 } from '../qom/visit';
-import { Allocation, BackendServices, HostMemoryBackend, sysText } from './hostmem';
+import type { ReleaseMode } from '../qom/user-creatable';
+import { Allocation, BackendServices, HostMemoryBackend } from './hostmem';
 import { mapFor, roundUp } from './map';
 
 const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
@@ -61,7 +63,7 @@ export class FileBackend extends HostMemoryBackend {
   private openBackingStore(): native.Fd {
     const p = this.memPath;
     const fail = (e: unknown): never => {
-      throw genericError(`can't open backing store ${p} for guest RAM: ${sysText(e)}`);
+      throw failedWith(`can't open backing store ${p} for guest RAM`, e);
     };
     let isDir = false;
     try {
@@ -87,15 +89,21 @@ export class FileBackend extends HostMemoryBackend {
     }
   }
 
-  override release(): void {
-    if (this.discardData && this.fd && this.mapping) {
+  protected override get contentsInPath(): boolean {
+    return true;
+  }
+
+  override release(mode: ReleaseMode): void {
+    // Discarded when the object ends or the process exits, as QEMU does; never when another
+    // holder carries on with the file (handover).
+    if (mode !== 'kept' && this.discardData && this.fd && this.mapping) {
       try {
         native.fallocatePunchHole(this.fd, this.offset, roundUp(this.size, this.pageSize));
       } catch {
         /* best effort, as QEMU's discard on unparent */
       }
     }
-    super.release();
+    super.release(mode);
   }
 }
 

@@ -3,14 +3,14 @@
 // check, madvise for merge/dump, mbind for policy/host-nodes, preallocation off the event
 // loop (§5.3, §5.6). Subclasses only say how to get the fd and the mapping.
 import { JsonValue } from '../json/value';
-import { encodeJson, flatCopy } from '../json/writer';
 import { genericError, QmpError } from '../errors/qmp-error';
+import { failedWith } from '../errors/text';
 import { PropertyDef, RegisteredType, SetPhase } from '../qom/object';
-import { UserCreatable } from '../qom/user-creatable';
+import { Keeping, ReleaseMode, UserCreatable } from '../qom/user-creatable';
 import { visitBool, visitEnum, visitStr, visitUint16List, visitUint64, visitUintN } from '../qom/visit';
 import * as native from '../native';
 import { sizeToStr } from './size-str';
-import { FdRegistry } from '../cpr/fd-registry';
+import { FdRegistry } from '../fds/registry';
 
 export const HOST_MEM_POLICIES = ['default', 'preferred', 'bind', 'interleave'] as const;
 export type HostMemPolicy = (typeof HOST_MEM_POLICIES)[number];
@@ -52,8 +52,8 @@ export interface PreallocEntry {
 
 export class PreallocTracker {
   readonly running = new Map<HostMemoryBackend, PreallocEntry>();
-  /** Called as bytes complete (metrics, console progress). */
-  onProgress?: (e: PreallocEntry) => void;
+  /** `onProgress` is called as bytes complete (metrics, console progress). */
+  constructor(readonly onProgress?: (e: PreallocEntry) => void) {}
   list(): JsonValue[] {
     return [...this.running.values()].map((e) => ({ id: e.id, 'qom-type': e.qomType, size: e.size, done: e.done, threads: e.threads }));
   }
@@ -123,7 +123,7 @@ export abstract class HostMemoryBackend extends UserCreatable {
         try {
           this.services.fds.save(name, a.fd, this.share);
         } catch (e) {
-          throw genericError(`cannot preserve the memory of '${name}': ${sysText(e)}`);
+          throw failedWith(`cannot preserve the memory of '${name}'`, e);
         }
       }
       if (this.aligned && this.size % BigInt(a.pageSize) !== 0n) {
@@ -134,7 +134,7 @@ export abstract class HostMemoryBackend extends UserCreatable {
       this.applyPolicy();
       if (this.prealloc && !this.reattached) await this.preallocate();
     } catch (e) {
-      this.release();
+      this.release('deleted');
       throw e;
     }
   }
@@ -143,6 +143,19 @@ export abstract class HostMemoryBackend extends UserCreatable {
    *  (a private mapping's pages belong to this process alone; QEMU's CPR needs share=on too). */
   get preservable(): boolean {
     return this.share && this.fd !== undefined;
+  }
+
+  override keeping(): Keeping {
+    return {
+      preservable: this.preservable,
+      fdName: this.fd ? this.memName : undefined,
+      source: this.reattached ? 'preserved-fd' : this.contentsInPath ? 'path' : 'new',
+    };
+  }
+
+  /** The memory's contents live in a file reopened by path (memory-backend-file). */
+  protected get contentsInPath(): boolean {
+    return false;
   }
 
   /** mbind per policy and host-nodes with QEMU's checks (§5.3 step 4). */
@@ -161,7 +174,7 @@ export abstract class HostMemoryBackend extends UserCreatable {
       // maxnode + 1: QEMU's workaround for the kernel's off-by-one in mbind's nodemask size.
       this.mapping!.mbind(MPOL_MODE[this.policy], mask, maxnode + 1, native.MPOL_MF_STRICT | native.MPOL_MF_MOVE);
     } catch (e) {
-      throw genericError(`cannot bind memory to host NUMA nodes: ${sysText(e)}`);
+      throw failedWith(`cannot bind memory to host NUMA nodes`, e);
     }
   }
 
@@ -192,18 +205,18 @@ export abstract class HostMemoryBackend extends UserCreatable {
         { pageSize: this.pageSize },
       );
     } catch (e) {
-      throw genericError(`qemu_prealloc_mem: preallocating memory failed: ${sysText(e)}`);
+      throw failedWith(`qemu_prealloc_mem: preallocating memory failed`, e);
     } finally {
       tracker.running.delete(this);
     }
     this.prealloc = true;
-    this.memdevCache = undefined;
   }
 
-  release(): void {
+  release(mode: ReleaseMode): void {
     this.mapping?.unmap();
     if (this.fd) {
-      this.services.fds.drop(this.memName);
+      if (mode === 'deleted') this.services.fds.drop(this.memName);
+      else this.services.fds.letGo(this.memName);
       this.fd.close();
     }
     this.mapping = undefined;
@@ -215,23 +228,8 @@ export abstract class HostMemoryBackend extends UserCreatable {
     return this.mapping?.residentBytes?.();
   }
 
-  private memdevCache?: string;
-
   override chargedBytes(): bigint {
     return this.size;
-  }
-
-  /** Any property write may change the Memdev: drop the cached encoding. */
-  override setProperty(name: string, value: JsonValue, phase: SetPhase): void | Promise<void> {
-    this.memdevCache = undefined;
-    const r = super.setProperty(name, value, phase);
-    return r instanceof Promise ? r.finally(() => (this.memdevCache = undefined)) : r;
-  }
-
-  /** This backend's Memdev as QMP text, encoded once and reused until a property changes:
-   *  query-memdev then costs a string join per backend, however many there are. */
-  memdevJson(): string {
-    return (this.memdevCache ??= flatCopy(encodeJson(this.memdev(), { qdictOrder: true })));
   }
 
   /** query-memdev's Memdev for this backend (schema member order). */
@@ -248,12 +246,6 @@ export abstract class HostMemoryBackend extends UserCreatable {
       policy: this.policy,
     };
   }
-}
-
-export function sysText(e: unknown): string {
-  if (e instanceof native.SysError) return e.strerror;
-  if (e instanceof QmpError) return e.desc;
-  return e instanceof Error ? e.message : String(e);
 }
 
 type B = HostMemoryBackend;

@@ -9,7 +9,7 @@ import { ShmBackend } from './shm';
 import { GuestMemfdBackend } from './guest-memfd';
 
 export { HostMemoryBackend, PreallocTracker } from './hostmem';
-export type { BackendServices } from './hostmem';
+export type { BackendServices, PreallocEntry } from './hostmem';
 export type { MemfdServices } from './memfd';
 
 export const MEMORY_BACKEND = 'memory-backend';

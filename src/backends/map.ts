@@ -3,7 +3,8 @@
 // turning failures into QEMU's texts. Closes the fd it was given if mapping fails.
 import * as native from '../native';
 import { genericError } from '../errors/qmp-error';
-import { HostMemoryBackend, sysText } from './hostmem';
+import { failedWith } from '../errors/text';
+import { HostMemoryBackend } from './hostmem';
 
 export function roundUp(size: bigint, page: number): bigint {
   const p = BigInt(page);
@@ -21,8 +22,8 @@ export function mapFor(b: HostMemoryBackend, fd: native.Fd | undefined, pageSize
     return native.mmap(len, prot, flags, fd, opts.offset ?? 0n);
   } catch (e) {
     fd?.close();
-    if (fd) throw genericError(`unable to map backing store for guest RAM: ${sysText(e)}`);
-    throw genericError(`cannot set up guest memory '${b.memName}': ${sysText(e)}`);
+    if (fd) throw failedWith(`unable to map backing store for guest RAM`, e);
+    throw failedWith(`cannot set up guest memory '${b.memName}'`, e);
   }
 }
 

@@ -3,9 +3,10 @@
 // takes the fd from KVM instead.
 import * as native from '../native';
 import { genericError } from '../errors/qmp-error';
+import { failedWith } from '../errors/text';
 import { PropertyDef, RegisteredType } from '../qom/object';
 import { visitBool, visitUint64 } from '../qom/visit';
-import { Allocation, BackendServices, HostMemoryBackend, sysText } from './hostmem';
+import { Allocation, BackendServices, HostMemoryBackend } from './hostmem';
 import { checkFdSize, mapFor } from './map';
 
 /** Creates a guest_memfd for shared use; provided by the KVM accelerator. */
@@ -51,14 +52,14 @@ export class MemfdBackend extends HostMemoryBackend {
         try {
           fd = native.memfdCreate('memory-backend-memfd', flags);
         } catch (e) {
-          throw genericError(`failed to create memfd with flags 0x${flags.toString(16)}: ${sysText(e)}`);
+          throw failedWith(`failed to create memfd with flags 0x${flags.toString(16)}`, e);
         }
         if (this.hugetlb) page = native.fstatBlockSize(fd);
         try {
           native.ftruncate(fd, this.size);
         } catch (e) {
           fd.close();
-          throw genericError(`failed to resize memfd to ${this.size}: ${sysText(e)}`);
+          throw failedWith(`failed to resize memfd to ${this.size}`, e);
         }
         if (this.seal) {
           const seals = native.F_SEAL_GROW | native.F_SEAL_SHRINK | native.F_SEAL_SEAL;
@@ -66,7 +67,7 @@ export class MemfdBackend extends HostMemoryBackend {
             native.addSeals(fd, seals);
           } catch (e) {
             fd.close();
-            throw genericError(`failed to add seals 0x${seals.toString(16)}: ${sysText(e)}`);
+            throw failedWith(`failed to add seals 0x${seals.toString(16)}`, e);
           }
         }
       }

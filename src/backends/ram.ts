@@ -2,8 +2,8 @@
 // backend mapped shared (QEMU's qemu_ram_get_shared_fd path, qemu-facts §5.4), so that even
 // shared RAM has an fd that can be kept across restarts.
 import * as native from '../native';
-import { genericError } from '../errors/qmp-error';
-import { Allocation, HostMemoryBackend, sysText } from './hostmem';
+import { failedWith } from '../errors/text';
+import { Allocation, HostMemoryBackend } from './hostmem';
 import { checkFdSize, mapFor, roundUp } from './map';
 
 export class RamBackend extends HostMemoryBackend {
@@ -20,7 +20,7 @@ export class RamBackend extends HostMemoryBackend {
       fd = native.memfdCreate(this.memName, native.MFD_CLOEXEC);
       native.ftruncate(fd, roundUp(this.size, page));
     } catch (e) {
-      throw genericError(`cannot set up guest memory '${this.memName}': ${sysText(e)}`);
+      throw failedWith(`cannot set up guest memory '${this.memName}'`, e);
     }
     return { fd, mapping: mapFor(this, fd, page), pageSize: page };
   }

@@ -2,8 +2,9 @@
 // holds it (qemu-facts §5.4). Always shared.
 import * as native from '../native';
 import { genericError } from '../errors/qmp-error';
+import { failedWith } from '../errors/text';
 import { RegisteredType } from '../qom/object';
-import { Allocation, BackendServices, HostMemoryBackend, sysText } from './hostmem';
+import { Allocation, BackendServices, HostMemoryBackend } from './hostmem';
 import { mapFor, roundUp } from './map';
 
 let seq = 0;
@@ -24,7 +25,7 @@ export class ShmBackend extends HostMemoryBackend {
       try {
         fd = native.shmOpen(name, native.O_RDWR | native.O_CREAT | native.O_EXCL, 0);
       } catch (e) {
-        throw genericError(`failed to create POSIX shared memory: ${sysText(e)}`);
+        throw failedWith(`failed to create POSIX shared memory`, e);
       }
       native.shmUnlink(name);
       const size = roundUp(this.size, page);
@@ -32,7 +33,7 @@ export class ShmBackend extends HostMemoryBackend {
         native.ftruncate(fd, size);
       } catch (e) {
         fd.close();
-        throw genericError(`failed to resize POSIX shared memory to ${size}: ${sysText(e)}`);
+        throw failedWith(`failed to resize POSIX shared memory to ${size}`, e);
       }
     }
     return { fd, mapping: mapFor(this, fd, page), pageSize: page };

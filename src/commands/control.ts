@@ -8,8 +8,8 @@ import { VersionInfo } from '../qmp/monitor';
 
 export interface ControlServices {
   version: VersionInfo;
-  /** Command names in the order query-commands lists them. */
-  commandNames: readonly string[];
+  /** Names of the implemented commands, in the order query-commands lists them. */
+  commandNames(): readonly string[];
   /** The introspection answer, encoded once at start. */
   schemaJson: string;
   /** Starts an orderly shutdown after the current reply is written. */
@@ -38,7 +38,7 @@ export function controlHandlers(svc: ControlServices): Map<string, Handler> {
       },
     ],
     ['query-version', () => versionValue()],
-    ['query-commands', () => svc.commandNames.map((name) => ({ name }))],
+    ['query-commands', () => svc.commandNames().map((name) => ({ name }))],
     ['query-qmp-schema', () => schema],
     [
       'quit',

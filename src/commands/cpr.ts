@@ -3,8 +3,7 @@
 import { Handler } from '../qmp/messages';
 import { JsonValue } from '../json/value';
 import { UserCreatable } from '../qom/user-creatable';
-import { HostMemoryBackend } from '../backends/hostmem';
-import { ObjectJournal } from '../cpr/object-journal';
+import { ObjectJournal } from '../journal/object-journal';
 
 export interface CprServices {
   journalDir: string;
@@ -27,7 +26,7 @@ export function cprHandlers(svc: CprServices): Map<string, Handler> {
           const entry: Record<string, JsonValue> = {
             id: o.name,
             'qom-type': o.typeName,
-            preserved: o instanceof HostMemoryBackend ? o.preservable : true,
+            preserved: o.keeping()?.preservable ?? true,
             origin: fate.origin,
           };
           if (fate.reason !== undefined) entry.reason = fate.reason;

@@ -10,9 +10,10 @@ import { spawn, ChildProcess } from 'node:child_process';
 import { parseCli } from './cli';
 import { defaultQmpPath, resolveGroup } from './socket-paths';
 import { createListeningSocket } from '../transport/unix-socket';
-import { NotifyServer } from '../cpr/notify-server';
+import { NotifyServer } from '../service/notify-server';
 import { createLogger } from './logger';
 import type * as native from '../native';
+import { errorText } from '../errors/text';
 
 /** Restarts faster than this many in RESTART_WINDOW_MS back off (a crash loop must not spin). */
 const RESTART_BURST = 5;
@@ -52,7 +53,7 @@ export async function runSupervisor(argv: readonly string[], env: NodeJS.Process
     }
   } catch (e) {
     for (const l of listeners) l.fd.close();
-    process.stderr.write(`hostmemd-supervise: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.stderr.write(`hostmemd-supervise: ${errorText(e)}\n`);
     return 1;
   }
 

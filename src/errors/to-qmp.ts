@@ -2,6 +2,7 @@
 // QmpError passes through; errors that know their QMP form (SysError and friends implement
 // `toQmp()`) are asked for it; anything else is a bug: GenericError plus a logged stack.
 import { ErrorClass, QmpError } from './qmp-error';
+import { errorText } from './text';
 
 export interface QmpErrorBody {
   class: ErrorClass;
@@ -22,6 +23,5 @@ export function toQmpError(e: unknown, onUnexpected?: (e: unknown) => void): Qmp
   if (e instanceof QmpError) return { class: e.errorClass, desc: e.desc };
   if (isMappable(e)) return e.toQmp();
   onUnexpected?.(e);
-  const msg = e instanceof Error ? e.message : String(e);
-  return { class: 'GenericError', desc: `internal error: ${msg}` };
+  return { class: 'GenericError', desc: `internal error: ${errorText(e)}` };
 }

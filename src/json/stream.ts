@@ -838,3 +838,18 @@ function decodeSlow(b: Buffer, s: number, e: number): string | null {
   if (run < end) out += b.toString('utf8', run, end);
   return out;
 }
+
+/** Parses one complete JSON text exactly (integers beyond 2^53 as bigint), with the same
+ *  lexer and limits as the QMP stream: for files and messages that hold a single value. */
+export function parseJsonText(text: string): JsonValue {
+  const items: JsonValue[] = [];
+  let err: string | undefined;
+  const p = new JsonStreamParser((it) => {
+    if (it.kind === 'value') items.push(it.value);
+    else err ??= it.desc;
+  });
+  p.feed(Buffer.from(text));
+  if (err !== undefined) throw new Error(err);
+  if (items.length !== 1) throw new Error(items.length === 0 ? 'incomplete JSON' : 'more than one JSON value');
+  return items[0];
+}

@@ -3,6 +3,7 @@
 // with flags 0x%x: Invalid argument"), so it comes from glibc itself, in the C locale.
 import { constants as osConstants } from 'node:os';
 import * as ffi from './ffi';
+import type { QmpErrorBody, QmpMappable } from '../errors/to-qmp';
 
 /** Names for errnos that have two (<asm-generic/errno.h>: EWOULDBLOCK = EAGAIN, EDEADLOCK =
  *  EDEADLK; ENOTSUP = EOPNOTSUPP in glibc's <bits/errno.h>): the spelling strerror(3) describes. */
@@ -32,8 +33,10 @@ export function strerror(errno: number): string {
   return text;
 }
 
-/** A failed system call. `errno` is positive (unlike node's negative uv errnos). */
-export class SysError extends Error {
+/** A failed system call. `errno` is positive (unlike node's negative uv errnos). Callers
+ *  that have QEMU's wording wrap it (errors/text.ts failedWith); one that reaches the funnel
+ *  unwrapped still answers as a GenericError naming the call, not as an internal error. */
+export class SysError extends Error implements QmpMappable {
   readonly errno: number;
   /** Symbolic name, e.g. 'EINVAL'. */
   readonly code: string;
@@ -50,6 +53,10 @@ export class SysError extends Error {
     this.code = errnoName(errno);
     this.syscall = syscall;
     this.strerror = text;
+  }
+
+  toQmp(): QmpErrorBody {
+    return { class: 'GenericError', desc: this.message };
   }
 }
 

@@ -1,9 +1,10 @@
 // The QMP monitor: all sessions of all transports, the dispatcher they share, the greeting
 // and event broadcast. Unlike QEMU it serves many connections at once, up to a limit.
 import { encodeJson } from '../json/writer';
-import { JsonObject } from '../json/value';
+import { JsonObject, JsonValue } from '../json/value';
 import { Dispatcher } from './dispatcher';
-import { QmpSession, SessionExport, Transport } from './session';
+import { CommandContext, Reply } from './messages';
+import { QmpSession, SessionExport, SessionHost, Transport } from './session';
 
 export interface VersionInfo {
   qemu: { major: number; minor: number; micro: number };
@@ -16,7 +17,7 @@ export interface MonitorOptions {
   maxClients: number;
 }
 
-export class Monitor {
+export class Monitor implements SessionHost {
   readonly dispatcher: Dispatcher;
   private readonly sessions = new Set<QmpSession>();
   private nextClient = 1;
@@ -26,6 +27,10 @@ export class Monitor {
 
   constructor(private readonly opts: MonitorOptions) {
     this.dispatcher = opts.dispatcher;
+  }
+
+  dispatch(msg: JsonValue, ctx: CommandContext, oobEnabled: boolean): Reply | Promise<Reply> {
+    return this.dispatcher.dispatch(msg, ctx, oobEnabled);
   }
 
   get clientCount(): number {

@@ -7,7 +7,16 @@ import { encodeJson } from '../json/writer';
 import { JsonValue } from '../json/value';
 import { isOobRequest } from './dispatcher';
 import { PreEncoded, Reply, SessionControl, CommandContext } from './messages';
-import type { Monitor } from './monitor';
+
+/** What a session needs of whoever holds the sessions (the Monitor implements it): the
+ *  greeting, the dispatcher, and bookkeeping of running commands. */
+export interface SessionHost {
+  greeting(caps: readonly string[]): string;
+  dispatch(msg: JsonValue, ctx: CommandContext, oobEnabled: boolean): Reply | Promise<Reply>;
+  detach(session: QmpSession): void;
+  beginCommand(): void;
+  endCommand(): void;
+}
 
 /** What a session needs from whatever carries its bytes. */
 export interface Transport {
@@ -66,7 +75,7 @@ export class QmpSession implements SessionControl {
   private boundaryWaiters: (() => void)[] = [];
 
   constructor(
-    private readonly monitor: Monitor,
+    private readonly monitor: SessionHost,
     private readonly transportImpl: Transport,
     readonly clientId: string,
     readonly offeredCapabilities: readonly string[],
@@ -208,7 +217,7 @@ export class QmpSession implements SessionControl {
   private onItem(item: StreamItem): void {
     if (item.kind === 'value' && isOobRequest(item.value) && !this.frozen) {
       // Out-of-band: answered now, overtaking queued in-band requests (§1.5).
-      this.answer(this.monitor.dispatcher.dispatch(item.value, this.ctx, this.oobEnabled));
+      this.answer(this.monitor.dispatch(item.value, this.ctx, this.oobEnabled));
       return;
     }
     this.queue.push(item);
@@ -227,7 +236,7 @@ export class QmpSession implements SessionControl {
         this.writeReply({ hasId: false, error: { class: 'GenericError', desc: item.desc } });
         continue;
       }
-      const r = this.monitor.dispatcher.dispatch(item.value, this.ctx, this.oobEnabled);
+      const r = this.monitor.dispatch(item.value, this.ctx, this.oobEnabled);
       if (r instanceof Promise) {
         this.running = true;
         this.monitor.beginCommand();

@@ -7,13 +7,38 @@ import { qdictKeyOrder } from '../json/writer';
 import { genericError } from '../errors/qmp-error';
 import { QomObject } from './object';
 import { ObjectTree } from './tree';
+import { errorText } from '../errors/text';
+
+/** Why an object lets go of what it holds:
+ *  - 'deleted': gone for good (object-del, a failed object-add): its memory may be discarded;
+ *  - 'exit': this process ends and the object stays journaled (shutdown, quit): its memory
+ *    stays wherever it is preserved (fd store), discard-data applies as at QEMU's exit;
+ *  - 'kept': another holder carries on with the memory (a handover's successor, or the
+ *    daemon a failed successor leaves serving): nothing of the memory is touched. */
+export type ReleaseMode = 'deleted' | 'exit' | 'kept';
+
+/** What a restart can keep of an object, asked by the state journal (which knows no types). */
+export interface Keeping {
+  /** The contents outlive this process (shared memory behind an fd). */
+  preservable: boolean;
+  /** Name of the object's fd in the fd registry, when it holds one. */
+  fdName?: string;
+  /** Where this incarnation's contents came from: a preserved fd, a path reopened (the
+   *  contents live in the file), or newly allocated. */
+  source: 'preserved-fd' | 'path' | 'new';
+}
 
 /** An object object-add can create: it completes (allocates) and releases (frees). */
 export abstract class UserCreatable extends QomObject {
   /** Makes the object usable (allocation); on failure it must have released what it took. */
   abstract complete(): Promise<void>;
-  /** Frees everything the object holds. Idempotent. */
-  abstract release(): void;
+  /** Lets go of everything the object holds (see ReleaseMode). Idempotent. */
+  abstract release(mode: ReleaseMode): void;
+  /** What a restart keeps of it; undefined: the object holds no memory (its properties, in
+   *  the journal, are all there is to keep). */
+  keeping(): Keeping | undefined {
+    return undefined;
+  }
   /** object-del refuses while this is false (memory mapped into a user, etc.). */
   canBeDeleted(): boolean {
     return true;
@@ -53,8 +78,6 @@ export interface ObjectPersistence {
 export class ObjectManager {
   private readonly pending = new Set<string>();
   private readonly deleting = new Set<string>();
-  /** Set by the daemon when a state journal is kept. */
-  persistence?: ObjectPersistence;
   private count = 0;
   private bytes = 0n;
 
@@ -62,6 +85,8 @@ export class ObjectManager {
     private readonly tree: ObjectTree,
     private readonly events: ObjectEvents,
     readonly limits: ObjectLimits = {},
+    /** The state journal, when one is kept. */
+    private readonly persistence?: ObjectPersistence,
   ) {}
 
   /** Objects and charged bytes, pending creations included (what the caps compare against). */
@@ -122,7 +147,7 @@ export class ObjectManager {
           try {
             await this.persistence.added(obj, options);
           } catch (e) {
-            throw genericError(`cannot record object '${id}' in the state journal: ${e instanceof Error ? e.message : String(e)}`);
+            throw genericError(`cannot record object '${id}' in the state journal: ${errorText(e)}`);
           }
         }
       } catch (e) {
@@ -132,7 +157,7 @@ export class ObjectManager {
         this.pending.delete(id);
       }
     } catch (e) {
-      obj.release();
+      obj.release('deleted');
       throw e;
     }
     this.tree.attach(this.tree.objects, obj);
@@ -150,13 +175,13 @@ export class ObjectManager {
       try {
         await this.persistence.deleting(obj);
       } catch (e) {
-        throw genericError(`cannot remove object '${id}' from the state journal: ${e instanceof Error ? e.message : String(e)}`);
+        throw genericError(`cannot remove object '${id}' from the state journal: ${errorText(e)}`);
       } finally {
         this.deleting.delete(id);
       }
     }
     this.tree.detach(obj);
-    obj.release();
+    obj.release('deleted');
     this.unreserve(obj);
     this.events.deleted(obj);
   }
@@ -166,11 +191,12 @@ export class ObjectManager {
     if (this.persistence && obj instanceof UserCreatable && this.get(obj.name) === obj) await this.persistence.changed(obj, property);
   }
 
-  /** Releases every object (shutdown without state preservation). */
-  releaseAll(): void {
+  /** Releases every object as this process stops (`mode`: see ReleaseMode); the journal
+   *  still lists them. */
+  releaseAll(mode: Exclude<ReleaseMode, 'deleted'>): void {
     for (const o of [...this.list()]) {
       this.tree.detach(o);
-      o.release();
+      o.release(mode);
       this.unreserve(o);
     }
   }

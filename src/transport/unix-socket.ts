@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as native from '../native';
 import type { Monitor } from '../qmp/monitor';
 import type { QmpSession, SessionExport, Transport } from '../qmp/session';
+import { errorText } from '../errors/text';
 
 export interface UnixListenOptions {
   path: string;
@@ -251,7 +252,7 @@ export async function createListeningSocket(file: string, mode = 0o660, gid?: nu
   } catch (e) {
     sock.close();
     if (bound) fs.rmSync(file, { force: true });
-    throw new Error(`cannot listen on ${file}: ${e instanceof Error ? e.message : String(e)}`);
+    throw new Error(`cannot listen on ${file}: ${errorText(e)}`);
   }
 }
 

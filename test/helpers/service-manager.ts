@@ -8,11 +8,11 @@ import * as path from 'node:path';
 import { spawn, ChildProcess } from 'node:child_process';
 import * as native from '../../src/native';
 import { ROOT, tmpDir } from './daemon';
-import { NotifyServer, StoredFd } from '../../src/cpr/notify-server';
+import { NotifyServer, StoredFd } from '../../src/service/notify-server';
 
 const S = native.sockets;
 
-export type { StoredFd } from '../../src/cpr/notify-server';
+export type { StoredFd } from '../../src/service/notify-server';
 
 export class ServiceManager {
   readonly dir = tmpDir('hostmemd-sm-');

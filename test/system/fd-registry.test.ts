@@ -5,7 +5,7 @@ import { TypeRegistry, registerBaseTypes } from '../../src/qom/object';
 import { ObjectTree } from '../../src/qom/tree';
 import { ObjectManager } from '../../src/qom/user-creatable';
 import { registerBackendTypes, PreallocTracker, HostMemoryBackend } from '../../src/backends';
-import { FdRegistry } from '../../src/cpr/fd-registry';
+import { FdRegistry } from '../../src/fds/registry';
 import * as native from '../../src/native';
 import { RawQmpClient } from '../helpers/qmp-client';
 import { startInProcess } from '../helpers/daemon';

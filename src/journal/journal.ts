@@ -8,7 +8,8 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { JsonValue, isJsonObject } from '../json/value';
 import { encodeJson } from '../json/writer';
-import { JsonStreamParser } from '../json/stream';
+import { parseJsonText } from '../json/stream';
+import { errorText } from '../errors/text';
 
 export const JOURNAL_VERSION = 1;
 const SUFFIX = '.json';
@@ -36,19 +37,6 @@ export interface JournalProblem {
   reason: string;
 }
 
-/** Parses one JSON text exactly (bigints kept) with the QMP parser. */
-export function parseExact(text: string): JsonValue {
-  const items: JsonValue[] = [];
-  let err: string | undefined;
-  const p = new JsonStreamParser((it) => {
-    if (it.kind === 'value') items.push(it.value);
-    else err ??= it.desc;
-  });
-  p.feed(Buffer.from(text));
-  if (err !== undefined) throw new Error(err);
-  if (items.length !== 1) throw new Error(items.length === 0 ? 'incomplete JSON' : 'more than one JSON value');
-  return items[0];
-}
 
 const digest = (text: string): string => createHash('sha256').update(text).digest('hex');
 
@@ -67,7 +55,7 @@ export function decodeEntry(text: string): JournalEntry {
   const sum = /^sha256:([0-9a-f]{64})\n?$/.exec(text.slice(nl + 1));
   if (!sum) throw new Error('truncated or damaged checksum line');
   if (sum[1] !== digest(line)) throw new Error('checksum mismatch (the entry was damaged)');
-  const v = parseExact(line);
+  const v = parseJsonText(line);
   if (!isJsonObject(v)) throw new Error('not a JSON object');
   if (v.version !== JOURNAL_VERSION) throw new Error(`unsupported journal version ${String(v.version)}`);
   if (typeof v.id !== 'string' || typeof v.seq !== 'number' || !isJsonObject(v.args)) throw new Error('missing id, seq or args');
@@ -111,7 +99,7 @@ export class Journal {
         if (e.id !== id) throw new Error(`names object '${e.id}' but is stored as '${id}'`);
         entries.push(e);
       } catch (err) {
-        problems.push({ file, id, reason: err instanceof Error ? err.message : String(err) });
+        problems.push({ file, id, reason: errorText(err) });
       }
     }
     entries.sort((a, b) => a.seq - b.seq);

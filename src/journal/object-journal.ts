@@ -4,9 +4,10 @@
 // cannot come back is moved aside and reported, never dropped silently.
 import { JsonValue } from '../json/value';
 import { ObjectManager, ObjectPersistence, UserCreatable } from '../qom/user-creatable';
-import { HostMemoryBackend } from '../backends/hostmem';
 import * as native from '../native';
-import { FdRegistry } from './fd-registry';
+import { errorText } from '../errors/text';
+import type { Log } from '../log';
+import { FdRegistry } from '../fds/registry';
 import { FdIdentity, Journal, JournalEntry } from './journal';
 
 export type CprOrigin = 'created' | 'reattached' | 'reopened' | 'recreated-empty';
@@ -21,16 +22,14 @@ interface Validator {
   validate(command: string, args: Record<string, JsonValue>): { ok: true; value: Record<string, JsonValue> } | { ok: false; desc: string };
 }
 
-export interface RestoreLog {
-  info(o: object, msg: string): void;
-  warn(o: object, msg: string): void;
-  error(o: object, msg: string): void;
-}
 
-function fdIdentity(obj: UserCreatable): FdIdentity | undefined {
-  if (!(obj instanceof HostMemoryBackend) || !obj.fd) return undefined;
-  const st = native.fstat(obj.fd);
-  return { name: obj.memName, dev: st.dev.toString(), ino: st.ino.toString() };
+/** The file an object's memory is in, as the fd registry holds it (checked at restore). */
+function fdIdentity(obj: UserCreatable, fds: FdRegistry): FdIdentity | undefined {
+  const name = obj.keeping()?.fdName;
+  const fd = name === undefined ? undefined : fds.find(name);
+  if (name === undefined || !fd) return undefined;
+  const st = native.fstat(fd);
+  return { name, dev: st.dev.toString(), ino: st.ino.toString() };
 }
 
 export class ObjectJournal implements ObjectPersistence {
@@ -41,12 +40,13 @@ export class ObjectJournal implements ObjectPersistence {
 
   constructor(
     readonly journal: Journal,
-    private readonly log: RestoreLog,
+    private readonly fds: FdRegistry,
+    private readonly log: Log,
   ) {}
 
   // ---- ObjectPersistence ------------------------------------------------------------------
   async added(obj: UserCreatable, options: Record<string, JsonValue>): Promise<void> {
-    const e: JournalEntry = { id: obj.name, seq: this.journal.allocSeq(), args: { ...options }, fd: fdIdentity(obj) };
+    const e: JournalEntry = { id: obj.name, seq: this.journal.allocSeq(), args: { ...options }, fd: fdIdentity(obj, this.fds) };
     await this.journal.put(e);
     this.origins.delete(obj.name);
   }
@@ -54,6 +54,7 @@ export class ObjectJournal implements ObjectPersistence {
   async deleting(obj: UserCreatable): Promise<void> {
     await this.journal.remove(obj.name);
     this.origins.delete(obj.name);
+    delete this.unjournaled[obj.name];
   }
 
   async changed(obj: UserCreatable, property: string): Promise<void> {
@@ -71,11 +72,6 @@ export class ObjectJournal implements ObjectPersistence {
     this.unjournaled[obj.name] = true;
   }
 
-  forget(id: string): void {
-    this.origins.delete(id);
-    delete this.unjournaled[id];
-  }
-
   origin(id: string): { origin: CprOrigin; reason?: string } {
     return this.origins.get(id) ?? { origin: 'created' };
   }
@@ -88,10 +84,11 @@ export class ObjectJournal implements ObjectPersistence {
 
   /** Re-creates every journaled object (ids in `taken` exist already, from --object), then gives
    *  up preserved fds no object claimed. Returns the number of objects restored. */
-  async restore(objects: ObjectManager, fds: FdRegistry, validator: Validator, taken: ReadonlySet<string>, how: { readOnly?: boolean } = {}): Promise<number> {
+  async restore(objects: ObjectManager, validator: Validator, taken: ReadonlySet<string>, how: { readOnly?: boolean } = {}): Promise<number> {
     // Read-only (a handover's successor): the journal still belongs to the running daemon,
     // which carries on with it if this process does not take over.
     const ro = how.readOnly === true;
+    const fds = this.fds;
     const { entries, problems } = this.journal.load({ keepTemp: ro });
     const aside = (file: string): string | undefined => (ro ? undefined : this.journal.reject(file));
     const moved = ro ? 'left in place' : 'moved aside';
@@ -124,12 +121,11 @@ export class ObjectJournal implements ObjectPersistence {
       try {
         obj = await objects.add(checked.value, { persist: false });
       } catch (err) {
-        const desc = err instanceof Error ? ((err as { desc?: string }).desc ?? err.message) : String(err);
-        reject(`could not be re-created: ${desc}; journal entry ${moved}`);
+                reject(`could not be re-created: ${errorText(err)}; journal entry ${moved}`);
         continue;
       }
       restored++;
-      const fresh: JournalEntry = { ...e, fd: fdIdentity(obj) };
+      const fresh: JournalEntry = { ...e, fd: fdIdentity(obj, fds) };
       const fate = this.fateOf(obj, e, mismatch);
       if (fate.origin !== 'created') this.origins.set(e.id, fate);
       if (fate.origin === 'recreated-empty') this.log.warn({ id: e.id, reason: fate.reason }, 'restore: memory not preserved, allocated empty');
@@ -145,12 +141,14 @@ export class ObjectJournal implements ObjectPersistence {
   }
 
   private fateOf(obj: UserCreatable, e: JournalEntry, mismatch?: string): { origin: CprOrigin; reason?: string } {
-    if (!(obj instanceof HostMemoryBackend)) return { origin: 'reattached' };
-    if (!obj.share) return { origin: 'recreated-empty', reason: 'private memory (share=off) cannot be preserved' };
-    if (obj.reattached) return { origin: 'reattached' };
-    if (obj.typeName === 'memory-backend-file') return { origin: 'reopened' };
+    const k = obj.keeping();
+    // An object without memory is whole again once its properties are.
+    if (!k) return { origin: 'reattached' };
+    if (!k.preservable) return { origin: 'recreated-empty', reason: 'private memory (share=off) cannot be preserved' };
+    if (k.source === 'preserved-fd') return { origin: 'reattached' };
+    if (k.source === 'path') return { origin: 'reopened' };
     if (mismatch) return { origin: 'recreated-empty', reason: mismatch };
-    const name = e.fd?.name ?? obj.memName;
+    const name = e.fd?.name ?? k.fdName ?? obj.name;
     return { origin: 'recreated-empty', reason: `no preserved fd named '${name}' was passed in (fd store or handover); allocated anew, empty` };
   }
 }

@@ -6,14 +6,14 @@
 import * as path from 'node:path';
 import * as native from '../native';
 import { genericError } from '../errors/qmp-error';
-import { FdRegistry } from '../cpr/fd-registry';
-import { HandoverChannel, MAX_HANDOVER_FDS } from '../cpr/handover-channel';
-import { parseExact } from '../cpr/journal';
+import { FdRegistry } from '../fds/registry';
+import { HandoverChannel, MAX_HANDOVER_FDS } from './channel';
+import { parseJsonText } from '../json/stream';
 import { Monitor } from '../qmp/monitor';
 import { Queued, QmpSession, SessionExport } from '../qmp/session';
 import { encodeJson } from '../json/writer';
-import { UnixQmpServer } from '../transport/unix-socket';
-import type { Logger } from './logger';
+import type { Log } from '../log';
+import { errorText } from '../errors/text';
 
 const PROTOCOL_VERSION = 1;
 /** Default time for clients to finish the message they are sending and for running commands
@@ -43,7 +43,7 @@ function fromWire(w: WireSession): SessionExport {
   return {
     negotiated: w.negotiated,
     oob: w.oob,
-    queue: w.queue.map((q): Queued => ('v' in q ? { kind: 'value', value: parseExact(q.v) } : { kind: 'error', desc: q.e })),
+    queue: w.queue.map((q): Queued => ('v' in q ? { kind: 'value', value: parseJsonText(q.v) } : { kind: 'error', desc: q.e })),
     pending: Buffer.from(w.pending, 'base64'),
   };
 }
@@ -57,14 +57,25 @@ function chunks<T>(items: T[], n: number): T[][] {
 /** A file descriptor number owned by someone else (Node's handles), wrapped only to be sent. */
 const borrowed = (fd: number): native.Fd => new native.Fd(fd);
 
+/** What the handover needs of a listening QMP socket (transport/unix-socket.ts has it). */
+export interface HandoverListener {
+  readonly path: string;
+  listenerFd(): number;
+  closeForHandover(): void;
+  relisten(fd: number): Promise<void>;
+  has(session: QmpSession): boolean;
+  dropHandedOver(session: QmpSession): void;
+}
+
 export interface HandoverSource {
+  /** The narrow port of the monitor a handover uses. */
   monitor: Pick<Monitor, 'freezeAll' | 'thawAll' | 'handoverSessions'>;
   fds: FdRegistry;
-  servers(): UnixQmpServer[];
+  servers(): readonly HandoverListener[];
   stateDir: string;
   /** Ids of backends whose memory a handover cannot keep (share=off). */
   privateBackends(): string[];
-  logger: Logger;
+  logger: Log;
   /** The successor has taken over: stop without releasing the memory or the journal. */
   finish(successorPid: number): void;
 }
@@ -85,7 +96,7 @@ export class HandoverSender {
     try {
       ch = HandoverChannel.connect(spec);
     } catch (e) {
-      throw genericError(`cannot reach the new hostmemd at '${spec}': ${e instanceof Error ? e.message : String(e)}`);
+      throw genericError(`cannot reach the new hostmemd at '${spec}': ${errorText(e)}`);
     }
     this.busy = true;
     const { monitor, fds, logger } = this.src;
@@ -106,7 +117,7 @@ export class HandoverSender {
       monitor.thawAll();
       this.busy = false;
       logger.warn({ err: why }, 'handover failed; still serving');
-      throw genericError(`handover failed, this daemon keeps serving: ${why instanceof Error ? why.message : String(why)}`);
+      throw genericError(`handover failed, this daemon keeps serving: ${errorText(why)}`);
     }
     return () => this.commit(ch);
   }
@@ -164,7 +175,7 @@ export interface IncomingStart {
 }
 
 /** The successor's side, part 1: waits for the running daemon and takes the backend fds. */
-export async function receiveHandoverStart(spec: string, stateDir: string, logger: Logger): Promise<IncomingStart> {
+export async function receiveHandoverStart(spec: string, stateDir: string, logger: Log): Promise<IncomingStart> {
   const channel = await HandoverChannel.accept(spec, () => logger.info({ channel: spec }, 'waiting for a handover (--incoming-cpr)'));
   const fds: { name: string; fd: native.Fd }[] = [];
   try {
@@ -184,7 +195,7 @@ export async function receiveHandoverStart(spec: string, stateDir: string, logge
     return { channel, fromPid: Number(hello.pid), fds };
   } catch (e) {
     for (const f of fds) f.fd.close();
-    await channel.send({ t: 'error', desc: e instanceof Error ? e.message : String(e) }).catch(() => undefined);
+    await channel.send({ t: 'error', desc: errorText(e) }).catch(() => undefined);
     channel.close();
     throw e;
   }

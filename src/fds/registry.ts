@@ -1,21 +1,23 @@
 // The named-fd registry (QEMU's cpr_save_fd/cpr_find_fd, qemu-facts §6.5): every backend fd
 // is kept by its backend's name, so a restarted or handed-over daemon finds the very same
 // memory again. Fds inherited at start (systemd's fd store, a handover) wait here, "preserved",
-// until a backend of that name claims them. The hooks mirror the set to systemd's fd store.
+// until a backend of that name claims them. A mirror (systemd's fd store, a supervisor's)
+// keeps a copy of the set outside this process.
 import type { Fd } from '../native';
 
-export interface FdRegistryHooks {
+/** A copy of the registry kept outside the process, so that memory outlives it. */
+export interface FdStoreMirror {
   /** A backend now holds `fd` under `name`; `preserve` is false when the fd does not hold the
    *  memory's contents (a private mapping). May throw: the backend's creation then fails. */
-  saved?(name: string, fd: Fd, preserve: boolean): void;
+  saved(name: string, fd: Fd, preserve: boolean): void;
   /** `name` is gone for good (object-del, failed creation, unclaimed at start). */
-  removed?(name: string): void;
+  removed(name: string): void;
 }
 
 export class FdRegistry {
   private readonly fds = new Map<string, Fd>();
   private readonly preserved = new Map<string, Fd>();
-  constructor(public hooks: FdRegistryHooks = {}) {}
+  constructor(private readonly mirror?: FdStoreMirror) {}
 
   /** Offers an inherited fd under `name` to the backend that will claim it. */
   adopt(name: string, fd: Fd): void {
@@ -35,14 +37,21 @@ export class FdRegistry {
 
   /** A backend holds `fd` under `name` (claiming a preserved fd, or a new one). */
   save(name: string, fd: Fd, preserve = true): void {
-    this.hooks.saved?.(name, fd, preserve);
+    this.mirror?.saved(name, fd, preserve);
     if (this.preserved.get(name) === fd) this.preserved.delete(name);
     this.fds.set(name, fd);
   }
 
-  /** Forgets `name` (object-del or failed creation). The caller closes the fd. */
+  /** `name` is gone for good (object-del or failed creation): forgotten here and in the
+   *  mirror. The caller closes the fd. */
   drop(name: string): void {
-    if (this.fds.delete(name)) this.hooks.removed?.(name);
+    if (this.fds.delete(name)) this.mirror?.removed(name);
+  }
+
+  /** This process lets go of `name` but the memory lives on (shutdown, a failed start, a
+   *  handover): forgotten here only, the mirror keeps it. The caller closes the fd. */
+  letGo(name: string): void {
+    this.fds.delete(name);
   }
 
   /** A preserved fd that will not be claimed (its backend failed, or none asked): closed and
@@ -52,7 +61,7 @@ export class FdRegistry {
     if (!fd) return;
     this.preserved.delete(name);
     fd.close();
-    this.hooks.removed?.(name);
+    this.mirror?.removed(name);
   }
 
   /** Names of preserved fds nobody has claimed. */

@@ -3,7 +3,7 @@
 // in the order asked, leftovers of an interrupted write ignored.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Journal, decodeEntry, encodeEntry, JournalEntry } from '../../../src/cpr/journal';
+import { Journal, decodeEntry, encodeEntry, JournalEntry } from '../../../src/journal/journal';
 import { createHash } from 'node:crypto';
 import { tmpDir } from '../../helpers/daemon';
 

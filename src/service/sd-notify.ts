@@ -3,6 +3,7 @@
 // SCM_RIGHTS, FDSTOREREMOVE=1) over $NOTIFY_SOCKET, and the fds passed at start by
 // $LISTEN_FDS/$LISTEN_PID/$LISTEN_FDNAMES. Without $NOTIFY_SOCKET every call does nothing.
 import * as native from '../native';
+import { errorText } from '../errors/text';
 
 /** First fd passed by the service manager (SD_LISTEN_FDS_START). */
 export const LISTEN_FDS_START = 3;
@@ -130,7 +131,7 @@ export function takeListenFds(env: NodeJS.ProcessEnv, pid = process.pid): Listen
         fd.close();
       }
     } catch (e) {
-      out.problems.push(`fd ${fd.fd} ('${name}') is unusable: ${e instanceof Error ? e.message : String(e)}`);
+      out.problems.push(`fd ${fd.fd} ('${name}') is unusable: ${errorText(e)}`);
       fd.close();
     }
   }

@@ -1,7 +1,7 @@
 // sd_notify/sd_listen_fds details that decide whether systemd's fds are taken at all: LISTEN_PID
 // must be this process (else the fds belong to someone else and are left alone), the variables
 // are removed so nothing inherits them, FDNAME= rules, watchdog only when meant for us.
-import { SdNotifier, takeListenFds, validFdName } from '../../../src/cpr/sd-notify';
+import { SdNotifier, takeListenFds, validFdName } from '../../../src/service/sd-notify';
 
 test('LISTEN_FDS meant for another pid is ignored, and the variables are removed either way', () => {
   const env: NodeJS.ProcessEnv = { LISTEN_FDS: '2', LISTEN_PID: String(process.pid + 1), LISTEN_FDNAMES: 'qmp:m0' };

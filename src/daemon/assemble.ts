@@ -1,0 +1,136 @@
+// Assembly, the daemon's first phase: builds every part in dependency order (schema and
+// validators, accelerator, fd registry, object model and backends, journal, command table,
+// dispatcher, monitor) and wires them through the event bus. Nothing here listens or restores;
+// every resource that must be let go registers its step on the teardown stack as it is made.
+import * as os from 'node:os';
+import { loadSchemaCached } from './schema-cache';
+import { buildCommandTable } from '../qapi/command-table';
+import { buildIntrospection } from '../qapi/introspect';
+import { ArgValidator } from '../qapi/validate';
+import { SchemaModel } from '../qapi/model';
+import { encodeJson } from '../json/writer';
+import { JsonValue } from '../json/value';
+import { Dispatcher, DispatchCommand } from '../qmp/dispatcher';
+import { Monitor, VersionInfo } from '../qmp/monitor';
+import { Handler } from '../qmp/messages';
+import { controlHandlers } from '../commands/control';
+import { accelHandlers } from '../commands/accel';
+import { qomHandlers } from '../commands/qom';
+import { cprHandlers } from '../commands/cpr';
+import { KvmAccelerator, KvmProbe } from '../accel/kvm';
+import { TypeRegistry, registerBaseTypes } from '../qom/object';
+import { ObjectTree } from '../qom/tree';
+import { ObjectManager } from '../qom/user-creatable';
+import { registerBackendTypes, PreallocTracker, HostMemoryBackend } from '../backends';
+import { FdRegistry, FdStoreMirror } from '../fds/registry';
+import { Journal } from '../journal/journal';
+import { ObjectJournal } from '../journal/object-journal';
+import { SdNotifier, validFdName } from '../service/sd-notify';
+import { PACKAGE_STRING, QEMU_LEVEL } from '../version';
+import { CONFIG_SYMBOLS, SCHEMA_MAIN } from './config';
+import { DaemonOptions } from './cli';
+import { EventBus } from './event-bus';
+import { Teardown } from './teardown';
+import type { Logger } from './logger';
+
+/** The parts the later phases (restore, listen, stop) work with. */
+export interface Parts {
+  model: SchemaModel;
+  validator: ArgValidator;
+  /** Every command of the schema, implemented or not (metrics count by these names). */
+  schemaCommands: string[];
+  kvm: KvmAccelerator;
+  fds: FdRegistry;
+  objects: ObjectManager;
+  journal: ObjectJournal;
+  preallocs: PreallocTracker;
+  monitor: Monitor;
+  backends(): HostMemoryBackend[];
+}
+
+/** What assembly needs from outside: the bus, the teardown stack, the notifier, and the
+ *  daemon's own handover (cpr-handover runs it). */
+export interface AssemblyContext {
+  options: DaemonOptions;
+  logger: Logger;
+  bus: EventBus;
+  teardown: Teardown;
+  notifier: SdNotifier;
+  /** Runs a handover up to the point of no return; the returned step completes it. */
+  handover(channel: string, freezeTimeoutMs?: number): Promise<() => Promise<void>>;
+}
+
+export function assemble(ctx: AssemblyContext): Parts {
+  const { options, logger, bus, teardown, notifier } = ctx;
+  // The interface, from qapi/: precomputed by the build (dist/qapi-model.json) when fresh.
+  const model = loadSchemaCached(SCHEMA_MAIN);
+  const table = buildCommandTable(model, CONFIG_SYMBOLS);
+  const validator = new ArgValidator(model, CONFIG_SYMBOLS, false);
+  const kvm = options.accel === 'kvm' ? KvmAccelerator.open(options.kvmProbeOverride as Partial<KvmProbe>) : KvmAccelerator.disabled('--accel none');
+  teardown.add('kvm', () => kvm.close());
+  if (kvm.facts.unavailable) logger.warn({ reason: kvm.facts.unavailable }, 'guest_memfd backends unavailable');
+  const fds = new FdRegistry(notifier.enabled ? fdStoreMirror(notifier, logger) : undefined);
+  const preallocs = new PreallocTracker((e) => bus.emit('prealloc-progress', e));
+  const types = new TypeRegistry();
+  registerBaseTypes(types);
+  const tree = new ObjectTree(types);
+  registerBackendTypes(types, {
+    preallocs,
+    fds,
+    cpuCount: () => os.availableParallelism(),
+    resolvePath: (p) => {
+      const r = tree.resolve(p);
+      return r.kind === 'found' ? { typeName: r.obj.typeName } : r.kind;
+    },
+    createGuestMemfd: (size) => kvm.createSharedGuestMemfd(size),
+  });
+  const journal = new ObjectJournal(new Journal(options.stateDir), fds, logger);
+  const objects = new ObjectManager(
+    tree,
+    { added: (o) => bus.emit('object-added', o), deleted: (o) => bus.emit('object-deleted', o) },
+    { maxObjects: options.maxObjects, maxBytes: options.maxBackendBytes },
+    journal,
+  );
+  // The memory stays in the fd store and the objects in the journal: only object-del ends them.
+  teardown.add('objects', (mode) => objects.releaseAll(mode === 'exit' ? 'exit' : 'kept'));
+  const backends = (): HostMemoryBackend[] => [...objects.list()].filter((o): o is HostMemoryBackend => o instanceof HostMemoryBackend);
+
+  const version: VersionInfo = { qemu: { ...QEMU_LEVEL }, package: PACKAGE_STRING };
+  const handlers = new Map<string, Handler>();
+  const implemented = (): string[] => table.filter((c) => handlers.has(c.name)).map((c) => c.name);
+  const schemaJson = encodeJson(buildIntrospection(model, CONFIG_SYMBOLS) as unknown as JsonValue, { qdictOrder: true });
+  const groups = [
+    controlHandlers({ version, commandNames: implemented, schemaJson, requestShutdown: (reason) => bus.emit('shutdown-requested', reason) }),
+    accelHandlers({ kvm: kvm.facts, preallocs: () => preallocs.list() }),
+    cprHandlers({ journalDir: journal.journal.dir, fdStore: notifier.enabled, objects: () => objects.list(), cpr: journal, handover: ctx.handover }),
+    qomHandlers(tree, objects),
+  ];
+  for (const g of groups) g.forEach((h, n) => handlers.set(n, h));
+  const commands = new Map<string, DispatchCommand>(table.map((c) => [c.name, { name: c.name, allowOob: c.allowOob, handler: handlers.get(c.name) }]));
+  const dispatcher = new Dispatcher(commands, validator, {
+    onCommand: (command, cctx, error, startNs) => bus.emit('command-done', { command, client: cctx.session.clientId, error, startNs }),
+    onUnexpected: (e, command) => logger.error({ err: e, command }, 'unexpected error in command'),
+  });
+  const monitor = new Monitor({ dispatcher, version, maxClients: options.maxClients });
+  return { model, validator, schemaCommands: table.map((c) => c.name), kvm, fds, objects, journal, preallocs, monitor, backends };
+}
+
+/** Every backend fd goes to systemd's fd store as soon as it exists (before the reply), and
+ *  leaves it on object-del; a restarted daemon gets them back by name. */
+function fdStoreMirror(notifier: SdNotifier, logger: Logger): FdStoreMirror {
+  return {
+    saved: (name, fd, preserve) => {
+      // A private mapping's pages are not in its fd: storing the fd would keep nothing.
+      if (!preserve) return;
+      if (!validFdName(name)) throw new Error(`'${name}' cannot name an fd in systemd's fd store`);
+      notifier.storeFd(name, fd);
+    },
+    removed: (name) => {
+      try {
+        notifier.removeFd(name);
+      } catch (err) {
+        logger.error({ err }, 'sd_notify FDSTOREREMOVE failed');
+      }
+    },
+  };
+}

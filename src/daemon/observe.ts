@@ -1,0 +1,36 @@
+// What the daemon's events become outside: QMP events for every negotiated client, log lines
+// (one per object change, failed commands at warn, every command at debug), and metrics.
+import { Monitor } from '../qmp/monitor';
+import { EventBus } from './event-bus';
+import type { Logger } from './logger';
+import type { DaemonMetrics } from '../web/metrics';
+
+export function observe(bus: EventBus, to: { monitor: Monitor; logger: Logger; metrics?: DaemonMetrics }): void {
+  const { monitor, logger, metrics } = to;
+  bus.on('object-added', (o) => {
+    metrics?.objectAdded(o.typeName);
+    logger.info({ id: o.name, type: o.typeName }, 'object added');
+    monitor.emitEvent('OBJECT_ADDED', { id: o.name, 'qom-type': o.typeName, path: o.canonicalPath() });
+  });
+  bus.on('object-deleted', (o) => {
+    metrics?.objectDeleted(o.typeName);
+    logger.info({ id: o.name, type: o.typeName }, 'object deleted');
+    monitor.emitEvent('OBJECT_DELETED', { id: o.name, 'qom-type': o.typeName, path: `/objects/${o.name}` });
+  });
+  bus.on('shutdown-requested', (reason) => monitor.emitEvent('SHUTDOWN', { guest: false, reason }));
+  bus.on('command-done', ({ command, client, error, startNs }) => {
+    const ms = Number(process.hrtime.bigint() - startNs) / 1e6;
+    metrics?.commandDone(command, error?.class, startNs);
+    if (error) logger.warn({ client, command, outcome: error.class, desc: error.desc, ms }, 'command failed');
+    else if (logger.isLevelEnabled('debug')) logger.debug({ client, command, outcome: 'ok', ms }, 'command');
+  });
+  bus.on('client-connected', ({ transport, client }) => {
+    metrics?.clientConnected(transport);
+    logger.debug({ client }, 'client connected');
+  });
+  bus.on('client-disconnected', ({ transport, client }) => {
+    metrics?.clientDisconnected(transport);
+    logger.debug({ client }, 'client disconnected');
+  });
+  if (metrics) bus.on('prealloc-progress', (e) => metrics.preallocProgress(e));
+}
