@@ -65,8 +65,6 @@ export default tseslint.config(
   {
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
-      // Late-bound references (a closure reads a variable assigned after it is created).
-      'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
     },
   },
   {

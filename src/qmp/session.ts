@@ -21,6 +21,8 @@ export interface SessionHost {
 /** What a session needs from whatever carries its bytes. */
 export interface Transport {
   readonly kind: string;
+  /** Told the client id of the session it carries, as the session is made (for its logs). */
+  attached?(clientId: string): void;
   /** Queues text for the peer. Returns false when the peer is not keeping up. */
   write(text: string): boolean;
   /** Stops/starts delivering input (flow control while the in-band queue is long). */
@@ -82,6 +84,7 @@ export class QmpSession implements SessionControl {
   ) {
     this.parser = new JsonStreamParser((item) => this.onItem(item));
     this.ctx = { session: this };
+    transportImpl.attached?.(clientId);
   }
 
   get transport(): string {

@@ -28,14 +28,18 @@ export const MAX_PENDING_OUTPUT = 16 * 1024 * 1024;
 
 class SocketTransport implements Transport {
   readonly kind = 'unix';
+  clientId = 'unix-?';
   constructor(
     private readonly sock: net.Socket,
-    private readonly onStuck: () => void,
+    private readonly onStuck: (clientId: string) => void,
   ) {}
+  attached(clientId: string): void {
+    this.clientId = clientId;
+  }
   write(text: string): boolean {
     if (this.sock.destroyed) return false;
     const ok = this.sock.write(text);
-    if (!ok && this.sock.writableLength > MAX_PENDING_OUTPUT) this.onStuck();
+    if (!ok && this.sock.writableLength > MAX_PENDING_OUTPUT) this.onStuck(this.clientId);
     return ok;
   }
   pause(): void {
@@ -126,13 +130,16 @@ export class UnixQmpServer {
     });
   }
 
-  private accept(sock: net.Socket): void {
-    let session: QmpSession | undefined;
-    const transport = new SocketTransport(sock, () => {
-      if (session) this.events.onStuckClient?.(session.clientId);
+  /** A connection whose peer stopped reading its replies is cut off. */
+  private transportFor(sock: net.Socket): SocketTransport {
+    return new SocketTransport(sock, (clientId) => {
+      this.events.onStuckClient?.(clientId);
       sock.destroy();
     });
-    const attached = this.monitor.attach(transport);
+  }
+
+  private accept(sock: net.Socket): void {
+    const attached = this.monitor.attach(this.transportFor(sock));
     if ('refusal' in attached) {
       this.events.onClientRefused?.(this.opts.path);
       // Drain and drop whatever the client sends, write the refusal, then close: an untracked
@@ -142,8 +149,7 @@ export class UnixQmpServer {
       sock.end(attached.refusal, () => sock.destroy());
       return;
     }
-    session = attached;
-    this.track(sock, session);
+    this.track(sock, attached);
   }
 
   private track(sock: net.Socket, s: QmpSession): void {
@@ -165,12 +171,7 @@ export class UnixQmpServer {
   /** Takes over a connection handed over by another hostmemd (its fd and session state). */
   adoptClient(fd: number, state: SessionExport): QmpSession {
     const sock = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
-    let session: QmpSession | undefined;
-    const transport = new SocketTransport(sock, () => {
-      if (session) this.events.onStuckClient?.(session.clientId);
-      sock.destroy();
-    });
-    session = this.monitor.adopt(transport, state);
+    const session = this.monitor.adopt(this.transportFor(sock), state);
     this.track(sock, session);
     return session;
   }

@@ -5,7 +5,7 @@
 // authentication and the HTTP server are web/'s business.
 import type { WebSocket, RawData } from 'ws';
 import type { Monitor } from '../qmp/monitor';
-import type { QmpSession, Transport } from '../qmp/session';
+import type { Transport } from '../qmp/session';
 
 export interface WebSocketLimits {
   /** Largest frame (message) accepted; ws closes with 1009 beyond it. QEMU's token limit. */
@@ -48,6 +48,10 @@ export interface WebSocketEvents {
 
 class WebSocketTransport implements Transport {
   readonly kind = 'websocket';
+  clientId = 'websocket-?';
+  attached(clientId: string): void {
+    this.clientId = clientId;
+  }
   constructor(
     private readonly ws: WebSocket,
     private readonly maxBuffered: number,
@@ -107,14 +111,17 @@ class RateLimiter {
 
 /** Serves QMP on an open WebSocket until either side closes it. */
 export function serveQmpWebSocket(monitor: Monitor, ws: WebSocket, limits: WebSocketLimits, events: WebSocketEvents = {}): void {
-  let session: QmpSession | undefined;
   let cutOff = false;
-  const cut = (reason: 'slow-reader' | 'rate-limit' | 'too-large', detail: string, close: () => void): void => {
+  const transport = new WebSocketTransport(ws, limits.maxBufferedBytes, () =>
+    // A reader this far behind will not read a close frame either: drop the connection.
+    cut('slow-reader', `more than ${limits.maxBufferedBytes} bytes unsent`, () => ws.terminate()),
+  );
+  function cut(reason: 'slow-reader' | 'rate-limit' | 'too-large', detail: string, close: () => void): void {
     if (cutOff) return;
     cutOff = true;
-    events.onCutOff?.(session?.clientId ?? 'websocket-?', reason, detail);
+    events.onCutOff?.(transport.clientId, reason, detail);
     close();
-  };
+  }
 
   // ws closes an oversized message with 1009 but no reason; give the peer the limit in words.
   // (It calls close() on the instance, so an own property takes precedence.)
@@ -128,10 +135,6 @@ export function serveQmpWebSocket(monitor: Monitor, ws: WebSocket, limits: WebSo
     plainClose(code, reason);
   };
 
-  const transport = new WebSocketTransport(ws, limits.maxBufferedBytes, () =>
-    // A reader this far behind will not read a close frame either: drop the connection.
-    cut('slow-reader', `more than ${limits.maxBufferedBytes} bytes unsent`, () => ws.terminate()),
-  );
   const attached = monitor.attach(transport);
   if ('refusal' in attached) {
     events.onRefused?.();
@@ -140,7 +143,6 @@ export function serveQmpWebSocket(monitor: Monitor, ws: WebSocket, limits: WebSo
     return;
   }
   const s = attached;
-  session = s;
   events.onConnect?.(s.clientId);
   const limiter = limits.ratePerSecond > 0 ? new RateLimiter(limits.ratePerSecond, Math.max(1, limits.rateBurst)) : undefined;
 
