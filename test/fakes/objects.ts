@@ -1,0 +1,107 @@
+// A small object world assembled the way src/daemon/main.ts does it (TypeRegistry with the
+// base and backend types, ObjectTree, FdRegistry, PreallocTracker, ObjectManager with event
+// hooks, the KVM accelerator, the qom command handlers), for unit tests on the native fake.
+//
+// Only for test files that mock the native layer first (see test/fakes/native.ts):
+//     jest.mock('../../../src/native', () => jest.requireActual('../../fakes/native'));
+// otherwise importing this loads koffi and the real syscalls.
+import { TypeRegistry, registerBaseTypes } from '../../src/qom/object';
+import { ObjectTree } from '../../src/qom/tree';
+import { ObjectLimits, ObjectManager, UserCreatable } from '../../src/qom/user-creatable';
+import { HostMemoryBackend, PreallocTracker, registerBackendTypes } from '../../src/backends';
+import { FdRegistry, FdRegistryHooks } from '../../src/cpr/fd-registry';
+import { KvmAccelerator } from '../../src/accel/kvm';
+import { qomHandlers } from '../../src/commands/qom';
+import { QmpErrorBody, toQmpError } from '../../src/errors/to-qmp';
+import { CommandContext, Handler, PreEncoded } from '../../src/qmp/messages';
+import { JsonValue } from '../../src/qmp/json-value';
+
+export interface FixtureOptions {
+  limits?: ObjectLimits;
+  /** What os.availableParallelism() would say (the prealloc thread cap). */
+  cpus?: number;
+  /** Open the (fake) KVM accelerator; by default it is disabled as with --accel none. */
+  kvm?: boolean;
+  fdHooks?: FdRegistryHooks;
+}
+
+/** A command context for handlers that do not look at the session. */
+export const CTX: CommandContext = {
+  session: { clientId: 'test', transport: 'unix', negotiated: true, offeredCapabilities: [], completeNegotiation: () => undefined },
+};
+
+export function objectsFixture(opts: FixtureOptions = {}) {
+  const types = new TypeRegistry();
+  registerBaseTypes(types);
+  const tree = new ObjectTree(types);
+  const preallocs = new PreallocTracker();
+  const fds = new FdRegistry(opts.fdHooks ?? {});
+  const kvm = opts.kvm ? KvmAccelerator.open() : KvmAccelerator.disabled('--accel none');
+  const services = {
+    preallocs,
+    fds,
+    cpuCount: () => opts.cpus ?? 4,
+    resolvePath: (p: string) => {
+      const r = tree.resolve(p);
+      return r.kind === 'found' ? { typeName: r.obj.typeName } : r.kind;
+    },
+    createGuestMemfd: (size: bigint) => kvm.createSharedGuestMemfd(size),
+  };
+  registerBackendTypes(types, services);
+  /** Object events, in order: 'added:ID' and 'deleted:ID'. */
+  const events: string[] = [];
+  const objects = new ObjectManager(
+    tree,
+    {
+      added: (o) => events.push(`added:${o.name}`),
+      deleted: (o) => events.push(`deleted:${o.name}`),
+    },
+    opts.limits,
+  );
+  const handlers: Map<string, Handler> = qomHandlers(tree, objects);
+
+  /** Runs a qom handler; a PreEncoded answer is parsed (numbers as JS numbers). */
+  const run = async (command: string, args: Record<string, JsonValue> = {}): Promise<JsonValue> => {
+    const h = handlers.get(command);
+    if (!h) throw new Error(`no handler for ${command}`);
+    const r = await h(args, CTX);
+    if (r instanceof PreEncoded) return JSON.parse(r.json) as JsonValue;
+    return r as JsonValue;
+  };
+  /** Runs a handler expected to fail, and returns the QMP error it would reply with. */
+  const error = async (command: string, args: Record<string, JsonValue> = {}): Promise<QmpErrorBody> => {
+    try {
+      await run(command, args);
+    } catch (e) {
+      return toQmpError(e);
+    }
+    throw new Error(`${command} succeeded`);
+  };
+  const backend = (id: string): HostMemoryBackend => {
+    const o = objects.get(id);
+    if (!(o instanceof HostMemoryBackend)) throw new Error(`no backend ${id}`);
+    return o;
+  };
+  const add = (qomType: string, id: string, props: Record<string, JsonValue> = {}): Promise<UserCreatable> => objects.add({ 'qom-type': qomType, id, ...props });
+  const close = (): void => {
+    objects.releaseAll();
+    kvm.close();
+  };
+  return { types, tree, objects, fds, preallocs, kvm, services, events, handlers, run, error, backend, add, close };
+}
+
+export type ObjectsFixture = ReturnType<typeof objectsFixture>;
+
+/** The QMP error an object-add (or any promise) fails with (an error that is not a QmpError
+ *  comes out as the daemon would send it: 'internal error: ...'). */
+export async function qmpError(p: Promise<unknown>): Promise<QmpErrorBody> {
+  try {
+    await p;
+  } catch (e) {
+    return toQmpError(e);
+  }
+  throw new Error('expected a failure');
+}
+
+export const MiB = 1 << 20;
+export const GiB = 1 << 30;
