@@ -75,7 +75,12 @@ export class FileBackend extends HostMemoryBackend {
       const tmp = path.join(p, `hostmemd_back_mem.${this.name}.${crypto.randomBytes(4).toString('hex')}`);
       try {
         const fd = native.openFile(tmp, native.O_RDWR | native.O_CREAT | native.O_EXCL | native.O_CLOEXEC, 0o600);
-        fs.unlinkSync(tmp);
+        try {
+          fs.unlinkSync(tmp);
+        } catch (e) {
+          fd.close();
+          throw e;
+        }
         return fd;
       } catch (e) {
         return fail(e);

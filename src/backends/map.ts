@@ -29,7 +29,13 @@ export function mapFor(b: HostMemoryBackend, fd: native.Fd | undefined, pageSize
 
 /** QEMU checks an fd's size against size+offset before mapping (physmem.c). */
 export function checkFdSize(b: HostMemoryBackend, fd: native.Fd, pageSize: number, offset = 0n): void {
-  const fdSize = native.fstat(fd).size;
+  let fdSize: bigint;
+  try {
+    fdSize = native.fstat(fd).size;
+  } catch (e) {
+    fd.close();
+    throw e;
+  }
   const need = roundUp(b.size, pageSize);
   if (fdSize < need + offset) {
     fd.close();

@@ -54,7 +54,14 @@ export class MemfdBackend extends HostMemoryBackend {
         } catch (e) {
           throw failedWith(`failed to create memfd with flags 0x${flags.toString(16)}`, e);
         }
-        if (this.hugetlb) page = native.fstatBlockSize(fd);
+        if (this.hugetlb) {
+          try {
+            page = native.fstatBlockSize(fd);
+          } catch (e) {
+            fd.close();
+            throw e;
+          }
+        }
         try {
           native.ftruncate(fd, this.size);
         } catch (e) {

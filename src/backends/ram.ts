@@ -15,11 +15,12 @@ export class RamBackend extends HostMemoryBackend {
       checkFdSize(this, kept, page);
       return { fd: kept, mapping: mapFor(this, kept, page), pageSize: page };
     }
-    let fd: native.Fd;
+    let fd: native.Fd | undefined;
     try {
       fd = native.memfdCreate(this.memName, native.MFD_CLOEXEC);
       native.ftruncate(fd, roundUp(this.size, page));
     } catch (e) {
+      fd?.close();
       throw failedWith(`cannot set up guest memory '${this.memName}'`, e);
     }
     return { fd, mapping: mapFor(this, fd, page), pageSize: page };

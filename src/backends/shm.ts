@@ -27,7 +27,12 @@ export class ShmBackend extends HostMemoryBackend {
       } catch (e) {
         throw failedWith(`failed to create POSIX shared memory`, e);
       }
-      native.shmUnlink(name);
+      try {
+        native.shmUnlink(name);
+      } catch (e) {
+        fd.close();
+        throw failedWith(`failed to create POSIX shared memory`, e);
+      }
       const size = roundUp(this.size, page);
       try {
         native.ftruncate(fd, size);

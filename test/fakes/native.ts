@@ -96,6 +96,10 @@ export class SysError extends Error {
     this.syscall = syscall;
     this.strerror = text;
   }
+
+  toQmp(): { class: 'GenericError'; desc: string } {
+    return { class: 'GenericError', desc: this.message };
+  }
 }
 
 const fail = (syscall: string, code: ErrnoName): never => {

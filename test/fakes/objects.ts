@@ -7,14 +7,14 @@
 // otherwise importing this loads koffi and the real syscalls.
 import { TypeRegistry, registerBaseTypes } from '../../src/qom/object';
 import { ObjectTree } from '../../src/qom/tree';
-import { ObjectLimits, ObjectManager, UserCreatable } from '../../src/qom/user-creatable';
-import { HostMemoryBackend, PreallocTracker, registerBackendTypes } from '../../src/backends';
-import { FdRegistry, FdRegistryHooks } from '../../src/cpr/fd-registry';
+import { ObjectLimits, ObjectManager, ObjectPersistence, UserCreatable } from '../../src/qom/user-creatable';
+import { HostMemoryBackend, PreallocEntry, PreallocTracker, registerBackendTypes } from '../../src/backends';
+import { FdRegistry, FdStoreMirror } from '../../src/fds/registry';
 import { KvmAccelerator } from '../../src/accel/kvm';
 import { qomHandlers } from '../../src/commands/qom';
 import { QmpErrorBody, toQmpError } from '../../src/errors/to-qmp';
 import { CommandContext, Handler, PreEncoded } from '../../src/qmp/messages';
-import { JsonValue } from '../../src/qmp/json-value';
+import { JsonValue } from '../../src/json/value';
 
 export interface FixtureOptions {
   limits?: ObjectLimits;
@@ -22,7 +22,7 @@ export interface FixtureOptions {
   cpus?: number;
   /** Open the (fake) KVM accelerator; by default it is disabled as with --accel none. */
   kvm?: boolean;
-  fdHooks?: FdRegistryHooks;
+  fdMirror?: FdStoreMirror;
 }
 
 /** A command context for handlers that do not look at the session. */
@@ -34,8 +34,9 @@ export function objectsFixture(opts: FixtureOptions = {}) {
   const types = new TypeRegistry();
   registerBaseTypes(types);
   const tree = new ObjectTree(types);
-  const preallocs = new PreallocTracker();
-  const fds = new FdRegistry(opts.fdHooks ?? {});
+  const hooks: { persistence?: ObjectPersistence; prealloc?: (e: PreallocEntry) => void } = {};
+  const preallocs = new PreallocTracker((e) => hooks.prealloc?.(e));
+  const fds = new FdRegistry(opts.fdMirror);
   const kvm = opts.kvm ? KvmAccelerator.open() : KvmAccelerator.disabled('--accel none');
   const services = {
     preallocs,
@@ -57,7 +58,17 @@ export function objectsFixture(opts: FixtureOptions = {}) {
       deleted: (o) => events.push(`deleted:${o.name}`),
     },
     opts.limits,
+    // A stand-in for the state journal that tests can swap (setPersistence).
+    {
+      added: (o, options) => hooks.persistence?.added(o, options) ?? Promise.resolve(),
+      deleting: (o) => hooks.persistence?.deleting(o) ?? Promise.resolve(),
+      changed: (o, property) => hooks.persistence?.changed(o, property) ?? Promise.resolve(),
+    },
   );
+  /** Records object-add/del/qom-set in `p` from now on. */
+  const setPersistence = (p: ObjectPersistence): void => void (hooks.persistence = p);
+  /** Calls `fn` on every preallocation progress report. */
+  const onPrealloc = (fn: (e: PreallocEntry) => void): void => void (hooks.prealloc = fn);
   const handlers: Map<string, Handler> = qomHandlers(tree, objects);
 
   /** Runs a qom handler; a PreEncoded answer is parsed (numbers as JS numbers). */
@@ -84,10 +95,10 @@ export function objectsFixture(opts: FixtureOptions = {}) {
   };
   const add = (qomType: string, id: string, props: Record<string, JsonValue> = {}): Promise<UserCreatable> => objects.add({ 'qom-type': qomType, id, ...props });
   const close = (): void => {
-    objects.releaseAll();
+    objects.releaseAll('exit');
     kvm.close();
   };
-  return { types, tree, objects, fds, preallocs, kvm, services, events, handlers, run, error, backend, add, close };
+  return { types, tree, objects, fds, preallocs, kvm, services, events, handlers, run, error, backend, add, close, setPersistence, onPrealloc };
 }
 
 export type ObjectsFixture = ReturnType<typeof objectsFixture>;

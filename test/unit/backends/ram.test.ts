@@ -48,7 +48,7 @@ test.each([
 
 // ram share=on: the memfd made before a failing ftruncate stays open (src/backends/ram.ts has
 // no fd.close() in its catch). Reported; passes once src closes it.
-test.failing('share=on, ftruncate failing closes the memfd', async () => {
+test('share=on, ftruncate failing closes the memfd', async () => {
   fake.failNext('ftruncate', 'ENOSPC');
   await qmpError(fx.add(T, 'r', { size: MiB, share: true }));
   clean();
@@ -140,7 +140,7 @@ test('preallocation: thread count capped by CPUs, 16, prealloc-threads, pages an
 test('preallocation runs off the event loop: query-prealloc style progress, then prealloc=true', async () => {
   const hold = fake.holdPrealloc();
   const progress: bigint[] = [];
-  fx.preallocs.onProgress = (e) => progress.push(e.done);
+  fx.onPrealloc((e) => progress.push(e.done));
   const adding = fx.add(T, 'r', { size: 256 * MiB, prealloc: true, 'prealloc-threads': 4 });
   await hold.waiting();
   expect(fx.preallocs.list()).toEqual([{ id: 'r', 'qom-type': T, size: BigInt(256 * MiB), done: 0n, threads: 4 }]);

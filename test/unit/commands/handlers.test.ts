@@ -8,7 +8,7 @@ import { controlHandlers } from '../../../src/commands/control';
 import { KvmAccelerator } from '../../../src/accel/kvm';
 import { toQmpError } from '../../../src/errors/to-qmp';
 import { CommandContext, PreEncoded } from '../../../src/qmp/messages';
-import { JsonValue } from '../../../src/qmp/json-value';
+import { JsonValue } from '../../../src/json/value';
 
 let fx: ObjectsFixture;
 beforeEach(() => {
@@ -150,7 +150,7 @@ describe('control handlers', () => {
   const shutdowns: string[] = [];
   const handlers = controlHandlers({
     version: { qemu: { major: 7, minor: 2, micro: 0 }, package: 'hostmemd-test' },
-    commandNames: ['qmp_capabilities', 'quit'],
+    commandNames: () => ['qmp_capabilities', 'quit'],
     schemaJson: '[{"name": "x"}]',
     requestShutdown: (r) => void shutdowns.push(r),
   });

@@ -6,7 +6,7 @@ import * as fake from '../../fakes/native';
 import { MiB, objectsFixture, qmpError, ObjectsFixture } from '../../fakes/objects';
 import { PropertyDef, QomObject, RegisteredType, TypeRegistry, registerBaseTypes } from '../../../src/qom/object';
 import { ObjectPersistence, UserCreatable } from '../../../src/qom/user-creatable';
-import { JsonValue } from '../../../src/qmp/json-value';
+import { JsonValue } from '../../../src/json/value';
 import { genericError } from '../../../src/errors/qmp-error';
 
 /** A user-creatable object that logs its lifecycle; `fail` makes complete() throw. */
@@ -217,7 +217,7 @@ describe('object-del', () => {
   test('releaseAll releases every object without events', async () => {
     await addProbe('p');
     await fx.add('memory-backend-memfd', 'm', { size: MiB });
-    fx.objects.releaseAll();
+    fx.objects.releaseAll('exit');
     expect(fake.counts()).toEqual({ fds: 0, mappings: 0 });
     expect(Probe.log).toContain('release:p');
     expect(fx.events).toEqual(['added:p', 'added:m']);
@@ -241,7 +241,7 @@ describe('the state journal hooks', () => {
 
   test('added before the event, deleting before the release, changed after qom-set; persist:false skips', async () => {
     const j = journal();
-    fx.objects.persistence = j.p;
+    fx.setPersistence(j.p);
     await addProbe('p', { color: 'green' });
     await fx.objects.add({ 'qom-type': 'probe', id: 'q' }, { persist: false });
     await fx.run('qom-set', { path: 'p', property: 'color', value: 'pink' });
@@ -251,7 +251,7 @@ describe('the state journal hooks', () => {
   });
 
   test('a failing record undoes object-add: released, no event, caps given back', async () => {
-    fx.objects.persistence = journal({ added: async () => Promise.reject(new Error('disk full')) }).p;
+    fx.setPersistence(journal({ added: async () => Promise.reject(new Error('disk full')) }).p);
     expect(await qmpError(fx.add('memory-backend-memfd', 'm', { size: MiB }))).toEqual({ class: 'GenericError', desc: "cannot record object 'm' in the state journal: disk full" });
     expect(fake.counts()).toEqual({ fds: 0, mappings: 0 });
     expect(fx.fds.names()).toEqual([]);
@@ -262,7 +262,7 @@ describe('the state journal hooks', () => {
   test('a failing forget keeps the object usable; a concurrent delete of it is refused', async () => {
     await fx.add('memory-backend-memfd', 'm', { size: MiB });
     let reject!: (e: Error) => void;
-    fx.objects.persistence = journal({ deleting: () => new Promise<void>((_r, j) => (reject = j)) }).p;
+    fx.setPersistence(journal({ deleting: () => new Promise<void>((_r, j) => (reject = j)) }).p);
     const first = fx.error('object-del', { id: 'm' });
     expect(await fx.error('object-del', { id: 'm' })).toEqual({ class: 'GenericError', desc: "object 'm' not found" });
     reject(new Error('EIO'));
