@@ -23,7 +23,6 @@ export interface KvmFacts {
   unavailable?: string;
 }
 
-const KVM_API_VERSION = 12;
 const STUB_TEXT = 'guest_memfd is not supported for this configuration';
 const SHARED_FLAGS = native.GUEST_MEMFD_FLAG_MMAP | native.GUEST_MEMFD_FLAG_INIT_SHARED;
 
@@ -46,9 +45,9 @@ export class KvmAccelerator {
     try {
       kvmFd = native.kvmOpen(device);
       const apiVersion = native.kvmGetApiVersion(kvmFd);
-      if (apiVersion !== KVM_API_VERSION) {
+      if (apiVersion !== native.KVM_API_VERSION) {
         kvmFd.close();
-        return KvmAccelerator.disabled(`KVM API version ${apiVersion} is not the supported ${KVM_API_VERSION}`);
+        return KvmAccelerator.disabled(`KVM API version ${apiVersion} is not the supported ${native.KVM_API_VERSION}`);
       }
       vmFd = native.kvmCreateVm(kvmFd, 0);
       const check = (cap: number): number => native.kvmCheckExtension(vmFd!, cap, kvmFd);

@@ -817,28 +817,16 @@ export async function preallocate(m: Mapping, threads: number, onProgress?: Prea
 
 // ---- KVM ----------------------------------------------------------------------------------------
 
-// Copied from src/native/kvm.ts (which loads koffi to size its structs).
+// KVM's plain numbers come from src/native/kvm-constants.ts (no koffi); the ioctl numbers are
+// sized from koffi structs in kvm.ts, so their values are written out here.
+export * from '../../src/native/kvm-constants';
+import { GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP, KVM_CAP_GUEST_MEMFD, KVM_CAP_GUEST_MEMFD_FLAGS, KVM_CAP_MEMORY_ATTRIBUTES, KVM_CAP_USER_MEMORY2, KVM_CAP_VM_TYPES, KVM_X86_DEFAULT_VM } from '../../src/native/kvm-constants';
 export const KVMIO = 0xae;
-export const KVM_API_VERSION = 12;
 export const KVM_GET_API_VERSION = 0xae00;
 export const KVM_CREATE_VM = 0xae01;
 export const KVM_CHECK_EXTENSION = 0xae03;
 export const KVM_SET_USER_MEMORY_REGION2 = 0x40a0ae49;
 export const KVM_CREATE_GUEST_MEMFD = 0xc040aed4;
-export const KVM_X86_DEFAULT_VM = 0;
-export const KVM_CAP_NR_MEMSLOTS = 10;
-export const KVM_CAP_USER_MEMORY2 = 231;
-export const KVM_CAP_MEMORY_FAULT_INFO = 232;
-export const KVM_CAP_MEMORY_ATTRIBUTES = 233;
-export const KVM_CAP_GUEST_MEMFD = 234;
-export const KVM_CAP_VM_TYPES = 235;
-export const KVM_CAP_PRE_FAULT_MEMORY = 236;
-export const KVM_CAP_GUEST_MEMFD_FLAGS = 244;
-export const GUEST_MEMFD_FLAG_MMAP = 1 << 0;
-export const GUEST_MEMFD_FLAG_INIT_SHARED = 1 << 1;
-export const KVM_MEM_LOG_DIRTY_PAGES = 1 << 0;
-export const KVM_MEM_READONLY = 1 << 1;
-export const KVM_MEM_GUEST_MEMFD = 1 << 2;
 export const KVM_STRUCT_SIZES = { kvm_create_guest_memfd: 64, kvm_userspace_memory_region2: 160 };
 
 export function kvmOpen(device = '/dev/kvm'): Fd {
@@ -945,7 +933,7 @@ type SwapTuple<A extends unknown[]> = { [K in keyof A]: Swap<A[K]> };
 type Members<T> = { [K in keyof T]: Swap<T[K]> };
 
 type Faked = 'memfdCreate' | 'open' | 'openFile' | 'close' | 'shmOpen' | 'shmUnlink' | 'ftruncate' | 'addSeals' | 'getSeals' | 'fallocate' | 'fallocatePunchHole' | 'fstat' | 'fstatBlockSize' | 'fstatfs' | 'fdPageSize' | 'mmap' | 'munmap' | 'madvise' | 'mbind' | 'getpagesize' | 'pageSize' | 'sysconf' | 'onlineCpus' | 'getrlimit' | 'setrlimit' | 'populateWrite' | 'preallocate' | 'threadpoolSize' | 'kvmOpen' | 'kvmGetApiVersion' | 'kvmCreateVm' | 'kvmCheckExtension' | 'kvmCreateGuestMemfd' | 'kvmSetUserMemoryRegion2' | 'errnoName' | 'strerror' | '_IOC' | '_IO' | '_IOR' | '_IOW' | '_IOWR';
-type FakedConstants = 'PREALLOC_PIECE' | 'KVM_STRUCT_SIZES' | 'KVMIO' | 'KVM_API_VERSION' | 'KVM_GET_API_VERSION' | 'KVM_CREATE_VM' | 'KVM_CHECK_EXTENSION' | 'KVM_SET_USER_MEMORY_REGION2' | 'KVM_CREATE_GUEST_MEMFD' | 'KVM_X86_DEFAULT_VM' | 'KVM_CAP_NR_MEMSLOTS' | 'KVM_CAP_USER_MEMORY2' | 'KVM_CAP_MEMORY_FAULT_INFO' | 'KVM_CAP_MEMORY_ATTRIBUTES' | 'KVM_CAP_GUEST_MEMFD' | 'KVM_CAP_VM_TYPES' | 'KVM_CAP_PRE_FAULT_MEMORY' | 'KVM_CAP_GUEST_MEMFD_FLAGS' | 'GUEST_MEMFD_FLAG_MMAP' | 'GUEST_MEMFD_FLAG_INIT_SHARED' | 'KVM_MEM_LOG_DIRTY_PAGES' | 'KVM_MEM_READONLY' | 'KVM_MEM_GUEST_MEMFD' | 'IOC_NONE' | 'IOC_READ' | 'IOC_WRITE';
+type FakedConstants = 'PREALLOC_PIECE' | 'KVM_STRUCT_SIZES' | 'KVMIO' | 'KVM_GET_API_VERSION' | 'KVM_CREATE_VM' | 'KVM_CHECK_EXTENSION' | 'KVM_SET_USER_MEMORY_REGION2' | 'KVM_CREATE_GUEST_MEMFD' | 'IOC_NONE' | 'IOC_READ' | 'IOC_WRITE';
 
 const conformance = {
   functions: {
@@ -954,9 +942,8 @@ const conformance = {
     kvmSetUserMemoryRegion2, errnoName, strerror, _IOC, _IO, _IOR, _IOW, _IOWR,
   } satisfies { [K in Faked]: Swap<(typeof Real)[K]> },
   constants: {
-    PREALLOC_PIECE, KVM_STRUCT_SIZES, KVMIO, KVM_API_VERSION, KVM_GET_API_VERSION, KVM_CREATE_VM, KVM_CHECK_EXTENSION, KVM_SET_USER_MEMORY_REGION2, KVM_CREATE_GUEST_MEMFD, KVM_X86_DEFAULT_VM,
-    KVM_CAP_NR_MEMSLOTS, KVM_CAP_USER_MEMORY2, KVM_CAP_MEMORY_FAULT_INFO, KVM_CAP_MEMORY_ATTRIBUTES, KVM_CAP_GUEST_MEMFD, KVM_CAP_VM_TYPES, KVM_CAP_PRE_FAULT_MEMORY, KVM_CAP_GUEST_MEMFD_FLAGS,
-    GUEST_MEMFD_FLAG_MMAP, GUEST_MEMFD_FLAG_INIT_SHARED, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_MEM_GUEST_MEMFD, IOC_NONE, IOC_READ, IOC_WRITE,
+    PREALLOC_PIECE, KVM_STRUCT_SIZES, KVMIO, KVM_GET_API_VERSION, KVM_CREATE_VM, KVM_CHECK_EXTENSION, KVM_SET_USER_MEMORY_REGION2, KVM_CREATE_GUEST_MEMFD,
+    IOC_NONE, IOC_READ, IOC_WRITE,
   } satisfies { [K in FakedConstants]: (typeof Real)[K] },
   classes: { Fd, SysError } satisfies { Fd: new (fd: number) => Members<Real.Fd>; SysError: new (syscall: string, errno: number) => Members<Real.SysError> },
   mapping: null as unknown as Mapping satisfies Members<Real.Mapping>,
