@@ -33,9 +33,15 @@ export interface InProcess {
 
 export async function startInProcess(extraArgs: string[] = []): Promise<InProcess> {
   const dir = tmpDir();
-  const cli = parseCli(['--state-dir', dir, ...extraArgs], {});
-  if (cli.kind !== 'run') throw new Error(cli.output);
-  const daemon = await startDaemon(cli.options, pino({ level: 'silent' }));
+  let daemon: Daemon;
+  try {
+    const cli = parseCli(['--state-dir', dir, ...extraArgs], {});
+    if (cli.kind !== 'run') throw new Error(cli.output);
+    daemon = await startDaemon(cli.options, pino({ level: 'silent' }));
+  } catch (e) {
+    fs.rmSync(dir, { recursive: true, force: true }); // a refused start leaves no directory behind
+    throw e;
+  }
   return {
     daemon,
     dir,
