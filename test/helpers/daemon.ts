@@ -15,6 +15,15 @@ export function tmpDir(prefix = 'hostmemd-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
+/** Sends `signal` to a child process unless it has exited already, and resolves once it has
+ *  (a test must not end with a child still running: jest would wait for it, or warn). */
+export async function killAndWait(proc: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const gone = new Promise((r) => proc.once('exit', r));
+  proc.kill(signal);
+  await gone;
+}
+
 export interface InProcess {
   daemon: Daemon;
   dir: string;
@@ -24,9 +33,15 @@ export interface InProcess {
 
 export async function startInProcess(extraArgs: string[] = []): Promise<InProcess> {
   const dir = tmpDir();
-  const cli = parseCli(['--state-dir', dir, ...extraArgs], {});
-  if (cli.kind !== 'run') throw new Error(cli.output);
-  const daemon = await startDaemon(cli.options, pino({ level: 'silent' }));
+  let daemon: Daemon;
+  try {
+    const cli = parseCli(['--state-dir', dir, ...extraArgs], {});
+    if (cli.kind !== 'run') throw new Error(cli.output);
+    daemon = await startDaemon(cli.options, pino({ level: 'silent' }));
+  } catch (e) {
+    fs.rmSync(dir, { recursive: true, force: true }); // a refused start leaves no directory behind
+    throw e;
+  }
   return {
     daemon,
     dir,
@@ -45,6 +60,8 @@ export interface Child {
   stderr(): string;
   /** Resolves with the exit code. */
   exited: Promise<number | null>;
+  /** SIGKILLs the daemon if it still runs, waits for its exit and removes its state dir. */
+  stop(): Promise<void>;
 }
 
 /** Spawns the built daemon (dist/ must exist: `npm run build`) and waits for its socket. */
@@ -61,7 +78,11 @@ export async function spawnDaemon(args: string[] = [], env: NodeJS.ProcessEnv = 
   await waitForFile(sock, proc, () => err, { tolerateExit: true });
   // The file appears at bind(), a moment before listen(): wait until it accepts connections.
   if (proc.exitCode === null) await waitConnectable(sock);
-  return { proc, dir, sock, stderr: () => err, exited };
+  const stop = async (): Promise<void> => {
+    await killAndWait(proc);
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  return { proc, dir, sock, stderr: () => err, exited, stop };
 }
 
 /** Waits (10 s at most) until `file` exists. If `proc` exits first, that is an error carrying

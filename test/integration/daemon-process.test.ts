@@ -29,8 +29,10 @@ describe('hostmemd as a process', () => {
       await a.waitClosed();
       expect(await d.exited).toBe(0);
       expect(fs.existsSync(d.sock)).toBe(false);
+      a.close();
+      b.close();
     } finally {
-      d.proc.kill('SIGKILL');
+      await d.stop();
     }
   });
 
@@ -44,6 +46,7 @@ describe('hostmemd as a process', () => {
     expect(await a.line()).toBe('{"return": {}, "id": 12}');
     await a.waitClosed();
     expect(await d.exited).toBe(0);
+    await d.stop();
   });
 
   test('a client over --max-clients gets a clear refusal, not a hang; the others keep working', async () => {
@@ -59,8 +62,10 @@ describe('hostmemd as a process', () => {
       const e = await RawQmpClient.negotiated(d.sock);
       expect(await e.execute('query-version')).toHaveProperty('return');
       expect(await a.execute('query-version')).toHaveProperty('return');
+      a.close();
+      e.close();
     } finally {
-      d.proc.kill('SIGKILL');
+      await d.stop();
     }
   });
 
@@ -72,9 +77,13 @@ describe('hostmemd as a process', () => {
     try {
       await waitConnectable(s1);
       await waitConnectable(s2);
-      for (const s of [s1, s2]) expect(await (await RawQmpClient.negotiated(s)).execute('query-version')).toHaveProperty('return');
+      for (const s of [s1, s2]) {
+        const c = await RawQmpClient.negotiated(s);
+        expect(await c.execute('query-version')).toHaveProperty('return');
+        c.close();
+      }
     } finally {
-      d.proc.kill('SIGKILL');
+      await d.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
@@ -87,16 +96,19 @@ describe('hostmemd as a process', () => {
       expect(r.stderr).toContain('is in use by another server');
     } finally {
       d1.proc.kill('SIGKILL');
-      await d1.exited;
+      await d1.exited; // its state dir stays: d2 below uses d1.sock in it
     }
     // d1 was SIGKILLed: its socket file is stale now, and a new daemon takes it over.
     expect(fs.existsSync(d1.sock)).toBe(true);
     const d2 = await spawnDaemon(['--qmp', `unix:${d1.sock}`], {}, d1.sock);
     try {
       await waitConnectable(d1.sock);
-      expect(await (await RawQmpClient.negotiated(d1.sock)).execute('query-version')).toHaveProperty('return');
+      const c = await RawQmpClient.negotiated(d1.sock);
+      expect(await c.execute('query-version')).toHaveProperty('return');
+      c.close();
     } finally {
-      d2.proc.kill('SIGKILL');
+      await d2.stop();
+      await d1.stop();
     }
   });
 

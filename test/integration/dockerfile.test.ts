@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
-import { ROOT, tmpDir, waitConnectable, waitForFile } from '../helpers/daemon';
+import { ROOT, killAndWait, tmpDir, waitConnectable, waitForFile } from '../helpers/daemon';
 import { RawQmpClient } from '../helpers/qmp-client';
 
 const text = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
@@ -57,8 +57,7 @@ test("the runtime stage's files, with production dependencies only, start the da
     expect(await c.execute('query-qmp-schema')).toHaveProperty('return');
     c.close();
   } finally {
-    proc.kill('SIGTERM');
-    await new Promise((r) => proc.once('exit', r));
+    await killAndWait(proc, 'SIGTERM');
     fs.rmSync(image, { recursive: true, force: true });
   }
   expect(err).not.toMatch(/Cannot find module/);

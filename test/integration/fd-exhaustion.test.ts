@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { RawQmpClient } from '../helpers/qmp-client';
-import { ROOT, tmpDir, waitConnectable } from '../helpers/daemon';
+import { ROOT, killAndWait, tmpDir, waitConnectable } from '../helpers/daemon';
 
 test('EMFILE on object-add is a clean GenericError and the daemon lives on', async () => {
   const dir = tmpDir();
@@ -33,7 +33,7 @@ test('EMFILE on object-add is a clean GenericError and the daemon lives on', asy
     expect(await c.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'again', size: 1 << 20 })).toEqual({ return: {} });
     c.close();
   } finally {
-    proc.kill('SIGKILL');
+    await killAndWait(proc);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
@@ -50,7 +50,7 @@ test('the daemon raises its open-file soft limit to the hard limit at start', as
     expect(soft).toBe(hard);
     expect(soft).not.toBe('256');
   } finally {
-    proc.kill('SIGKILL');
+    await killAndWait(proc);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });

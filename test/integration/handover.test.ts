@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as net from 'node:net';
 import { spawn, ChildProcess } from 'node:child_process';
-import { ROOT, tmpDir, waitConnectable, waitForFile } from '../helpers/daemon';
+import { ROOT, killAndWait, tmpDir, waitConnectable, waitForFile } from '../helpers/daemon';
 import { RawQmpClient } from '../helpers/qmp-client';
 import { backendMapping as mapAt, readProcessMemory, tagPage as pat, writeProcessMemory } from '../helpers/proc';
 import { kvmUsable } from '../helpers/native';
@@ -104,7 +104,7 @@ beforeEach(async () => {
 });
 afterEach(async () => {
   if (process.env.HANDOVER_DEBUG) for (const p of started) console.log(p.stderr().split("\n").filter((l) => !l.includes(`"level":20`)).map((l) => l.slice(0, 400)).join("\n"));
-  for (const p of started.splice(0)) if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
+  await Promise.all(started.splice(0).map((p) => killAndWait(p.proc)));
   fs.rmSync(dir, { recursive: true, force: true });
 });
 

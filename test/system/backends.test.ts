@@ -140,6 +140,11 @@ test('hundreds of add/del cycles leak no fd and no mapping', async () => {
 });
 
 describe('refusals with QEMU texts leave nothing behind', () => {
+  // A directory of this test's own as mem-path (instead of /tmp), and a name in it that does
+  // not exist.
+  const scratch = tmpDir('hostmemd-refusals-');
+  const missing = path.join(scratch, 'no-such-file');
+  afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
   const cases: [string, Record<string, unknown>, string][] = [
     ['bad id', { 'qom-type': 'memory-backend-ram', id: '1bad', size: 4096 }, "Parameter 'id' expects an identifier"],
     ['size 0', { 'qom-type': 'memory-backend-ram', id: 'z', size: 0 }, "property 'size' of memory-backend-ram doesn't take value '0'"],
@@ -155,16 +160,16 @@ describe('refusals with QEMU texts leave nothing behind', () => {
     ['hugetlbsize not a power of 2', { 'qom-type': 'memory-backend-memfd', id: 'z', size: 4096, hugetlb: true, hugetlbsize: 6 << 20 }, 'Hugepage size must be a power of 2'],
     ['memfd size not page aligned', { 'qom-type': 'memory-backend-memfd', id: 'z', size: 4097 }, "z backing store size 0x1001 is too small for 'size' option 0x2000 plus 'offset' option 0x0"],
     ['memfd guest-memfd without share', { 'qom-type': 'memory-backend-memfd', id: 'z', size: 4096, 'guest-memfd': true, share: false }, 'Guest-memfd=on must be used with share=on'],
-    ['file rom=on without readonly', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': '/tmp', rom: 'on' }, "property 'rom' = 'on' is not supported with 'readonly' = 'off'"],
-    ['file rom=off readonly shared', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': '/tmp', rom: 'off', readonly: true, share: true }, "property 'rom' = 'off' is incompatible with 'readonly' = 'on' and 'share' = 'on'"],
+    ['file rom=on without readonly', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': scratch, rom: 'on' }, "property 'rom' = 'on' is not supported with 'readonly' = 'off'"],
+    ['file rom=off readonly shared', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': scratch, rom: 'off', readonly: true, share: true }, "property 'rom' = 'off' is incompatible with 'readonly' = 'on' and 'share' = 'on'"],
     ['file unopenable', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': '/nonexistent/dir/f' }, "can't open backing store /nonexistent/dir/f for guest RAM: No such file or directory"],
-    ['file size not aligned', { 'qom-type': 'memory-backend-file', id: 'z', size: 5000, 'mem-path': '/tmp' }, "backend 'memory-backend-file' memory size must be multiple of 4 KiB"],
-    ['file align not power of 2', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': '/tmp', align: 3 * 4096 }, 'alignment 0x3000 must be a power of two'],
-    ['file offset not page multiple', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': '/tmp', offset: 100 }, 'offset 0x64 must be multiples of page size 0x1000'],
-    ['file pmem', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': '/tmp', pmem: true }, "Lack of libpmem support while setting the 'pmem=on' of memory-backend-file. We can't ensure data persistence."],
-    ['file smaller than a page', { 'qom-type': 'memory-backend-file', id: 'z', size: 100, 'mem-path': '/tmp' }, 'memory size 0x64 must be equal to or larger than page size 0x1000'],
-    ['file align below the page size', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': '/tmp', align: 2048 }, 'alignment 0x800 must be multiples of page size 0x1000'],
-    ['file readonly and missing', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': '/tmp/hostmemd-no-such-file', readonly: true }, "can't open backing store /tmp/hostmemd-no-such-file for guest RAM: No such file or directory"],
+    ['file size not aligned', { 'qom-type': 'memory-backend-file', id: 'z', size: 5000, 'mem-path': scratch }, "backend 'memory-backend-file' memory size must be multiple of 4 KiB"],
+    ['file align not power of 2', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': scratch, align: 3 * 4096 }, 'alignment 0x3000 must be a power of two'],
+    ['file offset not page multiple', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': scratch, offset: 100 }, 'offset 0x64 must be multiples of page size 0x1000'],
+    ['file pmem', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': scratch, pmem: true }, "Lack of libpmem support while setting the 'pmem=on' of memory-backend-file. We can't ensure data persistence."],
+    ['file smaller than a page', { 'qom-type': 'memory-backend-file', id: 'z', size: 100, 'mem-path': scratch }, 'memory size 0x64 must be equal to or larger than page size 0x1000'],
+    ['file align below the page size', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': scratch, align: 2048 }, 'alignment 0x800 must be multiples of page size 0x1000'],
+    ['file readonly and missing', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': missing, readonly: true }, `can't open backing store ${missing} for guest RAM: No such file or directory`],
     ['hugetlb memfd of one small page', { 'qom-type': 'memory-backend-memfd', id: 'z', size: 4096, hugetlb: true }, 'failed to resize memfd to 4096: Invalid argument'],
     ['prealloc-context to nothing', { 'qom-type': 'memory-backend-ram', id: 'z', size: 4096, 'prealloc-context': '/objects/nothing' }, "Device '/objects/nothing' not found"],
     ['ram huge size', { 'qom-type': 'memory-backend-ram', id: 'z', size: 2 ** 52 }, "cannot set up guest memory 'z': Cannot allocate memory"],

@@ -19,6 +19,9 @@ if (why) announceSkip('real systemd 252 tests of systemd/*.service,*.socket', wh
 const maybe = why ? describe.skip : describe;
 
 const tool = (...args: string[]): string => execFileSync(TOOL, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 300000 });
+/** The first `prepare` debootstraps a rootfs (minutes on a slow mirror), or waits (up to
+ *  900 s) for another checkout's prepare to finish: it gets more time than the other steps. */
+const PREPARE_MS = 1200000;
 const inside = (...cmd: string[]): string => tool('exec', NAME, ...cmd).trim();
 const show = (prop: string): string => inside('systemctl', 'show', '-p', prop, '--value', 'hostmemd.service');
 /** `prop` once it equals `want` (systemd reads notifications on its own schedule), or after
@@ -78,6 +81,7 @@ print(urllib.request.urlopen(req, timeout=10).read().decode())
 
 const MiB = 1 << 20;
 const KVM = fs.existsSync('/dev/kvm');
+if (!why && !KVM) announceSkip('real systemd 252 tests: the memory-backend-guest-memfd cases', '/dev/kvm is not here');
 const BACKENDS = [
   { id: 'mfd', size: 2 * MiB + 4096, args: { 'qom-type': 'memory-backend-memfd' } },
   { id: 'shm', size: 3 * MiB + 4096, args: { 'qom-type': 'memory-backend-shm' } },
@@ -98,9 +102,11 @@ maybe('hostmemd under a real systemd 252', () => {
 
   beforeAll(() => {
     try {
-      tool('prepare');
+      execFileSync(TOOL, ['prepare'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: PREPARE_MS });
     } catch (e) {
-      unavailable = `systemd-realboot prepare failed: ${(e as { stderr?: string }).stderr ?? String(e)}`;
+      const err = e as { stderr?: string; signal?: string; message?: string };
+      const timedOut = err.signal === 'SIGTERM' ? ` (killed after ${PREPARE_MS / 1000} s)` : '';
+      unavailable = `systemd-realboot prepare failed${timedOut}: ${err.stderr || err.message || String(e)}`;
       return;
     }
     tool('boot', NAME, `--bind-ro=${ROOT}:/opt/hostmemd`, `--bind-ro=${process.execPath}:/usr/bin/node`);
@@ -118,7 +124,7 @@ maybe('hostmemd under a real systemd 252', () => {
     inside('systemctl', 'start', 'hostmemd.socket');
     const leader = fs.readFileSync(path.join(process.env.SRB_DIR ?? '/var/tmp/systemd-realboot', 'run', NAME, 'leader.pid'), 'utf8').trim();
     sock = `/proc/${leader}/root/run/hostmemd/qmp.sock`;
-  });
+  }, PREPARE_MS + 300000);
 
   afterAll(() => {
     if (unavailable) return;

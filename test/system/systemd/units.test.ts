@@ -4,7 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ROOT, tmpDir, waitForFile } from '../../helpers/daemon';
+import { ROOT, killAndWait, tmpDir, waitForFile } from '../../helpers/daemon';
 import { RawQmpClient } from '../../helpers/qmp-client';
 import { announceSkip } from '../../helpers/qemu';
 
@@ -196,8 +196,18 @@ if (saWhy) announceSkip('socket activation with systemd-socket-activate', saWhy)
   sa.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   try {
     await waitForFile(sock, sa, () => err);
-    // Nothing runs yet: the connection itself starts hostmemd, which greets on it.
-    const c = await RawQmpClient.negotiated(sock);
+    // Nothing runs yet: the connection itself starts hostmemd, which greets on it. (The file
+    // appears at bind(), a moment before listen(): until then a connect is refused, and a
+    // refused connect starts nothing.)
+    let c: RawQmpClient | undefined;
+    for (let i = 0; !c; i++) {
+      try {
+        c = await RawQmpClient.negotiated(sock);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ECONNREFUSED' || i >= 100) throw e;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
     expect(await c.execute('query-version')).toMatchObject({ return: { package: expect.stringMatching(/^hostmemd /) } });
     expect(await c.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'm', size: 1 << 20 })).toEqual({ return: {} });
     const c2 = await RawQmpClient.negotiated(sock);
@@ -208,8 +218,7 @@ if (saWhy) announceSkip('socket activation with systemd-socket-activate', saWhy)
     c.close();
     c2.close();
   } finally {
-    sa.kill('SIGTERM');
-    await new Promise((r) => sa.once('exit', r));
+    await killAndWait(sa, 'SIGTERM');
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
