@@ -68,9 +68,12 @@ export class QmpSession implements SessionControl {
   private inReceive = false;
   private readonly parser: JsonStreamParser;
   private readonly ctx: CommandContext;
-  /** Handover in progress: nothing new is run, input beyond a message boundary is held. */
+  // Besides the protocol state (negotiating, command mode, closed), a session can be:
+  //  - frozen: a handover is in progress: nothing new is run, input beyond a message boundary
+  //    is held (thaw() carries on, export() hands the rest to the successor);
+  //  - draining: the peer has finished sending (half-close): what it sent is answered, then
+  //    the connection ends. Both may hold at once; mayRunNext() is the one guard.
   private frozen = false;
-  /** The peer has finished sending (half-close): answer what was received, then end. */
   private inputEnded = false;
   private oobRunning = 0;
   private held: Buffer[] = [];
@@ -233,7 +236,7 @@ export class QmpSession implements SessionControl {
 
   /** Runs queued in-band requests in order; an asynchronous command holds the queue. */
   private pump(): void {
-    while (!this.running && !this.frozen && this.queue.length > 0 && this.state !== SessionState.Closed) {
+    while (this.queue.length > 0 && this.mayRunNext()) {
       const item = this.queue.shift() as Queued;
       if (item.kind === 'error') {
         this.writeReply({ hasId: false, error: { class: 'GenericError', desc: item.desc } });
@@ -272,8 +275,15 @@ export class QmpSession implements SessionControl {
     this.endIfDone();
   }
 
+  /** The one guard of request execution: nothing runs while a command holds the in-band
+   *  queue, while frozen for a handover, or once closed. */
+  private mayRunNext(): boolean {
+    return !this.running && !this.frozen && this.state !== SessionState.Closed;
+  }
+
+  /** Draining (the peer finished sending) ends once nothing is left to run or answer. */
   private endIfDone(): void {
-    if (!this.inputEnded || this.frozen || this.running || this.oobRunning > 0 || this.queue.length > 0 || this.state === SessionState.Closed) return;
+    if (!this.inputEnded || !this.mayRunNext() || this.oobRunning > 0 || this.queue.length > 0) return;
     this.flush();
     this.transportImpl.end();
     this.close();
