@@ -149,7 +149,10 @@ test('kill -9 of the supervisor: the daemon stops, acknowledging nothing more; a
   c.close();
   const deadline = Date.now() + ORPHAN_STOPS_WITHIN_MS;
   while (!ended(pid1)) {
-    if (Date.now() > deadline) throw new Error(`the orphaned daemon ${pid1} still runs ${ORPHAN_STOPS_WITHIN_MS} ms after its supervisor died`);
+    if (Date.now() > deadline) {
+      process.kill(pid1, 'SIGKILL'); // leave no orphan behind a failed test
+      throw new Error(`the orphaned daemon ${pid1} still runs ${ORPHAN_STOPS_WITHIN_MS} ms after its supervisor died`);
+    }
     await new Promise((r) => setTimeout(r, 20));
   }
   // The socket file is left behind, stale: the next supervisor replaces it and serves.
