@@ -25,7 +25,7 @@ import { registerBackendTypes, PreallocTracker, HostMemoryBackend } from '../bac
 import { FdRegistry, FdStoreMirror } from '../fds/registry';
 import { Journal } from '../journal/journal';
 import { ObjectJournal } from '../journal/object-journal';
-import { SdNotifier, validFdName } from '../service/sd-notify';
+import { FdStoreGone, SdNotifier, validFdName } from '../service/sd-notify';
 import { PACKAGE_STRING, QEMU_LEVEL } from '../version';
 import { CONFIG_SYMBOLS, SCHEMA_MAIN } from './config';
 import { DaemonOptions } from './cli';
@@ -123,7 +123,13 @@ function fdStoreMirror(notifier: SdNotifier, logger: Logger): FdStoreMirror {
       // A private mapping's pages are not in its fd: storing the fd would keep nothing.
       if (!preserve) return;
       if (!validFdName(name)) throw new Error(`'${name}' cannot name an fd in systemd's fd store`);
-      notifier.storeFd(name, fd);
+      try {
+        notifier.storeFd(name, fd);
+      } catch (err) {
+        // The backend answers "cannot preserve the memory of 'X': the fd store is gone".
+        if (err instanceof FdStoreGone) logger.error({ object: name, notifySocket: notifier.socketPath }, 'the fd store is gone (its service manager or hostmemd-supervise died): refusing memory it cannot preserve');
+        throw err;
+      }
     },
     removed: (name) => {
       try {

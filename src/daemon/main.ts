@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as native from '../native';
 import { HandoverSender, IncomingStart, receiveHandoverStart } from '../handover/handover';
 import { SdNotifier, ListenFds, takeListenFds } from '../service/sd-notify';
+import { Supervisor, followSupervisor } from '../service/supervisor';
 import { Monitor } from '../qmp/monitor';
 import { UnixQmpServer } from '../transport/unix-socket';
 import { errorText } from '../errors/text';
@@ -215,6 +216,18 @@ export async function runFromCommandLine(argv: readonly string[]): Promise<numbe
     return cli.code;
   }
   const logger = createLogger(cli.options.logLevel);
+  // Under hostmemd-supervise: SIGTERM when it dies, and if it already has, no start at all (an
+  // orphan could preserve nothing and would hold its sockets from the next supervisor).
+  let supervisor: Supervisor | undefined;
+  try {
+    supervisor = followSupervisor(process.env);
+  } catch (err) {
+    logger.warn({ err }, 'cannot arrange to stop with hostmemd-supervise (prctl PR_SET_PDEATHSIG)');
+  }
+  if (supervisor && !supervisor.alive()) {
+    process.stderr.write(`hostmemd: hostmemd-supervise (pid ${supervisor.pid}) is gone; not starting without it\n`);
+    return 1;
+  }
   let daemon: Daemon;
   try {
     daemon = await startDaemon(cli.options, logger);
@@ -224,6 +237,9 @@ export async function runFromCommandLine(argv: readonly string[]): Promise<numbe
   }
   const onSignal = (sig: NodeJS.Signals): void => {
     logger.info({ signal: sig }, 'signal received');
+    if (supervisor && !supervisor.alive()) {
+      logger.error({ supervisor: supervisor.pid }, 'hostmemd-supervise is gone, and with it the fd store: stopping (the journal reports the memory that is lost)');
+    }
     void daemon.shutdown('host-signal');
   };
   process.on('SIGTERM', onSignal);

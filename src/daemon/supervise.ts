@@ -3,7 +3,9 @@
 // the QMP sockets and a NOTIFY_SOCKET with an fd store, starts bin/hostmemd with LISTEN_FDS,
 // and when the daemon dies (crash, kill -9, missed watchdog) starts it again with the stored
 // backend fds, so every acknowledged object comes back with its memory. A clean exit (quit,
-// SIGTERM) ends the supervisor too, like `systemctl stop`.
+// SIGTERM) ends the supervisor too, like `systemctl stop`. If the supervisor itself dies
+// (kill -9), the daemon gets SIGTERM from the kernel and stops; a new supervisor then takes
+// over the (now stale) sockets and reports the lost memory through the journal.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn, ChildProcess } from 'node:child_process';
@@ -11,6 +13,7 @@ import { parseCli } from './cli';
 import { defaultQmpPath, resolveGroup } from './socket-paths';
 import { createListeningSocket } from '../transport/unix-socket';
 import { NotifyServer } from '../service/notify-server';
+import { SUPERVISOR_PID_ENV } from '../service/supervisor';
 import { createLogger } from './logger';
 import type * as native from '../native';
 import { errorText } from '../errors/text';
@@ -40,7 +43,6 @@ export async function runSupervisor(argv: readonly string[], env: NodeJS.Process
   const runDir = path.join(o.stateDir, 'supervise');
   fs.mkdirSync(runDir, { recursive: true, mode: 0o700 });
   const notifyPath = path.join(runDir, 'notify');
-  fs.rmSync(notifyPath, { force: true });
 
   // The QMP sockets live here, not in the daemon: clients wait in them while it restarts.
   const gid = o.socketGroup !== undefined ? resolveGroup(o.socketGroup) : undefined;
@@ -56,6 +58,9 @@ export async function runSupervisor(argv: readonly string[], env: NodeJS.Process
     process.stderr.write(`hostmemd-supervise: ${errorText(e)}\n`);
     return 1;
   }
+  // Only now, with the sockets ours (a live one is refused above), is a notify socket left
+  // here a dead supervisor's: a second supervisor must not unlink a running one's.
+  fs.rmSync(notifyPath, { force: true });
 
   let child: ChildProcess | undefined;
   let lastPing = Date.now();
@@ -76,6 +81,9 @@ export async function runSupervisor(argv: readonly string[], env: NodeJS.Process
       env: {
         ...env,
         NOTIFY_SOCKET: notifyPath,
+        // The daemon asks for SIGTERM when we die (PR_SET_PDEATHSIG): an orphan could preserve
+        // nothing and would keep the sockets from the next supervisor.
+        [SUPERVISOR_PID_ENV]: String(process.pid),
         LISTEN_FDS: String(passed.length),
         LISTEN_FDNAMES: passed.map((p) => p.name).join(':'),
         ...(watchdogMs > 0 ? { WATCHDOG_USEC: String(Math.round(watchdogMs * 1000)) } : {}),

@@ -118,3 +118,8 @@ export const _SC_NPROCESSORS_ONLN = 84;
 // getrlimit(2): <asm-generic/resource.h>; RLIM_INFINITY is ~0UL on x86-64.
 export const RLIMIT_NOFILE = 7;
 export const RLIM_INFINITY = 0xffffffffffffffffn;
+
+// prctl(2) options: <linux/prctl.h>; signal numbers: <asm/signal.h> (x86-64).
+export const PR_SET_PDEATHSIG = 1;
+export const PR_GET_PDEATHSIG = 2;
+export const SIGTERM = 15;

@@ -39,6 +39,8 @@ const f = {
   getpagesize: libc.func('int getpagesize()'),
   sysconf: libc.func('long sysconf(int name)'),
   getrlimit: libc.func('int getrlimit(int resource, void *rlim)'),
+  prctl: libc.func('int prctl(int option, ...)'),
+  getppid: libc.func('int getppid()'),
   setrlimit: libc.func('int setrlimit(int resource, const void *rlim)'),
   strerror: libc.func('const char *strerror(int errnum)'),
   socket: libc.func('int socket(int domain, int type, int protocol)'),
@@ -125,6 +127,11 @@ export const memcpy = (dest: PointerArg, src: PointerArg, n: number): void => {
 export const getpagesize = (): number => f.getpagesize();
 export const sysconf = (name: number): number => Number(f.sysconf(name));
 export const getrlimit = (resource: number, buf: Buffer): number => f.getrlimit(resource, buf);
+/** prctl(option, unsigned long arg2): the options used here take one integer argument. */
+export const prctl = (option: number, arg: number): number => f.prctl(option, 'unsigned long', arg);
+/** prctl(PR_GET_PDEATHSIG, int *sig). */
+export const prctlPtr = (option: number, arg: Buffer): number => f.prctl(option, 'void *', arg);
+export const getppid = (): number => f.getppid();
 export const setrlimit = (resource: number, buf: Buffer): number => f.setrlimit(resource, buf);
 
 // ---- sockets (sd_notify, fd passing: guest-memfd-facts §6.10) -------------------------------

@@ -6,7 +6,7 @@ import * as ffi from './ffi';
 import { check, SysError } from './errno';
 import { Fd } from './fd';
 import { adoptMapping, Mapping, NodeMask } from './mapping';
-import { HUGETLBFS_MAGIC, F_ADD_SEALS, F_GET_SEALS, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, _SC_NPROCESSORS_ONLN } from './constants';
+import { HUGETLBFS_MAGIC, F_ADD_SEALS, F_GET_SEALS, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, PR_GET_PDEATHSIG, PR_SET_PDEATHSIG, _SC_NPROCESSORS_ONLN } from './constants';
 
 export * from './constants';
 
@@ -199,4 +199,23 @@ export function setrlimit(resource: number, limit: RLimit): void {
   b.writeBigUInt64LE(size(limit.cur), RLIMIT.offset('rlim_cur'));
   b.writeBigUInt64LE(size(limit.max), RLIMIT.offset('rlim_max'));
   check('setrlimit', ffi.setrlimit(resource, b));
+}
+
+/** prctl(PR_SET_PDEATHSIG): the kernel sends `signal` to this process when the thread that
+ *  forked it dies (man 2 prctl). Set after the fork, so a parent already gone is missed:
+ *  compare getppid() afterwards. */
+export function setParentDeathSignal(signal: number): void {
+  check('prctl(PR_SET_PDEATHSIG)', ffi.prctl(PR_SET_PDEATHSIG, signal));
+}
+
+/** prctl(PR_GET_PDEATHSIG): the signal set, 0 for none. */
+export function parentDeathSignal(): number {
+  const b = Buffer.alloc(4);
+  check('prctl(PR_GET_PDEATHSIG)', ffi.prctlPtr(PR_GET_PDEATHSIG, b));
+  return b.readInt32LE(0);
+}
+
+/** getppid(2), asked of the kernel each time (Node's process.ppid is read once at start). */
+export function getppid(): number {
+  return ffi.getppid();
 }

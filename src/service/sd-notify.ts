@@ -18,6 +18,25 @@ export function validFdName(name: string): boolean {
   return true;
 }
 
+/** Why a backend fd cannot be stored when $NOTIFY_SOCKET has nobody behind it any more (the
+ *  service manager or hostmemd-supervise died): object-add refuses rather than acknowledge
+ *  memory that the next restart would not get back. */
+export const FD_STORE_GONE = 'the fd store is gone';
+
+export class FdStoreGone extends Error {
+  constructor() {
+    super(FD_STORE_GONE);
+    this.name = 'FdStoreGone';
+  }
+}
+
+/** A send to $NOTIFY_SOCKET found no receiver: nobody bound (ECONNREFUSED) or no socket file
+ *  (ENOENT). */
+export function receiverGone(e: unknown): boolean {
+  const code = (e as { code?: unknown } | undefined)?.code;
+  return code === 'ECONNREFUSED' || code === 'ENOENT';
+}
+
 export class SdNotifier {
   private sock?: native.Fd;
   private watchdog?: NodeJS.Timeout;
@@ -58,9 +77,15 @@ export class SdNotifier {
     this.send(`STOPPING=1\nSTATUS=${status}`);
   }
 
-  /** Keeps `fd` in the service manager's store under `name`, across restarts of this service. */
+  /** Keeps `fd` in the service manager's store under `name`, across restarts of this service.
+   *  Throws FdStoreGone when nobody receives any more, else SysError. */
   storeFd(name: string, fd: native.Fd): void {
-    this.send(`FDSTORE=1\nFDNAME=${name}`, [fd]);
+    try {
+      this.send(`FDSTORE=1\nFDNAME=${name}`, [fd]);
+    } catch (e) {
+      if (receiverGone(e)) throw new FdStoreGone();
+      throw e;
+    }
   }
 
   removeFd(name: string): void {

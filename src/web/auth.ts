@@ -31,6 +31,24 @@ export function presentedToken(headers: IncomingHttpHeaders): string | undefined
   return p?.slice(TOKEN_SUBPROTOCOL_PREFIX.length);
 }
 
+/** The one subprotocol the server ever answers: the fixed `hostmemd.qmp` when offered, else
+ *  none. Never a token subprotocol, whose name carries the secret (a handshake response is seen
+ *  by proxies, browser devtools and their logs). */
+export function selectedSubprotocol(offered: ReadonlySet<string>): string | false {
+  return offered.has(QMP_SUBPROTOCOL) ? QMP_SUBPROTOCOL : false;
+}
+
+export const TOKEN_ONLY_SUBPROTOCOL_REFUSAL = `offer the subprotocol ${QMP_SUBPROTOCOL} next to ${TOKEN_SUBPROTOCOL_PREFIX}<token>: the server answers only ${QMP_SUBPROTOCOL}, never the token`;
+
+/** Why an upgrade that offers the token subprotocol without `hostmemd.qmp` is refused: the
+ *  server could only answer no subprotocol, which browsers (and `ws`) treat as a failed
+ *  handshake after the session has started; a clear 400 up front is kinder. */
+export function subprotocolRefusal(headers: IncomingHttpHeaders): string | undefined {
+  const offered = offeredSubprotocols(headers);
+  if (!offered.some((p) => p.startsWith(TOKEN_SUBPROTOCOL_PREFIX))) return undefined;
+  return offered.includes(QMP_SUBPROTOCOL) ? undefined : TOKEN_ONLY_SUBPROTOCOL_REFUSAL;
+}
+
 export function isAuthorized(headers: IncomingHttpHeaders, token: string): boolean {
   return tokenMatches(presentedToken(headers), token);
 }

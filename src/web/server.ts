@@ -47,7 +47,8 @@ export interface WebServerOptions extends Omit<WebAppDeps, 'token' | 'accepting'
 export interface WebServer {
   /** `http://HOST:PORT` as bound (the real port when 0 was asked for). */
   readonly url: string;
-  /** The console URL with the token, as logged. */
+  /** The console URL with the token, for the operator's own tools (never logged: the log
+   *  names the token file instead). */
   readonly consoleUrl: string;
   readonly port: number;
   readonly token: string;
@@ -125,9 +126,12 @@ export async function startWebServer(opts: WebServerOptions): Promise<WebServer>
   const urlHost = host.includes(':') ? `[${host}]` : host;
   const url = `http://${urlHost}:${boundPort}`;
   const consoleUrl = `${url}/?token=${token}`;
-  // The one place the token is logged, deliberately: the console URL is how the operator gets
-  // in (README, "Token"; test/web/auth.test.ts checks it). Nothing else logs it.
-  log.info({ url, console: consoleUrl, tokenFile: tokenPath, tokenCreated: created, qmp: `ws://${urlHost}:${boundPort}${QMP_PATH}` }, `web console at ${consoleUrl}`);
+  // Never the token itself: logs are copied, shipped and read by people who may not drive the
+  // daemon. The operator reads the token file (mode 0600) and opens the URL with it.
+  log.info(
+    { url, tokenFile: tokenPath, tokenCreated: created, qmp: `ws://${urlHost}:${boundPort}${QMP_PATH}` },
+    `web console at ${url}/ (open ${url}/?token=TOKEN with TOKEN read from ${tokenPath})`,
+  );
 
   let closing: Promise<void> | undefined;
   return {

@@ -111,7 +111,7 @@ test('policy bind to host node 0 shows in numa_maps', async () => {
 test('shm and file backends map shared memory of the right size', async () => {
   const size = 11n * MiB;
   await add({ 'qom-type': 'memory-backend-shm', id: 'shm1', size: Number(size) });
-  expect(findMappings(size, /^\/dev\/shm\/hostmemd-\d+-shm-\d+ \(deleted\)$/)[0].perms).toBe('rw-s');
+  expect(findMappings(size, /^\/dev\/shm\/hostmemd-shm-[0-9a-f]{32} \(deleted\)$/)[0].perms).toBe('rw-s');
   await del('shm1');
   const dir = tmpDir();
   const file = path.join(dir, 'backing');
@@ -124,6 +124,24 @@ test('shm and file backends map shared memory of the right size', async () => {
   await del('file2');
   expect(findMappings(size, file)).toHaveLength(0);
   fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('names squatted in /dev/shm (any local user can create them) do not break memory-backend-shm', async () => {
+  // The predictable names of old (`hostmemd-PID-shm-N`, for this very daemon's pid) and a spread
+  // of others under the prefix, owned by us and left in place while the backends are created.
+  const squatted: string[] = [];
+  for (let i = 0; i < 256; i++) squatted.push(`/dev/shm/hostmemd-${process.pid}-shm-${i}`);
+  for (let i = 0; i < 256; i++) squatted.push(`/dev/shm/hostmemd-shm-${i.toString(16).padStart(32, '0')}`);
+  try {
+    for (const f of squatted) fs.writeFileSync(f, '', { flag: 'wx', mode: 0o600 });
+    for (let i = 0; i < 8; i++) expect(await add({ 'qom-type': 'memory-backend-shm', id: `sq${i}`, size: 1048576 })).toEqual({ return: {} });
+    expect(findMappings(MiB, /^\/dev\/shm\/hostmemd-shm-[0-9a-f]{32} \(deleted\)$/).length).toBeGreaterThanOrEqual(8);
+    // The squatters' files are untouched (never opened, truncated or unlinked by the daemon).
+    for (const f of squatted) expect(fs.statSync(f).size).toBe(0);
+    for (let i = 0; i < 8; i++) expect(await del(`sq${i}`)).toEqual({ return: {} });
+  } finally {
+    for (const f of squatted) fs.rmSync(f, { force: true });
+  }
 });
 
 test('hundreds of add/del cycles leak no fd and no mapping', async () => {

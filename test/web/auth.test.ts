@@ -1,16 +1,17 @@
 // Who gets in: the token file (created 0600, reused), 401 without or with a wrong token on
 // the WebSocket upgrade and every API route, 403 for a foreign Origin, open /healthz, the
 // console page served without data, and --ws refusing a non-loopback address unless allowed.
+// The token itself is never logged (at any level) nor sent back in a response header.
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import pino from 'pino';
 import { parseCli } from '../../src/daemon/cli';
 import { startDaemon } from '../../src/daemon/main';
-import { originAllowed, presentedToken } from '../../src/web/auth';
+import { originAllowed, presentedToken, selectedSubprotocol, subprotocolRefusal } from '../../src/web/auth';
 import { loadOrCreateToken, tokenMatches } from '../../src/web/token';
 import { tmpDir } from '../helpers/daemon';
-import { WebDaemon, WsQmpClient, httpGet, startWebDaemon } from './ws-client';
+import { WebDaemon, WsQmpClient, httpGet, rawUpgrade, startWebDaemon } from './ws-client';
 
 describe('token file', () => {
   test('created with mode 0600 at first start, reused later, loosened modes tightened', () => {
@@ -41,6 +42,17 @@ describe('token file', () => {
     expect(presentedToken({ authorization: `Basic ${t}` })).toBeUndefined();
     expect(presentedToken({ 'sec-websocket-protocol': `hostmemd.qmp, hostmemd.token.${t}` })).toBe(t);
     expect(presentedToken({})).toBeUndefined();
+  });
+
+  test('the subprotocol answered is the fixed hostmemd.qmp or none, never the token one', () => {
+    const t = 'a'.repeat(64);
+    expect(selectedSubprotocol(new Set(['hostmemd.qmp', `hostmemd.token.${t}`]))).toBe('hostmemd.qmp');
+    expect(selectedSubprotocol(new Set([`hostmemd.token.${t}`]))).toBe(false);
+    expect(selectedSubprotocol(new Set(['chat']))).toBe(false);
+    expect(subprotocolRefusal({ 'sec-websocket-protocol': `hostmemd.token.${t}` })).toMatch(/^offer the subprotocol hostmemd\.qmp/);
+    expect(subprotocolRefusal({ 'sec-websocket-protocol': `hostmemd.token.${t}, hostmemd.qmp` })).toBeUndefined();
+    expect(subprotocolRefusal({ 'sec-websocket-protocol': 'chat' })).toBeUndefined();
+    expect(subprotocolRefusal({})).toBeUndefined();
   });
 
   test('origin rule', () => {
@@ -117,6 +129,35 @@ describe('the web endpoint refuses strangers', () => {
     }
   });
 
+  test('the token is never in a response header: upgrades with either subprotocol set, refusals, HTTP routes', async () => {
+    // The browser's pair: 101 with the fixed name.
+    const pair = await rawUpgrade(d.url, { 'sec-websocket-protocol': `hostmemd.qmp, hostmemd.token.${d.token}` });
+    expect(pair.status).toBe(101);
+    expect(pair.headers['sec-websocket-protocol']).toBe('hostmemd.qmp');
+    // The token subprotocol alone: never echoed; refused with a clear 400 instead.
+    const alone = await rawUpgrade(d.url, { 'sec-websocket-protocol': `hostmemd.token.${d.token}` });
+    expect(alone.status).toBe(400);
+    expect(alone.headers['sec-websocket-protocol']).toBeUndefined();
+    expect(alone.body).toContain('offer the subprotocol hostmemd.qmp next to hostmemd.token.<token>');
+    // With the Bearer header and some other subprotocol: no subprotocol selected.
+    const other = await rawUpgrade(d.url, { authorization: `Bearer ${d.token}`, 'sec-websocket-protocol': 'chat' });
+    expect(other.status).toBe(101);
+    expect(other.headers['sec-websocket-protocol']).toBeUndefined();
+    const seen = [pair, alone, other];
+    for (const route of ['/', `/?token=${d.token}`, '/metrics', '/api/info', '/healthz', '/nope']) {
+      const variants: Record<string, string>[] = [{}, { authorization: `Bearer ${d.token}` }, { 'sec-websocket-protocol': `hostmemd.token.${d.token}` }];
+      for (const headers of variants) {
+        const r = await httpGet(d.url + route, undefined, headers);
+        seen.push({ status: r.status, headers: Object.fromEntries(r.headers.entries()), body: r.body });
+      }
+    }
+    for (const r of seen) expect(JSON.stringify(r.headers)).not.toContain(d.token);
+  });
+
+  test('a client offering only the token subprotocol gets a clear refusal, not the token', async () => {
+    await expect(WsQmpClient.connect(d.url, { token: d.token, via: 'token-subprotocol-only' })).rejects.toThrow('HTTP 400');
+  });
+
   test('WebSocket upgrade elsewhere than /qmp: 404', async () => {
     await expect(WsQmpClient.connect(d.url, { token: d.token, path: '/other' })).rejects.toThrow('HTTP 404');
   });
@@ -135,12 +176,12 @@ describe('the web endpoint refuses strangers', () => {
 
 describe('--ws binding', () => {
   let logged: string[] = [];
-  const start = async (args: string[]) => {
+  const start = async (args: string[], level = 'info') => {
     const dir = tmpDir();
     const cli = parseCli(['--state-dir', dir, '--accel', 'none', ...args], {});
     if (cli.kind !== 'run') throw new Error(cli.output);
     logged = [];
-    const logger = pino({ level: 'info' }, { write: (line: string) => void logged.push(line) });
+    const logger = pino({ level }, { write: (line: string) => void logged.push(line) });
     try {
       const daemon = await startDaemon(cli.options, logger);
       await daemon.shutdown('host-signal');
@@ -160,11 +201,18 @@ describe('--ws binding', () => {
     expect(logged.some((l) => /"level":40.*non-loopback address/.test(l))).toBe(true);
   });
 
-  test('the console URL with the token is logged at start', async () => {
-    const d = await start(['--ws', '127.0.0.1:0']);
+  test('the log names the token file and the console URL, never the token (any level, start to shutdown)', async () => {
+    const d = await start(['--ws', '127.0.0.1:0'], 'trace');
+    const token = d.web?.token as string;
+    expect(token).toMatch(/^[0-9a-f]{64}$/);
     const line = logged.find((l) => l.includes('"msg":"web console at '));
     expect(line).toBeDefined();
-    expect(JSON.parse(line as string).console).toBe(`${d.web?.url}/?token=${d.web?.token}`);
+    const entry = JSON.parse(line as string);
+    expect(entry.level).toBe(30);
+    expect(entry.url).toBe(d.web?.url);
+    expect(entry.tokenFile).toBe(d.web?.tokenPath);
+    expect(entry.msg).toBe(`web console at ${d.web?.url}/ (open ${d.web?.url}/?token=TOKEN with TOKEN read from ${d.web?.tokenPath})`);
+    for (const l of logged) expect(l).not.toContain(token);
   });
 
   test('a port in use stops the start with the address in the message, and leaves no socket', async () => {

@@ -1,14 +1,16 @@
 // Test helper: a raw QMP client over the /qmp WebSocket with the same surface as
 // RawQmpClient (line/json/execute/silentFor), plus what only WebSockets have: frames, the
 // close code and reason, and handshake refusals (HTTP status).
+import * as http from 'node:http';
 import WebSocket from 'ws';
 import { startInProcess, InProcess } from '../helpers/daemon';
 import { QmpLineClient } from '../helpers/qmp-line-client';
 
 export interface ConnectOptions {
   token?: string;
-  /** How the token is presented: the Authorization header (default) or the subprotocol. */
-  via?: 'bearer' | 'subprotocol';
+  /** How the token is presented: the Authorization header (default), the browser's pair of
+   *  subprotocols (`hostmemd.qmp` and the token one), or the token subprotocol alone. */
+  via?: 'bearer' | 'subprotocol' | 'token-subprotocol-only';
   origin?: string;
   path?: string;
 }
@@ -41,6 +43,7 @@ export class WsQmpClient extends QmpLineClient {
     const protocols: string[] = [];
     if (opts.token !== undefined && (opts.via ?? 'bearer') === 'bearer') headers.authorization = `Bearer ${opts.token}`;
     if (opts.token !== undefined && opts.via === 'subprotocol') protocols.push('hostmemd.qmp', `hostmemd.token.${opts.token}`);
+    if (opts.token !== undefined && opts.via === 'token-subprotocol-only') protocols.push(`hostmemd.token.${opts.token}`);
     if (opts.origin !== undefined) headers.origin = opts.origin;
     const ws = new WebSocket(url.replace(/^http/, 'ws') + (opts.path ?? '/qmp'), protocols, { headers });
     const c = new WsQmpClient(ws);
@@ -91,4 +94,26 @@ export async function startWebDaemon(extraArgs: string[] = []): Promise<WebDaemo
 export async function httpGet(url: string, token?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: Headers }> {
   const res = await fetch(url, { headers: { ...headers, ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}) } });
   return { status: res.status, body: await res.text(), headers: res.headers };
+}
+
+/** A bare WebSocket upgrade request to /qmp: the status and headers of the answer exactly as
+ *  sent (101 or a refusal), then the connection is dropped. */
+export function rawUpgrade(url: string, headers: Record<string, string>): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url + '/qmp', {
+      headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', ...headers },
+    });
+    req.once('upgrade', (res, socket) => {
+      socket.destroy();
+      resolve({ status: res.statusCode ?? 0, headers: res.headers, body: '' });
+    });
+    req.once('response', (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.once('error', reject);
+    req.end();
+  });
 }

@@ -82,7 +82,7 @@ function api(path: string): Promise<Response> {
 async function start(): Promise<void> {
   token = takeToken();
   if (!token) {
-    fatal('No access token. Open the console URL that hostmemd logs at start (it ends in ?token=…); the token is also in <state-dir>/token.');
+    fatal('No access token. Open this page as /?token=TOKEN, with TOKEN read from <state-dir>/token (hostmemd logs where that file is).');
     return;
   }
   let res: Response;
@@ -94,7 +94,7 @@ async function start(): Promise<void> {
   }
   if (res.status === 401) {
     sessionStorage.removeItem(TOKEN_KEY);
-    fatal('Access denied (401): the token is missing or wrong. Open the console URL that hostmemd logs at start (it ends in ?token=…); the token is also in <state-dir>/token.');
+    fatal('Access denied (401): the token is missing or wrong. Open this page as /?token=TOKEN, with TOKEN read from <state-dir>/token (hostmemd logs where that file is).');
     return;
   }
   if (!res.ok) {

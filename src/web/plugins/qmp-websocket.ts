@@ -8,7 +8,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { WebSocketServer, WebSocket } from 'ws';
 import type { Monitor } from '../../qmp/monitor';
 import { WebSocketLimits, serveQmpWebSocket } from '../../transport/websocket';
-import { QMP_SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX, isAuthorized, offeredSubprotocols, originAllowed } from '../auth';
+import { TOKEN_SUBPROTOCOL_PREFIX, isAuthorized, offeredSubprotocols, originAllowed, selectedSubprotocol, subprotocolRefusal } from '../auth';
 import type { DaemonMetrics } from '../metrics';
 
 export const QMP_PATH = '/qmp';
@@ -36,13 +36,9 @@ export const qmpWebSocket: FastifyPluginAsync<QmpWebSocketOptions> = async (app,
     noServer: true,
     maxPayload: limits.maxPayload,
     perMessageDeflate: false,
-    // A browser that offered subprotocols fails the handshake unless one is selected; select the
-    // plain one so that the token protocol is never echoed back.
-    handleProtocols: (protocols) => {
-      if (protocols.has(QMP_SUBPROTOCOL)) return QMP_SUBPROTOCOL;
-      for (const p of protocols) if (p.startsWith(TOKEN_SUBPROTOCOL_PREFIX)) return p;
-      return false;
-    },
+    // A browser that offered subprotocols fails the handshake unless one is selected; only the
+    // fixed `hostmemd.qmp` is ever selected, so the token protocol is never echoed back.
+    handleProtocols: (protocols) => selectedSubprotocol(protocols),
   });
 
   const server = app.server as http.Server;
@@ -63,6 +59,12 @@ export const qmpWebSocket: FastifyPluginAsync<QmpWebSocketOptions> = async (app,
       const how = req.headers.authorization ? 'bearer' : offeredSubprotocols(req.headers).some((p) => p.startsWith(TOKEN_SUBPROTOCOL_PREFIX)) ? 'subprotocol' : 'none';
       log.warn({ remote, presented: how }, 'WebSocket refused: missing or wrong token');
       return refuseUpgrade(socket, 401, 'missing or wrong token');
+    }
+    const badProtocols = subprotocolRefusal(req.headers);
+    if (badProtocols) {
+      metrics.clientRefused('websocket');
+      log.warn({ remote }, 'WebSocket refused: token subprotocol offered without hostmemd.qmp');
+      return refuseUpgrade(socket, 400, badProtocols);
     }
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       serveQmpWebSocket(monitor, ws, limits, {

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as fake from '../../fakes/native';
 import { MiB, objectsFixture, qmpError, ObjectsFixture } from '../../fakes/objects';
+import { SHM_NAME_ATTEMPTS } from '../../../src/backends/shm';
 
 let fx: ObjectsFixture;
 beforeEach(() => {
@@ -167,7 +168,7 @@ describe('memory-backend-shm', () => {
   test('shm_open O_RDWR|O_CREAT|O_EXCL 0, unlinked at once, sized, mapped shared', async () => {
     await fx.add(T, 's', { size: 5000 });
     const [[name, oflag, mode]] = fake.callsOf('shmOpen') as [string, number, number][];
-    expect(name).toMatch(new RegExp(`^/hostmemd-${process.pid}-shm-\\d+$`));
+    expect(name).toMatch(/^\/hostmemd-shm-[0-9a-f]{32}$/);
     expect([oflag, mode]).toEqual([fake.O_RDWR | fake.O_CREAT | fake.O_EXCL, 0]);
     expect(fake.callsOf('shmUnlink')).toEqual([[name]]);
     expect(fake.fileAt(`/dev/shm${name}`)).toBeUndefined();
@@ -175,6 +176,43 @@ describe('memory-backend-shm', () => {
     expect(fake.callsOf('mmap')[0][2]).toBe(fake.MAP_SHARED);
     expect(await fx.run('qom-get', { path: 's', property: 'share' })).toBe(true);
     await fx.run('object-del', { id: 's' });
+    clean();
+  });
+
+  test('names are random, never the predictable QEMU-style PID-sequence ones', async () => {
+    await fx.add(T, 'a', { size: MiB });
+    await fx.add(T, 'b', { size: MiB });
+    const names = fake.callsOf('shmOpen').map((c) => c[0] as string);
+    expect(names).toHaveLength(2);
+    expect(names[0]).not.toBe(names[1]);
+    for (const n of names) expect(n).not.toContain(String(process.pid));
+  });
+
+  test('a squatted name (EEXIST) does not make object-add fail: another random name is tried', async () => {
+    fake.failNext('shmOpen', 'EEXIST');
+    fake.failNext('shmOpen', 'EEXIST');
+    await fx.add(T, 's', { size: MiB });
+    const names = fake.callsOf('shmOpen').map((c) => c[0] as string);
+    expect(fake.pendingFaults()).toEqual([]);
+    expect(new Set(names).size).toBe(names.length);
+    expect(fake.callsOf('shmUnlink')).toEqual([[names[names.length - 1]]]);
+    expect(fake.counts()).toEqual({ fds: 1, mappings: 1 });
+    await fx.run('object-del', { id: 's' });
+    clean();
+  });
+
+  test(`EEXIST on every one of SHM_NAME_ATTEMPTS (${SHM_NAME_ATTEMPTS}) names: QEMU's text, nothing left open`, async () => {
+    for (let i = 0; i < SHM_NAME_ATTEMPTS; i++) fake.failNext('shmOpen', 'EEXIST');
+    expect(await qmpError(fx.add(T, 's', { size: MiB }))).toEqual({ class: 'GenericError', desc: 'failed to create POSIX shared memory: File exists' });
+    expect(fake.pendingFaults()).toEqual([]);
+    clean();
+    await fx.add(T, 's', { size: MiB }); // the next attempt is fine
+  });
+
+  test('another error of shm_open is not retried', async () => {
+    fake.failNext('shmOpen', 'EACCES');
+    expect((await qmpError(fx.add(T, 's', { size: MiB }))).desc).toBe('failed to create POSIX shared memory: Permission denied');
+    expect(fake.callsOf('shmOpen')).toHaveLength(1);
     clean();
   });
 
