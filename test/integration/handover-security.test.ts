@@ -1,7 +1,8 @@
 // cpr-handover as an attacker would use it: a group member's fake "successor" (another uid)
 // gets nothing — no fd, no message, no client — and nobody notices a freeze; freeze-timeout has
 // a maximum; a same-uid successor that stalls (never ready, never done) is abandoned within
-// freeze-timeout + HANDOVER_EXCHANGE_MS and every client is answered again.
+// freeze-timeout + HANDOVER_EXCHANGE_MS and every client is answered again; a waiting successor
+// hangs up on a connection from another uid.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as net from 'node:net';
@@ -299,4 +300,32 @@ test('a successor that says ready but never confirms is abandoned after the repl
     });
     s.once('error', reject);
   });
+});
+
+(ROOT_USER ? test : test.skip)('a waiting successor hangs up on a process of another uid and keeps waiting for the real daemon', async () => {
+  const c = await client();
+  expect(await c.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'a', size: MiB })).toEqual({ return: {} });
+  const realChan = path.join(dir, 'cpr.sock');
+  const next = hostmemd(['--state-dir', dir, '--qmp', `unix:${sock}`, '--incoming-cpr', `unix:${realChan}`]);
+  await waitForFile(realChan, next.proc, next.stderr);
+  await settle(100); // bound, then chmod 0600 and listen
+  // Opened up on purpose (it is 0600), so that nobody's connection reaches the check itself.
+  fs.chmodSync(realChan, 0o777);
+  const probe = `
+    const S = require(process.argv[2]).sockets;
+    const s = S.socket(S.SOCK_SEQPACKET);
+    S.connectNow(s, process.argv[1]);
+    S.receiveWithFds(s, 65536, 253).then((r) => process.stdout.write(JSON.stringify({ bytes: r.data.length, fds: r.fds.length })), (e) => process.stdout.write(String(e)));
+  `;
+  const intruder = track(spawn(process.execPath, ['-e', probe, realChan, path.join(ROOT, 'dist', 'native', 'index.js')], { uid: NOBODY, gid: NOBODY, stdio: ['ignore', 'pipe', 'pipe'] }));
+  let out = '';
+  intruder.proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  expect(await intruder.exited).toBe(0);
+  expect([out, intruder.stderr()]).toEqual([JSON.stringify({ bytes: 0, fds: 0 }), '']); // hung up on, nothing sent
+  expect(next.stderr()).toMatch(new RegExp(`"peerUid":${NOBODY}.*"msg":"handover: refused a connection: the process runs as uid ${NOBODY}, not as this daemon's uid 0 \\(nor as root\\); still waiting"`));
+  expect(next.proc.exitCode).toBeNull();
+  // The real daemon is still welcome.
+  expect(await c.execute('cpr-handover', { channel: `unix:${realChan}` })).toEqual({ return: {} });
+  expect(await old.exited).toBe(0);
+  expect(await c.execute('query-memdev')).toMatchObject({ return: [{ id: 'a' }] });
 });
