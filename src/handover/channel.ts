@@ -1,7 +1,8 @@
 // The handover wire: a SOCK_SEQPACKET UNIX socket between the running daemon and its
 // successor (`--incoming-cpr unix:PATH`). Each message is one JSON object, split into
 // fragments of at most FRAGMENT_BYTES (a datagram must fit the socket buffer); fds ride as
-// SCM_RIGHTS on the last fragment, at most MAX_FDS_PER_MESSAGE per message.
+// SCM_RIGHTS on the last fragment, at most MAX_FDS_PER_MESSAGE per message. Both ends know who
+// the other is (SO_PEERCRED) before anything is sent: only the same uid or root may take part.
 import * as fs from 'node:fs';
 import * as native from '../native';
 
@@ -16,24 +17,39 @@ export interface ChannelMessage {
   fds: native.Fd[];
 }
 
-export class HandoverChannel {
-  private constructor(private readonly sock: native.Fd) {}
+/** Why a peer may not take part in a handover, or undefined if it may: the fds, sockets and
+ *  connections that cross the channel carry this process's rights, so the other end must
+ *  already have them — the same effective uid, or root. */
+export function peerRefusal(peer: native.sockets.PeerCredentials, ownUid: number): string | undefined {
+  if (peer.uid === ownUid || peer.uid === 0) return undefined;
+  return `runs as uid ${peer.uid}, not as this daemon's uid ${ownUid} (nor as root)`;
+}
 
-  /** The running daemon's side: connects to the successor's socket. */
+export class HandoverChannel {
+  private constructor(
+    private readonly sock: native.Fd,
+    /** Who is at the other end (SO_PEERCRED), read before anything was sent. */
+    readonly peer: native.sockets.PeerCredentials,
+  ) {}
+
+  /** The running daemon's side: connects to the successor's socket (never blocking: a full
+   *  backlog is an error) and learns who listens there. Sends nothing. */
   static connect(spec: string): HandoverChannel {
     const path = parseChannel(spec);
     const sock = S.socket(S.SOCK_SEQPACKET);
     try {
-      S.connect(sock, path);
+      S.connectNow(sock, path);
+      return new HandoverChannel(sock, S.peerCredentials(sock));
     } catch (e) {
       sock.close();
       throw e;
     }
-    return new HandoverChannel(sock);
   }
 
-  /** The successor's side: listens at `spec` and waits (off the event loop) for the daemon. */
-  static async accept(spec: string, onListening?: () => void): Promise<HandoverChannel> {
+  /** The successor's side: listens at `spec` and waits (off the event loop) for the daemon.
+   *  A connection from a process `admit` refuses (it returns the reason) is closed unread and
+   *  the wait goes on, so that nobody else can stand in for the real daemon. */
+  static async accept(spec: string, onListening?: () => void, admit: (peer: native.sockets.PeerCredentials) => string | undefined = () => undefined): Promise<HandoverChannel> {
     const path = parseChannel(spec);
     const l = S.socket(S.SOCK_SEQPACKET);
     try {
@@ -46,7 +62,18 @@ export class HandoverChannel {
       fs.chmodSync(path, 0o600);
       S.listen(l, 1);
       onListening?.();
-      return new HandoverChannel(await S.accept(l));
+      for (;;) {
+        const sock = await S.accept(l);
+        let peer: native.sockets.PeerCredentials;
+        try {
+          peer = S.peerCredentials(sock);
+        } catch {
+          sock.close(); // gone already
+          continue;
+        }
+        if (admit(peer) === undefined) return new HandoverChannel(sock, peer);
+        sock.close();
+      }
     } finally {
       l.close();
       fs.rmSync(path, { force: true });
@@ -105,6 +132,12 @@ export class HandoverChannel {
     for (const fd of m.fds) fd.close();
     if (m.msg.t === 'error') throw new Error(String(m.msg.desc));
     throw new Error(`handover: expected '${t}', got '${String(m.msg.t)}'`);
+  }
+
+  /** Every later send or receive on the channel fails (EAGAIN) instead of waiting longer than
+   *  `ms` for the peer. */
+  limitWaits(ms: number): void {
+    S.setWaitLimit(this.sock, ms);
   }
 
   /** Ends the conversation now: a pending receive on either side returns. */

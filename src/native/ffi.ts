@@ -54,6 +54,7 @@ const f = {
   shutdown: libc.func('int shutdown(int fd, int how)'),
   getsockname: libc.func('int getsockname(int fd, void *addr, void *addrlen)'),
   getsockopt: libc.func('int getsockopt(int fd, int level, int optname, void *optval, void *optlen)'),
+  setsockopt: libc.func('int setsockopt(int fd, int level, int optname, const void *optval, uint32_t optlen)'),
   newlocale: libc.func('void *newlocale(int category_mask, const char *locale, void *base)'),
   strerrorL: libc.func('const char *strerror_l(int errnum, void *locale)'),
 };
@@ -143,6 +144,7 @@ export const connect = (fd: number, addr: Buffer, len: number): number => f.conn
 export const shutdown = (fd: number, how: number): number => f.shutdown(fd, how);
 export const getsockname = (fd: number, addr: Buffer, len: Buffer): number => f.getsockname(fd, addr, len);
 export const getsockopt = (fd: number, level: number, name: number, val: Buffer, len: Buffer): number => f.getsockopt(fd, level, name, val, len);
+export const setsockopt = (fd: number, level: number, name: number, val: Buffer): number => f.setsockopt(fd, level, name, val, val.length);
 /** sendmsg/recvmsg take a msghdr whose pointers the kernel follows, so it lives in native memory
  *  (a NativeBlock), never in a koffi temporary (facts §10.23). */
 export const sendmsg = (fd: number, msg: Address, flags: number): number => Number(f.sendmsg(fd, msg, flags));

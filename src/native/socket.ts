@@ -17,6 +17,13 @@ const SOL_SOCKET = 1;
 const SCM_RIGHTS = 1;
 const SO_ACCEPTCONN = 30;
 const SO_TYPE = 3;
+const SO_PEERCRED = 17;
+const SO_RCVTIMEO = 20;
+const SO_SNDTIMEO = 21;
+/** fcntl F_GETFL / F_SETFL and O_NONBLOCK (<asm-generic/fcntl.h>). */
+const F_GETFL = 3;
+const F_SETFL = 4;
+const O_NONBLOCK = 0o4000;
 const MSG_NOSIGNAL = 0x4000;
 const MSG_CTRUNC = 0x8;
 const MSG_TRUNC = 0x20;
@@ -72,6 +79,47 @@ export function listen(sock: Fd, backlog = 16): void {
 export function connect(sock: Fd, path: string): void {
   const { addr, len } = sockaddrUn(path);
   check('connect', ffi.connect(sock.raw('connect'), addr, len));
+}
+
+/** connect(2) that never waits: with O_NONBLOCK, a listener whose backlog is full answers
+ *  EAGAIN at once instead of blocking the caller until someone accepts (man 7 unix) — the
+ *  event loop must not hang on a socket another user controls. The socket is blocking again
+ *  afterwards (its sends and receives run on the threadpool). */
+export function connectNow(sock: Fd, path: string): void {
+  const { addr, len } = sockaddrUn(path);
+  const fd = sock.raw('connect');
+  const flags = check('fcntl(F_GETFL)', ffi.fcntl(fd, F_GETFL, 0));
+  check('fcntl(F_SETFL)', ffi.fcntl(fd, F_SETFL, flags | O_NONBLOCK));
+  check('connect', ffi.connect(fd, addr, len));
+  check('fcntl(F_SETFL)', ffi.fcntl(fd, F_SETFL, flags & ~O_NONBLOCK));
+}
+
+/** Who is at the other end of a connected UNIX socket (SO_PEERCRED, struct ucred): the
+ *  process's pid and effective uid/gid when it called connect(2) — or listen(2), seen from
+ *  the connecting side (man 7 unix). The kernel fills it in; the peer cannot forge it. */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+export function peerCredentials(sock: Fd): PeerCredentials {
+  const val = Buffer.alloc(12); // struct ucred { pid_t pid; uid_t uid; gid_t gid; }
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(val.length, 0);
+  check('getsockopt(SO_PEERCRED)', ffi.getsockopt(sock.raw('getsockopt'), SOL_SOCKET, SO_PEERCRED, val, len));
+  return { pid: val.readInt32LE(0), uid: val.readUInt32LE(4), gid: val.readUInt32LE(8) };
+}
+
+/** SO_SNDTIMEO and SO_RCVTIMEO: a send or receive that waits longer than `ms` fails with
+ *  EAGAIN, so a peer that stops reading or writing cannot hold a threadpool thread for ever.
+ *  0 waits without limit (the default). */
+export function setWaitLimit(sock: Fd, ms: number): void {
+  const whole = Math.max(0, Math.ceil(ms));
+  const tv = Buffer.alloc(16); // struct timeval { time_t tv_sec; suseconds_t tv_usec; }
+  tv.writeBigInt64LE(BigInt(Math.floor(whole / 1000)), 0);
+  tv.writeBigInt64LE(BigInt((whole % 1000) * 1000), 8);
+  for (const opt of [SO_SNDTIMEO, SO_RCVTIMEO]) check('setsockopt', ffi.setsockopt(sock.raw('setsockopt'), SOL_SOCKET, opt, tv));
 }
 
 /** shutdown(2) both directions: wakes a recvmsg blocked on another thread (close would not). */

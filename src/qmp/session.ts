@@ -193,8 +193,14 @@ export class QmpSession implements SessionControl {
   /** The frozen session's state and its connection's fd; the session stays frozen (its
    *  transport is dropped by the caller once the other process has taken over). */
   async export(): Promise<{ fd: number; state: SessionExport } | undefined> {
+    if (!this.frozen) return undefined;
     const h = await this.transportImpl.handOver!();
     if (!h || this.state === SessionState.Closed) return undefined;
+    if (!this.frozen) {
+      // The handover was abandoned (thawed) while the transport was stopping: read again.
+      if (!this.paused) this.transportImpl.resume();
+      return undefined;
+    }
     const { fd, pending } = h;
     const state: SessionExport = {
       negotiated: this.state === SessionState.Command,

@@ -29,6 +29,7 @@ export const MAX_PENDING_OUTPUT = 16 * 1024 * 1024;
 class SocketTransport implements Transport {
   readonly kind = 'unix';
   clientId = 'unix-?';
+  private handedOver = false;
   constructor(
     private readonly sock: net.Socket,
     private readonly onStuck: (clientId: string) => void,
@@ -46,6 +47,17 @@ class SocketTransport implements Transport {
     this.sock.pause();
   }
   resume(): void {
+    if (this.handedOver) {
+      // A handover that took this connection failed: libuv stopped reading behind the
+      // stream's back (handOver), and the stream still counts a read in progress, so its own
+      // resume() would never start one. Start it here, as Node's tryReadStart does.
+      this.handedOver = false;
+      const h = pipeHandle(this.sock);
+      if (!this.sock.destroyed && !h.reading) {
+        h.reading = true;
+        h.readStart();
+      }
+    }
     this.sock.resume();
   }
   end(): void {
@@ -66,7 +78,8 @@ class SocketTransport implements Transport {
     if (gone()) return undefined;
     const h = pipeHandle(this.sock);
     h.readStop();
-    h.reading = false; // so that resume() starts reading again if the handover fails
+    h.reading = false;
+    this.handedOver = true; // resume() starts reading again if the handover fails
     // What Node read but did not deliver: read() emits it as 'data', so the session takes it
     // like any other input (and holds it, being frozen).
     while (this.sock.read() !== null);
@@ -81,6 +94,7 @@ interface PipeHandle {
   fd: number;
   reading: boolean;
   readStop(): number;
+  readStart(): number;
 }
 function pipeHandle(s: net.Socket | net.Server): PipeHandle {
   const h = (s as unknown as { _handle?: PipeHandle })._handle;

@@ -1,11 +1,14 @@
 // UNIX sockets with fd passing through koffi: what sd_notify and the handover rely on. fds
 // arrive as the same open files (same inode, shared contents), close-on-exec; a message whose
 // fds do not fit is an error, never a silent loss; abstract addresses work for NOTIFY_SOCKET.
+// SO_PEERCRED tells who is at the other end (what the handover trusts).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as native from '../../../src/native';
 import { tmpDir } from '../../helpers/daemon';
+import { spawn } from 'node:child_process';
 import { sysError } from '../../helpers/native';
+import { announceSkip } from '../../helpers/qemu';
 
 const S = native.sockets;
 const open = (): number => fs.readdirSync('/proc/self/fd').length;
@@ -73,4 +76,53 @@ test('shutdown wakes a receive blocked on another thread', async () => {
   expect((await pending).data.length).toBe(0);
   a.close();
   b.close();
+});
+
+test('SO_PEERCRED names the process at the other end: ourselves on a pair, another uid across a listener', async () => {
+  const [a, b] = S.socketPair(S.SOCK_SEQPACKET);
+  expect(S.peerCredentials(a)).toEqual({ pid: process.pid, uid: process.geteuid!(), gid: process.getegid!() });
+  a.close();
+  b.close();
+  if (process.geteuid!() !== 0) return announceSkip('SO_PEERCRED of another uid', 'needs root to start a process as nobody');
+  // A process running as nobody (65534) connects to our listener: the kernel, not the peer,
+  // says who it is.
+  const dir = tmpDir();
+  fs.chmodSync(dir, 0o755);
+  const sockPath = path.join(dir, 'l');
+  const l = S.socket(S.SOCK_STREAM);
+  S.bind(l, sockPath);
+  fs.chmodSync(sockPath, 0o777);
+  S.listen(l, 1);
+  const child = spawn(process.execPath, ['-e', `require('node:net').connect(${JSON.stringify(sockPath)}); setTimeout(() => {}, 10000)`], { uid: 65534, gid: 65534, stdio: 'ignore' });
+  try {
+    const c = await S.accept(l);
+    expect(S.peerCredentials(c)).toEqual({ pid: child.pid, uid: 65534, gid: 65534 });
+    c.close();
+  } finally {
+    child.kill('SIGKILL');
+    l.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('connectNow to a full backlog fails at once (EAGAIN) instead of blocking; the socket blocks again after; a wait limit ends a silent receive', async () => {
+  const dir = tmpDir();
+  const sockPath = path.join(dir, 'l');
+  const l = S.socket(S.SOCK_SEQPACKET);
+  S.bind(l, sockPath);
+  S.listen(l, 0);
+  const first = S.socket(S.SOCK_SEQPACKET);
+  S.connectNow(first, sockPath); // waits in the backlog, never accepted
+  const second = S.socket(S.SOCK_SEQPACKET);
+  const t = Date.now();
+  expect(sysError(() => S.connectNow(second, sockPath)).code).toBe('EAGAIN');
+  expect(Date.now() - t).toBeLessThan(500);
+  // Blocking again: a receive waits (on the pool) until the limit, then EAGAIN.
+  S.setWaitLimit(first, 200);
+  const t0 = Date.now();
+  await expect(S.receiveWithFds(first, 100, 1)).rejects.toMatchObject({ code: 'EAGAIN', syscall: 'recvmsg' });
+  expect(Date.now() - t0).toBeGreaterThanOrEqual(150);
+  expect(Date.now() - t0).toBeLessThan(2000);
+  for (const f of [l, first, second]) f.close();
+  fs.rmSync(dir, { recursive: true, force: true });
 });
