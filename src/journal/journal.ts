@@ -46,14 +46,14 @@ export function readEntryFile(file: string): string {
     const st = fs.fstatSync(fd);
     if (!st.isFile()) throw new Error(`${kindOf(st)}, not a regular file`);
     if (st.size > MAX_ENTRY_BYTES) throw new Error(`${st.size} bytes, larger than the ${MAX_ENTRY_BYTES} bytes an entry may have`);
-    // One byte more than allowed: a file that grew after the fstat is caught too.
-    const buf = Buffer.alloc(MAX_ENTRY_BYTES + 1);
+    // Room for one byte more than fstat saw: a file that grows meanwhile is caught, not read on.
+    const buf = Buffer.allocUnsafe(st.size + 1);
     let n = 0;
     for (;;) {
       const got = fs.readSync(fd, buf, n, buf.length - n, null);
       if (got === 0) break;
       n += got;
-      if (n > MAX_ENTRY_BYTES) throw new Error(`larger than the ${MAX_ENTRY_BYTES} bytes an entry may have`);
+      if (n > st.size) throw new Error('it grew while being read');
     }
     return buf.toString('utf8', 0, n);
   } finally {
