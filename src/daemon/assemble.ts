@@ -111,7 +111,7 @@ export function assemble(ctx: AssemblyContext): Parts {
     onCommand: (command, cctx, error, startNs) => bus.emit('command-done', { command, client: cctx.session.clientId, error, startNs }),
     onUnexpected: (e, command) => logger.error({ err: e, command }, 'unexpected error in command'),
   });
-  const monitor = new Monitor({ dispatcher, version, maxClients: options.maxClients });
+  const monitor = new Monitor({ dispatcher, version, maxClients: options.maxClients, negotiationTimeoutMs: options.negotiationTimeoutMs });
   return { model, validator, schemaCommands: table.map((c) => c.name), kvm, fds, objects, journal, preallocs, monitor, backends };
 }
 

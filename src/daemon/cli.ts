@@ -3,6 +3,10 @@
 // Parsing only: nothing here opens files or sockets.
 import { HOSTMEMD_VERSION } from '../version';
 import { parseSize } from './object-opt';
+import { DEFAULT_NEGOTIATION_TIMEOUT_MS } from '../qmp/session';
+
+/** The longest --negotiation-timeout: a day (timers cannot run beyond 2^31 ms anyway). */
+export const MAX_NEGOTIATION_TIMEOUT_S = 86400;
 
 export interface DaemonOptions {
   qmp: string[];
@@ -18,6 +22,8 @@ export interface DaemonOptions {
   socketGroup?: string;
   socketMode: number;
   maxClients: number;
+  /** --negotiation-timeout: ms a connection may stay un-negotiated (0 = for ever). */
+  negotiationTimeoutMs: number;
   /** Caps on object-add (undefined: none). */
   maxObjects?: number;
   maxBackendBytes?: bigint;
@@ -50,6 +56,9 @@ Options:
   --socket-group GROUP      group owning the QMP socket (mode 0660)
   --socket-mode MODE        octal mode of the QMP socket (default: 0660)
   --max-clients N           concurrent QMP clients served (default: 1024)
+  --negotiation-timeout SECONDS
+                            close a connection that has not sent qmp_capabilities
+                            within SECONDS of its greeting (default: 60, 0 = never)
   --max-objects N           objects object-add may create in all (default: no cap)
   --max-backend-bytes SIZE  total size of all memory backends, e.g. 64G (default: no cap)
   --log-level LEVEL         trace|debug|info|warn|error (default: info)
@@ -110,6 +119,7 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
     objects: [],
     socketMode: 0o660,
     maxClients: 1024,
+    negotiationTimeoutMs: DEFAULT_NEGOTIATION_TIMEOUT_MS,
     logLevel: 'info',
     kvmProbeOverride: {},
   };
@@ -177,6 +187,14 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
           const v = value();
           if (!/^[1-9][0-9]*$/.test(v)) throw new CliError(`--max-clients ${v}: expected a positive integer`);
           opts.maxClients = Number(v);
+          break;
+        }
+        case '--negotiation-timeout': {
+          const v = value();
+          if (!/^[0-9]+(\.[0-9]+)?$/.test(v) || Number(v) > MAX_NEGOTIATION_TIMEOUT_S) {
+            throw new CliError(`--negotiation-timeout ${v}: expected seconds from 0 (never) to ${MAX_NEGOTIATION_TIMEOUT_S}`);
+          }
+          opts.negotiationTimeoutMs = Math.round(Number(v) * 1000);
           break;
         }
         case '--max-objects': {

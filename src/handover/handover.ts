@@ -33,6 +33,7 @@ interface WireSession {
   oob: boolean;
   queue: ({ v: string } | { e: string })[];
   pending: string;
+  negotiateBy?: number;
 }
 
 function toWire(s: SessionExport): WireSession {
@@ -41,6 +42,7 @@ function toWire(s: SessionExport): WireSession {
     oob: s.oob,
     queue: s.queue.map((q) => (q.kind === 'value' ? { v: encodeJson(q.value) } : { e: q.desc })),
     pending: s.pending.toString('base64'),
+    ...(s.negotiateBy !== undefined ? { negotiateBy: s.negotiateBy } : {}),
   };
 }
 
@@ -50,6 +52,7 @@ function fromWire(w: WireSession): SessionExport {
     oob: w.oob,
     queue: w.queue.map((q): Queued => ('v' in q ? { kind: 'value', value: parseJsonText(q.v) } : { kind: 'error', desc: q.e })),
     pending: Buffer.from(w.pending, 'base64'),
+    ...(typeof w.negotiateBy === 'number' ? { negotiateBy: w.negotiateBy } : {}),
   };
 }
 

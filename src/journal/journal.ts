@@ -3,6 +3,8 @@
 // write is atomic and durable (temp file, fsync, rename, fsync of the directory) and finishes
 // before the command's reply; one file per object keeps every write O(1) and confines damage
 // to the entry it hits. Entries that cannot be used are moved to objects/rejected/, not lost.
+// The directory is read as data, not trusted: only regular files of bounded size are read, no
+// symlink is followed, and nothing that could block (a FIFO, a device) is ever opened for reading.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -13,6 +15,58 @@ import { errorText } from '../errors/text';
 
 export const JOURNAL_VERSION = 1;
 const SUFFIX = '.json';
+
+/** The largest entry read back. A real entry is a few hundred bytes (the object-add arguments
+ *  and an fd identity); anything near this is not one of ours, and reading it would only cost
+ *  time and memory at every start. */
+export const MAX_ENTRY_BYTES = 1024 * 1024;
+
+/** How entries are opened: never through a symlink (ELOOP), never waiting for a FIFO's writer
+ *  or a device (O_NONBLOCK), never becoming a controlling terminal. */
+const ENTRY_OPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY;
+
+const kindOf = (st: fs.Stats): string =>
+  st.isSymbolicLink() ? 'a symbolic link' : st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'an unknown kind of file';
+
+/** Reads one entry's text as data: the file itself (not what a symlink names), a regular file
+ *  only, at most MAX_ENTRY_BYTES. Throws with the reason otherwise. */
+export function readEntryFile(file: string): string {
+  // lstat first, so that nothing that is not a regular file is even opened (opening a device
+  // can have effects of its own); the fstat after the open settles a race with a swap.
+  const pre = fs.lstatSync(file);
+  if (!pre.isFile()) throw new Error(`${kindOf(pre)}, not a regular file`);
+  let fd: number;
+  try {
+    fd = fs.openSync(file, ENTRY_OPEN_FLAGS);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ELOOP') throw new Error('a symbolic link, not a regular file');
+    throw e;
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new Error(`${kindOf(st)}, not a regular file`);
+    if (st.size > MAX_ENTRY_BYTES) throw new Error(`${st.size} bytes, larger than the ${MAX_ENTRY_BYTES} bytes an entry may have`);
+    // Room for one byte more than fstat saw: a file that grows meanwhile is caught, not read on.
+    const buf = Buffer.allocUnsafe(st.size + 1);
+    let n = 0;
+    for (;;) {
+      const got = fs.readSync(fd, buf, n, buf.length - n, null);
+      if (got === 0) break;
+      n += got;
+      if (n > st.size) throw new Error('it grew while being read');
+    }
+    return buf.toString('utf8', 0, n);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The checks an entry must pass besides its checksum: it is the entry of the object its file
+ *  is named after, in both places that name it (the record and the object-add arguments). */
+function checkNamed(e: JournalEntry, id: string): void {
+  if (e.id !== id) throw new Error(`names object '${e.id}' but is stored as '${id}'`);
+  if (e.args.id !== id) throw new Error(`its arguments name object ${encodeJson(e.args.id ?? null)} but it is stored as '${id}'`);
+}
 
 /** The fd a backend held when journaled: what a preserved fd must match to be reattached. */
 export interface FdIdentity {
@@ -88,15 +142,22 @@ export class Journal {
     for (const name of fs.readdirSync(this.dir)) {
       const file = path.join(this.dir, name);
       if (name.endsWith('.tmp')) {
-        // A write cut short before its rename: the object was never acknowledged.
-        if (!how.keepTemp) fs.rmSync(file, { force: true });
+        // A write cut short before its rename: the object was never acknowledged. Only a file
+        // or a link is removed (unlink never follows); anything else is reported.
+        if (!how.keepTemp) {
+          try {
+            fs.unlinkSync(file);
+          } catch (err) {
+            problems.push({ file, reason: `leftover temp file could not be removed: ${errorText(err)}` });
+          }
+        }
         continue;
       }
       if (!name.endsWith(SUFFIX)) continue;
       const id = name.slice(0, -SUFFIX.length);
       try {
-        const e = decodeEntry(fs.readFileSync(file, 'utf8'));
-        if (e.id !== id) throw new Error(`names object '${e.id}' but is stored as '${id}'`);
+        const e = decodeEntry(readEntryFile(file));
+        checkNamed(e, id);
         entries.push(e);
       } catch (err) {
         problems.push({ file, id, reason: errorText(err) });
@@ -134,7 +195,11 @@ export class Journal {
   /** Reads the entry of `id`, changes it with `fn` and writes it back, in turn with the other
    *  writes of that id (nothing is kept in memory between writes). */
   update(id: string, fn: (e: JournalEntry) => JournalEntry): Promise<void> {
-    return this.chain(id, async () => this.write(fn(decodeEntry(await fs.promises.readFile(this.fileOf(id), 'utf8')))));
+    return this.chain(id, async () => {
+      const e = decodeEntry(readEntryFile(this.fileOf(id)));
+      checkNamed(e, id);
+      await this.write(fn(e));
+    });
   }
 
   private async write(e: JournalEntry): Promise<void> {
@@ -161,10 +226,24 @@ export class Journal {
 
   /** Moves an unusable entry aside (objects/rejected/ID.TIME.json) so nothing is dropped. */
   reject(file: string): string {
-    fs.mkdirSync(this.rejectedDir, { recursive: true, mode: 0o700 });
+    this.ensureRejectedDir();
     const to = path.join(this.rejectedDir, `${path.basename(file, SUFFIX)}.${Date.now()}${SUFFIX}`);
     fs.renameSync(file, to);
     return to;
+  }
+
+  /** objects/rejected/ must be a directory of its own: were it a symlink, moving entries into it
+   *  would move them out of the state dir. Anything else in its place is moved aside first. */
+  private ensureRejectedDir(): void {
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.lstatSync(this.rejectedDir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    if (st?.isDirectory()) return;
+    if (st) fs.renameSync(this.rejectedDir, `${this.rejectedDir}.${Date.now()}.not-a-directory`);
+    fs.mkdirSync(this.rejectedDir, { mode: 0o700 });
   }
 
   fileFor(id: string): string {

@@ -90,22 +90,37 @@ export class ObjectJournal implements ObjectPersistence {
     const ro = how.readOnly === true;
     const fds = this.fds;
     const { entries, problems } = this.journal.load({ keepTemp: ro });
-    const aside = (file: string): string | undefined => (ro ? undefined : this.journal.reject(file));
-    const moved = ro ? 'left in place' : 'moved aside';
+    // Moving aside can fail too (the entry vanished, a read-only state dir): the entry is still
+    // not acted on, and the report says where it stayed.
+    let failedAside: string | undefined;
+    const aside = (file: string): string | undefined => {
+      failedAside = undefined;
+      if (ro) return undefined;
+      try {
+        return this.journal.reject(file);
+      } catch (err) {
+        failedAside = errorText(err);
+        return file;
+      }
+    };
+    const moved = (): string => (ro ? 'left in place' : failedAside !== undefined ? `left in place (moving it aside failed: ${failedAside})` : 'moved aside');
     for (const p of problems) {
       const file = aside(p.file);
-      this.problem({ id: p.id, problem: `journal entry unreadable (${p.reason}); ${moved}, object not restored`, file });
+      this.problem({ id: p.id, problem: `journal entry unreadable (${p.reason}); ${moved()}, object not restored`, file });
     }
     let restored = 0;
     for (const e of entries) {
-      const reject = (problem: string): void => this.problem({ id: e.id, problem, file: aside(this.journal.fileFor(e.id)) });
+      const reject = (problem: () => string): void => {
+        const file = aside(this.journal.fileFor(e.id));
+        this.problem({ id: e.id, problem: problem(), file });
+      };
       if (taken.has(e.id)) {
-        reject(`an object '${e.id}' was already created by --object; journal entry ${moved}`);
+        reject(() => `an object '${e.id}' was already created by --object; journal entry ${moved()}`);
         continue;
       }
       const checked = validator.validate('object-add', e.args);
       if (!checked.ok) {
-        reject(`journal entry no longer valid: ${checked.desc}; ${moved}, object not restored`);
+        reject(() => `journal entry no longer valid: ${checked.desc}; ${moved()}, object not restored`);
         continue;
       }
       // A preserved fd must be the very file the backend had: anything else is not its memory.
@@ -121,7 +136,7 @@ export class ObjectJournal implements ObjectPersistence {
       try {
         obj = await objects.add(checked.value, { persist: false });
       } catch (err) {
-                reject(`could not be re-created: ${errorText(err)}; journal entry ${moved}`);
+        reject(() => `could not be re-created: ${errorText(err)}; journal entry ${moved()}`);
         continue;
       }
       restored++;

@@ -30,6 +30,7 @@ const f = {
   fstatfs: libc.func('int fstatfs(int fd, void *buf)'),
   shmOpen: libc.func('int shm_open(const char *name, int oflag, uint32_t mode)'),
   shmUnlink: libc.func('int shm_unlink(const char *name)'),
+  mkfifo: libc.func('int mkfifo(const char *path, uint32_t mode)'),
   mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
   munmap: libc.func('int munmap(void *addr, size_t length)'),
   madvise: libc.func('int madvise(void *addr, size_t length, int advice)'),
@@ -81,6 +82,7 @@ export const ioctlInt = (fd: number, request: number, arg: number | bigint): num
  *  land in it (facts §10.23: never a JS object for in/out structs). */
 export const ioctlPtr = (fd: number, request: number, arg: PointerArg): number => f.ioctl(fd, request, 'void *', arg);
 export const memfdCreate = (name: string, flags: number): number => f.memfdCreate(name, flags);
+export const mkfifo = (path: string, mode: number): number => f.mkfifo(path, mode);
 export const ftruncate = (fd: number, length: bigint): number => f.ftruncate(fd, length);
 export const fallocate = (fd: number, mode: number, offset: bigint, len: bigint): number => f.fallocate(fd, mode, offset, len);
 export const fstat = (fd: number, buf: Buffer): number => f.fstat(fd, buf);

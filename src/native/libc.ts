@@ -44,6 +44,12 @@ export function shmUnlink(name: string): void {
   check('shm_unlink', ffi.shmUnlink(name));
 }
 
+/** mkfifo(3): Node has no way to make a FIFO. Used by the tests that plant one where hostmemd
+ *  must never block on it (journal entries, mem-path). */
+export function mkfifo(path: string, mode: number): void {
+  check('mkfifo', ffi.mkfifo(path, mode));
+}
+
 export function ftruncate(fd: Fd, length: bigint): void {
   check('ftruncate', ffi.ftruncate(fd.raw('ftruncate'), off(length)));
 }

@@ -15,6 +15,8 @@ export interface MonitorOptions {
   dispatcher: Dispatcher;
   version: VersionInfo;
   maxClients: number;
+  /** How long a connection may stay un-negotiated before it is closed (0 or absent: for ever). */
+  negotiationTimeoutMs?: number;
 }
 
 export class Monitor implements SessionHost {
@@ -44,7 +46,7 @@ export class Monitor implements SessionHost {
       const desc = `Too many QMP clients: the limit is ${this.opts.maxClients}`;
       return { refusal: `{"error": {"class": "GenericError", "desc": ${encodeJson(desc)}}}\r\n` };
     }
-    const session = new QmpSession(this, transport, `${transport.kind}-${this.nextClient++}`, offeredCapabilities);
+    const session = new QmpSession(this, transport, `${transport.kind}-${this.nextClient++}`, offeredCapabilities, this.opts.negotiationTimeoutMs ?? 0);
     this.sessions.add(session);
     session.start();
     // A client arriving during a handover is handed over too.
@@ -54,7 +56,7 @@ export class Monitor implements SessionHost {
 
   /** Takes over a session exported by another hostmemd (handover): no greeting is sent. */
   adopt(transport: Transport, state: SessionExport): QmpSession {
-    const session = new QmpSession(this, transport, `${transport.kind}-${this.nextClient++}`, ['oob']);
+    const session = new QmpSession(this, transport, `${transport.kind}-${this.nextClient++}`, ['oob'], this.opts.negotiationTimeoutMs ?? 0);
     this.sessions.add(session);
     session.resumeFrom(state);
     return session;

@@ -1,7 +1,8 @@
 // One QMP connection, whatever carries it (UNIX socket or WebSocket): greeting, negotiation
 // state, the in-band FIFO with OOB bypass, event delivery, and encoding replies to wire text
 // (compact ASCII JSON in QEMU's member order, CRLF-terminated). Transports feed bytes in and
-// take text out; they never look inside messages.
+// take text out; they never look inside messages. A connection that does not negotiate within
+// the negotiation timeout is told so and closed, so idle sockets cannot hold every client slot.
 import { JsonStreamParser, StreamItem } from '../json/stream';
 import { encodeJson } from '../json/writer';
 import { JsonValue } from '../json/value';
@@ -28,8 +29,9 @@ export interface Transport {
   /** Stops/starts delivering input (flow control while the in-band queue is long). */
   pause(): void;
   resume(): void;
-  /** Closes the connection after queued output is written. */
-  end(): void;
+  /** Closes the connection after queued output is written. `reason`: why, when it is not a
+   *  shutdown or the peer's own end (a WebSocket carries it in its close frame). */
+  end(reason?: string): void;
   /** Daemon handover: waits until written output is flushed, stops reading, and gives the
    *  connection's fd and the bytes read but not yet delivered (undefined: the connection has
    *  closed meanwhile). Absent: cannot be handed over. */
@@ -44,6 +46,18 @@ export interface SessionExport {
   queue: Queued[];
   /** Input bytes not parsed yet: they start at a message boundary. */
   pending: Buffer;
+  /** Not negotiated yet: when the negotiation timeout ends (ms since the epoch; the processes
+   *  share the clock). Absent: no deadline was running. */
+  negotiateBy?: number;
+}
+
+/** What the command line's --negotiation-timeout defaults to: a client has this long from its
+ *  greeting to a successful qmp_capabilities. QEMU has no such limit. */
+export const DEFAULT_NEGOTIATION_TIMEOUT_MS = 60_000;
+
+/** The line sent before an un-negotiated connection is closed. */
+export function negotiationTimeoutText(timeoutMs: number): string {
+  return `QMP negotiation timed out: no qmp_capabilities within ${timeoutMs / 1000} seconds; closing the connection`;
 }
 
 /** In-band requests queued beyond this stop the transport from reading until the queue drains
@@ -78,12 +92,19 @@ export class QmpSession implements SessionControl {
   private oobRunning = 0;
   private held: Buffer[] = [];
   private boundaryWaiters: (() => void)[] = [];
+  /** The negotiation deadline while negotiating (ms since the epoch), and its timer. */
+  private negotiateBy: number | undefined;
+  private negotiationTimer: NodeJS.Timeout | undefined;
+  /** The deadline passed while frozen: acted on at thaw (an export carries the deadline). */
+  private negotiationExpired = false;
 
+  /** `negotiationTimeoutMs`: 0 = a client may stay un-negotiated for ever (QEMU's way). */
   constructor(
     private readonly monitor: SessionHost,
     private readonly transportImpl: Transport,
     readonly clientId: string,
     readonly offeredCapabilities: readonly string[],
+    private readonly negotiationTimeoutMs = 0,
   ) {
     this.parser = new JsonStreamParser((item) => this.onItem(item));
     this.ctx = { session: this };
@@ -100,12 +121,47 @@ export class QmpSession implements SessionControl {
 
   /** Sends the greeting; the connection starts in negotiation mode. */
   start(): void {
+    if (this.negotiationTimeoutMs > 0) this.armNegotiationDeadline(Date.now() + this.negotiationTimeoutMs);
     this.send(this.monitor.greeting(this.offeredCapabilities));
   }
 
   completeNegotiation(caps: readonly string[]): void {
     this.oobEnabled = caps.includes('oob');
     this.state = SessionState.Command;
+    this.clearNegotiationDeadline();
+  }
+
+  /** Runs the timer to `deadline`; unref'd, so a waiting client never keeps the process alive. */
+  private armNegotiationDeadline(deadline: number): void {
+    this.clearNegotiationDeadline();
+    this.negotiateBy = deadline;
+    this.negotiationTimer = setTimeout(() => this.negotiationTimedOut(), Math.max(0, deadline - Date.now()));
+    this.negotiationTimer.unref();
+  }
+
+  private clearNegotiationDeadline(): void {
+    if (this.negotiationTimer !== undefined) clearTimeout(this.negotiationTimer);
+    this.negotiationTimer = undefined;
+    this.negotiateBy = undefined;
+    this.negotiationExpired = false;
+  }
+
+  /** The client did not negotiate in time: one GenericError line says why, then the connection
+   *  is closed and its client slot is free. During a handover the session's state must stay as
+   *  it is (it may be exported): the close waits for the thaw. */
+  private negotiationTimedOut(): void {
+    this.negotiationTimer = undefined;
+    if (this.state !== SessionState.Negotiating) return;
+    if (this.frozen) {
+      this.negotiationExpired = true;
+      return;
+    }
+    const desc = negotiationTimeoutText(this.negotiationTimeoutMs);
+    this.queue.length = 0;
+    this.writeReply({ hasId: false, error: { class: 'GenericError', desc } });
+    this.flush();
+    this.transportImpl.end('QMP negotiation timed out');
+    this.close();
   }
 
   /** Feeds bytes from the peer. Replies produced synchronously are written in one batch. */
@@ -126,6 +182,7 @@ export class QmpSession implements SessionControl {
   close(): void {
     if (this.state === SessionState.Closed) return;
     this.state = SessionState.Closed;
+    this.clearNegotiationDeadline();
     this.queue.length = 0;
     this.out = [];
     this.parser.reset();
@@ -183,6 +240,7 @@ export class QmpSession implements SessionControl {
     this.held = [];
     for (const h of held) this.receive(h);
     this.pump();
+    if (this.negotiationExpired) return this.negotiationTimedOut();
     if (!this.paused) this.transportImpl.resume();
   }
 
@@ -208,12 +266,19 @@ export class QmpSession implements SessionControl {
       queue: [...this.queue],
       pending: Buffer.concat([...this.held, pending]),
     };
+    if (this.state === SessionState.Negotiating && this.negotiateBy !== undefined) state.negotiateBy = this.negotiateBy;
     return { fd, state };
   }
 
-  /** Carries on a session exported by another process: no greeting, its queue and input. */
+  /** Carries on a session exported by another process: no greeting, its queue and input. An
+   *  un-negotiated one keeps the deadline it had, but no later one than this process would give
+   *  (a predecessor without a timeout, or with a longer one, does not lift this one's). */
   resumeFrom(state: SessionExport): void {
     if (state.negotiated) this.completeNegotiation(state.oob ? ['oob'] : []);
+    else if (this.negotiationTimeoutMs > 0) {
+      const own = Date.now() + this.negotiationTimeoutMs;
+      this.armNegotiationDeadline(state.negotiateBy !== undefined ? Math.min(state.negotiateBy, own) : own);
+    }
     for (const q of state.queue) this.queue.push(q);
     this.pump();
     if (state.pending.length > 0) this.receive(state.pending);

@@ -61,7 +61,9 @@ class SocketTransport implements Transport {
     this.sock.resume();
   }
   end(): void {
-    this.sock.end();
+    // The connection is done once its output is written: a peer that never closes its side
+    // (an idle client timed out) must not keep the socket open.
+    this.sock.end(() => this.sock.destroy());
   }
   /** Waits for written output to reach the kernel, stops libuv reading, and takes what Node
    *  read but did not deliver (it goes to the session as input). Uses the Pipe handle's fd and readStop (Node internals, stable

@@ -83,9 +83,11 @@ class WebSocketTransport implements Transport {
     this.ws.resume();
   }
 
-  end(): void {
-    // Daemon shutdown: queued frames go out first, then the close frame.
-    this.ws.close(CLOSE_GOING_AWAY, 'hostmemd is shutting down');
+  end(reason?: string): void {
+    // Queued frames go out first, then the close frame: a daemon shutdown, or the session's
+    // own reason (a negotiation timeout) as a policy close.
+    if (reason !== undefined) this.ws.close(CLOSE_POLICY, reason);
+    else this.ws.close(CLOSE_GOING_AWAY, 'hostmemd is shutting down');
   }
 }
 

@@ -1,7 +1,8 @@
 // Per-connection limits of the /qmp WebSocket: an oversized frame is closed with 1009 and
 // the limit in words, a client sending faster than the rate limit with 1008, a client that
 // stops reading is cut off once its send buffer passes the bound, and a client beyond
-// --max-clients gets QEMU's refusal text and 1013. Each is counted in /metrics.
+// --max-clients gets QEMU's refusal text and 1013; each is counted in /metrics. A client that
+// does not negotiate in time gets the timeout's GenericError line and 1008.
 import type * as net from 'node:net';
 import { RawQmpClient } from '../helpers/qmp-client';
 import { WebDaemon, WsQmpClient, httpGet, startWebDaemon } from './ws-client';
@@ -104,5 +105,26 @@ describe('slow readers and the client limit', () => {
     expect(await extra.line()).toBe('{"error": {"class": "GenericError", "desc": "Too many QMP clients: the limit is 3"}}');
     expect(await extra.waitClosed()).toEqual({ code: 1013, reason: 'too many QMP clients' });
     for (const k of keep) k.close();
+  });
+});
+
+describe('negotiation timeout', () => {
+  let d: WebDaemon;
+  beforeAll(async () => {
+    d = await startWebDaemon(['--negotiation-timeout', '0.3']);
+  });
+  afterAll(async () => {
+    await d.stop();
+  });
+
+  test('a WebSocket client that does not negotiate is told so and closed with 1008; a negotiated one stays', async () => {
+    const kept = await WsQmpClient.negotiated(d.url, d.token);
+    const idle = await WsQmpClient.connect(d.url, { token: d.token });
+    expect(await idle.line()).toMatch(/^\{"QMP": /);
+    expect(await idle.line(3000)).toBe('{"error": {"class": "GenericError", "desc": "QMP negotiation timed out: no qmp_capabilities within 0.3 seconds; closing the connection"}}');
+    expect(await idle.waitClosed()).toEqual({ code: 1008, reason: 'QMP negotiation timed out' });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await kept.execute('query-version')).toHaveProperty('return');
+    kept.close();
   });
 });

@@ -1,9 +1,16 @@
 // The state journal's file format and its failure modes: exact values (uint64 sizes beyond
 // 2^53), damage of any kind detected per entry, creation order kept, writes of one id applied
-// in the order asked, leftovers of an interrupted write ignored.
+// in the order asked, leftovers of an interrupted write ignored; and forged entries (FIFOs,
+// symlinks, devices, oversized files, another object's arguments, directories) reported and moved
+// aside without being followed, read in full or acted on. Uses the real fs in a temp dir.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Journal, decodeEntry, encodeEntry, JournalEntry } from '../../../src/journal/journal';
+import { Journal, decodeEntry, encodeEntry, JournalEntry, MAX_ENTRY_BYTES } from '../../../src/journal/journal';
+import { ObjectJournal } from '../../../src/journal/object-journal';
+import { FdRegistry } from '../../../src/fds/registry';
+import type { ObjectManager } from '../../../src/qom/user-creatable';
+import type { JsonValue } from '../../../src/json/value';
+import * as native from '../../../src/native';
 import { createHash } from 'node:crypto';
 import { tmpDir } from '../../helpers/daemon';
 
@@ -91,4 +98,124 @@ test('files are private to the daemon (0600 entries, 0700 directory)', async () 
   await j.put(entry('m', 1));
   expect(fs.statSync(j.dir).mode & 0o777).toBe(0o700);
   expect(fs.statSync(path.join(j.dir, 'm.json')).mode & 0o777).toBe(0o600);
+});
+
+// ---- forged entries: the journal is data, not commands --------------------------------------
+
+describe('forged or odd entries', () => {
+  let outside: string;
+  beforeEach(() => (outside = tmpDir('hostmemd-journal-outside-')));
+  afterEach(() => fs.rmSync(outside, { recursive: true, force: true }));
+
+  /** Fills objects/ with one valid entry and every kind of forgery; returns what lies outside. */
+  const plant = async (j: Journal): Promise<{ fifo: string; elsewhere: string }> => {
+    await j.put(entry('good', j.allocSeq()));
+    const at = (id: string): string => path.join(j.dir, `${id}.json`);
+    native.mkfifo(at('fifo'), 0o600);
+    const fifo = path.join(outside, 'fifo');
+    native.mkfifo(fifo, 0o600);
+    fs.symlinkSync(fifo, at('fifolink'));
+    fs.symlinkSync('/dev/zero', at('zero'));
+    // A valid entry, kept outside, under the name it names: still not followed.
+    const elsewhere = path.join(outside, 'elsewhere.json');
+    fs.writeFileSync(elsewhere, encodeEntry(entry('elsewhere', 99)));
+    fs.symlinkSync(elsewhere, at('elsewhere'));
+    fs.writeFileSync(at('big'), Buffer.alloc(2 * 1024 * 1024, 0x20));
+    // Checksum and record id are right, but object-add would make another object.
+    fs.writeFileSync(at('other'), encodeEntry({ ...entry('other', 5), args: { ...entry('victim', 5).args } }));
+    fs.mkdirSync(at('dir'));
+    return { fifo, elsewhere };
+  };
+
+  const FORGED: [string, RegExp][] = [
+    ['fifo', /^a FIFO, not a regular file$/],
+    ['fifolink', /^a symbolic link, not a regular file$/],
+    ['zero', /^a symbolic link, not a regular file$/],
+    ['elsewhere', /^a symbolic link, not a regular file$/],
+    ['big', new RegExp(`^2097152 bytes, larger than the ${MAX_ENTRY_BYTES} bytes an entry may have$`)],
+    ['other', /^its arguments name object "victim" but it is stored as 'other'$/],
+    ['dir', /^a directory, not a regular file$/],
+  ];
+
+  test('load reports each, returns only the valid entry, and returns at once', async () => {
+    const j = new Journal(dir);
+    await plant(j);
+    const t0 = performance.now();
+    const { entries, problems } = new Journal(dir).load();
+    expect(performance.now() - t0).toBeLessThan(500);
+    expect(entries.map((e) => e.id)).toEqual(['good']);
+    expect(problems).toHaveLength(FORGED.length);
+    for (const [id, reason] of FORGED) {
+      const p = problems.find((q) => q.id === id);
+      expect(p?.file).toBe(path.join(j.dir, `${id}.json`));
+      expect(p?.reason).toMatch(reason);
+    }
+  });
+
+  test('restore moves each aside, acts on none, and leaves what they point at alone', async () => {
+    const j = new Journal(dir);
+    const { fifo, elsewhere } = await plant(j);
+    const elsewhereText = fs.readFileSync(elsewhere, 'utf8');
+    const added: Record<string, unknown>[] = [];
+    const objects = {
+      add: (args: Record<string, unknown>) => {
+        added.push(args);
+        return Promise.resolve({ name: args.id, keeping: () => undefined });
+      },
+    } as unknown as ObjectManager;
+    const validator = { validate: (_c: string, args: Record<string, JsonValue>) => ({ ok: true as const, value: args }) };
+    const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+    const oj = new ObjectJournal(new Journal(dir), new FdRegistry(), quiet);
+    const t0 = performance.now();
+    expect(await oj.restore(objects, validator, new Set())).toBe(1);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(added.map((a) => a.id)).toEqual(['good']);
+    expect(oj.problems).toHaveLength(FORGED.length);
+    for (const [id] of FORGED) {
+      const p = oj.problems.find((q) => q.id === id);
+      expect(p?.problem).toMatch(/^journal entry unreadable \(.+\); moved aside, object not restored$/);
+      expect(p?.file).toMatch(new RegExp(`^${j.rejectedDir}/${id}\\.\\d+\\.json$`));
+    }
+    // objects/ holds the valid entry and the rejected folder; rejected/ holds the rest as they were.
+    expect(fs.readdirSync(j.dir).sort()).toEqual(['good.json', 'rejected']);
+    expect(fs.readdirSync(j.rejectedDir)).toHaveLength(FORGED.length);
+    const kept = (id: string): fs.Stats => fs.lstatSync(oj.problems.find((q) => q.id === id)!.file!);
+    expect(kept('fifo').isFIFO()).toBe(true);
+    expect(kept('zero').isSymbolicLink()).toBe(true);
+    expect(kept('dir').isDirectory()).toBe(true);
+    // The targets of the links are untouched.
+    expect(fs.lstatSync(fifo).isFIFO()).toBe(true);
+    expect(fs.readFileSync(elsewhere, 'utf8')).toBe(elsewhereText);
+    // The next start sees only the valid entry.
+    expect(new Journal(dir).load()).toEqual({ entries: [expect.objectContaining({ id: 'good' })], problems: [] });
+  });
+
+  test('a rejected/ that is a symlink is moved aside, never followed', async () => {
+    const j = new Journal(dir);
+    fs.symlinkSync(outside, j.rejectedDir);
+    fs.writeFileSync(path.join(j.dir, 'bad.json'), 'garbage');
+    const to = j.reject(path.join(j.dir, 'bad.json'));
+    expect(path.dirname(to)).toBe(j.rejectedDir);
+    expect(fs.lstatSync(j.rejectedDir).isDirectory()).toBe(true);
+    expect(fs.readdirSync(outside)).toEqual([]);
+  });
+
+  test('a leftover temp file that is a directory is reported, not fatal', () => {
+    const j = new Journal(dir);
+    fs.mkdirSync(path.join(j.dir, 'x.json.tmp'));
+    const { entries, problems } = j.load();
+    expect(entries).toEqual([]);
+    expect(problems).toEqual([{ file: path.join(j.dir, 'x.json.tmp'), reason: expect.stringMatching(/^leftover temp file could not be removed: /) }]);
+  });
+
+  test('update refuses an entry swapped for a symlink after start', async () => {
+    const j = new Journal(dir);
+    await j.put(entry('m', 1));
+    const elsewhere = path.join(outside, 'm.json');
+    fs.writeFileSync(elsewhere, encodeEntry(entry('m', 1)));
+    fs.rmSync(path.join(j.dir, 'm.json'));
+    fs.symlinkSync(elsewhere, path.join(j.dir, 'm.json'));
+    await expect(j.update('m', (e) => ({ ...e, seq: 2 }))).rejects.toThrow('a symbolic link, not a regular file');
+    expect(decodeEntry(fs.readFileSync(elsewhere, 'utf8')).seq).toBe(1);
+  });
 });

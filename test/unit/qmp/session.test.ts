@@ -1,9 +1,11 @@
 // Session semantics with fake commands: in-band FIFO behind a slow command, OOB overtaking,
 // malformed input answered in-band, events only after negotiation, disconnects with replies
-// pending, and shutdown waiting for in-flight commands.
+// pending, and shutdown waiting for in-flight commands; the negotiation timeout (jest's fake
+// timers): idle clients closed with a GenericError line, negotiated ones kept, slots freed, the
+// deadline held over a freeze and carried through a handover's export and adopt.
 import { Dispatcher, DispatchCommand } from '../../../src/qmp/dispatcher';
 import { Monitor } from '../../../src/qmp/monitor';
-import { QmpSession, Transport } from '../../../src/qmp/session';
+import { QmpSession, SessionExport, Transport, negotiationTimeoutText } from '../../../src/qmp/session';
 import { Handler } from '../../../src/qmp/messages';
 import { JsonObject } from '../../../src/json/value';
 
@@ -12,6 +14,7 @@ class FakeTransport implements Transport {
   out: string[] = [];
   paused = false;
   ended = false;
+  endReason: string | undefined;
   write(text: string): boolean {
     this.out.push(...text.split('\r\n').filter((l) => l !== ''));
     return true;
@@ -22,12 +25,16 @@ class FakeTransport implements Transport {
   resume(): void {
     this.paused = false;
   }
-  end(): void {
+  end(reason?: string): void {
     this.ended = true;
+    this.endReason = reason;
+  }
+  handOver(): Promise<{ fd: number; pending: Buffer }> {
+    return Promise.resolve({ fd: 99, pending: Buffer.alloc(0) });
   }
 }
 
-function setup() {
+function setup(opts: { negotiationTimeoutMs?: number; maxClients?: number } = {}) {
   let release: () => void = () => undefined;
   const handlers: Record<string, Handler> = {
     qmp_capabilities: (args, { session }) => {
@@ -50,7 +57,7 @@ function setup() {
     { validate: (_c: string, args: JsonObject) => ({ ok: true, value: args }) },
     { onCommand: () => undefined, onUnexpected: (e) => unexpected.push(e) },
   );
-  const monitor = new Monitor({ dispatcher, version: { qemu: { major: 11, minor: 1, micro: 0 }, package: 'x' }, maxClients: 4 });
+  const monitor = new Monitor({ dispatcher, version: { qemu: { major: 11, minor: 1, micro: 0 }, package: 'x' }, maxClients: opts.maxClients ?? 4, negotiationTimeoutMs: opts.negotiationTimeoutMs });
   const t = new FakeTransport();
   const s = monitor.attach(t) as QmpSession;
   const feed = (text: string) => s.receive(Buffer.from(text));
@@ -138,4 +145,123 @@ test('client limit: attach refuses beyond maxClients', () => {
   const { monitor } = setup();
   for (let i = 0; i < 3; i++) expect(monitor.attach(new FakeTransport())).toBeInstanceOf(QmpSession);
   expect(monitor.attach(new FakeTransport())).toEqual({ refusal: '{"error": {"class": "GenericError", "desc": "Too many QMP clients: the limit is 4"}}\r\n' });
+});
+
+describe('negotiation timeout', () => {
+  beforeEach(() => jest.useFakeTimers());
+  afterEach(() => jest.useRealTimers());
+  const TIMEOUT = 60_000;
+  const timedOut = `{"error": {"class": "GenericError", "desc": "${negotiationTimeoutText(TIMEOUT)}"}}`;
+
+  test('an idle client gets one GenericError line at the deadline and is closed; its slot is free again', () => {
+    const { monitor, t, s } = setup({ negotiationTimeoutMs: TIMEOUT, maxClients: 2 });
+    const other = new FakeTransport();
+    monitor.attach(other);
+    expect(monitor.attach(new FakeTransport())).toHaveProperty('refusal');
+    // Input that is not a negotiation does not extend the deadline.
+    s.receive(Buffer.from('{"execute":"quick"}'));
+    jest.advanceTimersByTime(TIMEOUT - 1);
+    expect(t.ended).toBe(false);
+    jest.advanceTimersByTime(1);
+    expect(t.out.slice(-1)).toEqual([timedOut]);
+    expect(negotiationTimeoutText(TIMEOUT)).toBe('QMP negotiation timed out: no qmp_capabilities within 60 seconds; closing the connection');
+    expect(t.ended).toBe(true);
+    expect(t.endReason).toBe('QMP negotiation timed out');
+    expect(s.state).toBe(2 /* Closed */);
+    expect(other.ended).toBe(true); // it was idle too
+    expect(monitor.clientCount).toBe(0);
+    expect(monitor.attach(new FakeTransport())).toBeInstanceOf(QmpSession);
+  });
+
+  test('a negotiated client is kept, and no timer is left behind', () => {
+    const { monitor, t, feed } = setup({ negotiationTimeoutMs: TIMEOUT });
+    jest.advanceTimersByTime(TIMEOUT - 1000);
+    feed('{"execute":"qmp_capabilities"}');
+    expect(jest.getTimerCount()).toBe(0);
+    jest.advanceTimersByTime(10 * TIMEOUT);
+    expect(t.ended).toBe(false);
+    expect(t.out.slice(-1)).toEqual(['{"return": {}}']);
+    expect(monitor.clientCount).toBe(1);
+  });
+
+  test('a client that goes away clears its timer; 0 means no timer at all', () => {
+    const { s } = setup({ negotiationTimeoutMs: TIMEOUT });
+    expect(jest.getTimerCount()).toBe(1);
+    s.close();
+    expect(jest.getTimerCount()).toBe(0);
+    const never = setup({ negotiationTimeoutMs: 0 });
+    expect(jest.getTimerCount()).toBe(0);
+    jest.advanceTimersByTime(10 * TIMEOUT);
+    expect(never.t.ended).toBe(false);
+  });
+
+  test('during a handover the deadline waits for the thaw, and the export carries it', async () => {
+    const { t, s } = setup({ negotiationTimeoutMs: TIMEOUT });
+    const start = Date.now();
+    await s.freeze();
+    jest.advanceTimersByTime(TIMEOUT + 5);
+    expect(t.ended).toBe(false);
+    const exported = await s.export();
+    expect(exported?.state).toMatchObject({ negotiated: false, negotiateBy: start + TIMEOUT });
+    // The handover failed: the session carries on, and the passed deadline acts at once.
+    s.thaw();
+    expect(t.ended).toBe(true);
+    expect(t.out.slice(-1)).toEqual([timedOut]);
+  });
+
+  test('a negotiated session exports no deadline', async () => {
+    const { s, feed } = setup({ negotiationTimeoutMs: TIMEOUT });
+    feed('{"execute":"qmp_capabilities"}');
+    await s.freeze();
+    const exported = await s.export();
+    expect(exported?.state.negotiateBy).toBeUndefined();
+  });
+
+  describe('adopted from a handover', () => {
+    const state = (over: Partial<SessionExport> = {}): SessionExport => ({ negotiated: false, oob: false, queue: [], pending: Buffer.alloc(0), ...over });
+    const adopt = (st: SessionExport, timeoutMs = TIMEOUT) => {
+      const { monitor, s: first } = setup({ negotiationTimeoutMs: timeoutMs });
+      first.close(); // only the adopted session is looked at
+      const t = new FakeTransport();
+      const s = monitor.adopt(t, st);
+      return { t, s };
+    };
+
+    test.each([
+      ['the deadline it had', 10_000, 10_000],
+      ['no deadline: a full one of its own', undefined, TIMEOUT],
+      ['a later one: capped at its own', 10 * TIMEOUT, TIMEOUT],
+    ])('an un-negotiated session keeps %s', (_what, left, closesAfter) => {
+      const { t } = adopt(state({ negotiateBy: left === undefined ? undefined : Date.now() + left }));
+      jest.advanceTimersByTime(closesAfter - 1);
+      expect(t.ended).toBe(false);
+      jest.advanceTimersByTime(1);
+      expect(t.ended).toBe(true);
+      expect(t.out).toEqual([timedOut]);
+    });
+
+    test('a passed deadline closes it at once, unless its queued input negotiates', () => {
+      const late = adopt(state({ negotiateBy: Date.now() - 1 }));
+      jest.advanceTimersByTime(1);
+      expect(late.t.ended).toBe(true);
+      const saved = adopt(state({ negotiateBy: Date.now() - 1, pending: Buffer.from('{"execute":"qmp_capabilities"}') }));
+      jest.advanceTimersByTime(TIMEOUT);
+      expect(saved.t.ended).toBe(false);
+      expect(saved.t.out).toEqual(['{"return": {}}']);
+    });
+
+    test('a negotiated session, or a successor without a timeout, gets no deadline', () => {
+      adopt(state({ negotiated: true }));
+      adopt(state({ negotiateBy: Date.now() + 1000 }), 0);
+      expect(jest.getTimerCount()).toBe(0);
+    });
+  });
+});
+
+test('the negotiation timer does not keep the process alive', () => {
+  const { s } = setup({ negotiationTimeoutMs: 60_000 });
+  const timer = (s as unknown as { negotiationTimer: NodeJS.Timeout }).negotiationTimer;
+  expect(timer.hasRef()).toBe(false);
+  s.close();
+  expect((s as unknown as { negotiationTimer?: NodeJS.Timeout }).negotiationTimer).toBeUndefined();
 });
