@@ -37,11 +37,12 @@ describe.each(['openat2', 'walk'] as const)('%s', (mode) => {
   test.each([
     ['..', '../outside', native.EXDEV],
     ['.. deeper', 'sub/../../outside', native.EXDEV],
-    ['absolute', path.join(root, 'outside'), native.EXDEV],
+    ['absolute', '<root>/outside', native.EXDEV],
     ['symlink (last)', 'link', native.ELOOP],
     ['symlink inside to inside', 'rel-link', native.ELOOP],
     ['symlinked directory', 'dirlink/outside', native.ELOOP],
-  ])('%s: refused', (_name, rel, errno) => {
+  ])('%s: refused', (_name, relOrAbs, errno) => {
+    const rel = relOrAbs.replace('<root>', root);
     const fds = fdCount();
     for (const flags of [native.O_PATH, native.O_RDONLY, native.O_RDWR | native.O_CREAT]) {
       expect(sysError(() => native.openBeneath(top, rel, flags, 0o644)).errno).toBe(errno);
