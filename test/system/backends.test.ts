@@ -207,7 +207,7 @@ test('concurrent object-adds of one id from two clients: exactly one wins', asyn
 });
 
 test('a file smaller than size+offset is refused; frozen file properties keep QEMU\'s texts', async () => {
-  const dir = tmpDir();
+  const dir = fs.mkdtempSync(path.join(ALLOWED, 'd-'));
   const file = path.join(dir, 'small');
   fs.writeFileSync(file, Buffer.alloc(4096));
   await expectError({ 'qom-type': 'memory-backend-file', id: 'small', size: 8192, 'mem-path': file }, "small backing store size 0x1000 is too small for 'size' option 0x2000 plus 'offset' option 0x0");
