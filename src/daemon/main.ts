@@ -125,7 +125,10 @@ export class Daemon {
     } catch (err) {
       logger.error({ err }, 'sd_notify READY failed');
     }
-    logger.info({ sockets: this.socketPaths, version: PACKAGE_STRING, kvm: parts.kvm.facts.enabled, commands: parts.schemaCommands.length }, 'hostmemd ready');
+    logger.info(
+      { sockets: this.socketPaths, version: PACKAGE_STRING, kvm: parts.kvm.facts.enabled, commands: parts.schemaCommands.length, memPathAllow: this.inputs.memPathAllow },
+      'hostmemd ready',
+    );
   }
 
   /** An orderly shutdown (signal, quit): objects stay journaled, memory in the fd store. */
@@ -201,7 +204,6 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
   if (wsRefusal) throw new Error(wsRefusal);
   fs.mkdirSync(options.stateDir, { recursive: true, mode: 0o750 });
   const memPathAllow = memPathAllowList(options.memPathAllow, options.stateDir, logger);
-  logger.info({ dirs: memPathAllow }, 'mem-path confined to these directories');
   raiseFdLimit(logger);
   // systemd: fds passed at start (listening sockets, stored backend fds).
   const passed = takeListenFds(env);
