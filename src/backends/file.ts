@@ -1,17 +1,23 @@
 // memory-backend-file: memory backed by a file or an unlinked file in a directory (hugetlbfs,
 // DAX, tmpfs), with align/offset/readonly/rom/discard-data (qemu-facts §5.4). pmem needs
-// libpmem's MAP_SYNC guarantees, which hostmemd does not offer: pmem=on is refused.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+// libpmem's MAP_SYNC guarantees, which hostmemd does not offer: pmem=on is refused. mem-path is
+// confined to the allowed directories (mem-path.ts); inside them QEMU's semantics hold.
 import * as crypto from 'node:crypto';
 import * as native from '../native';
-import { genericError } from '../errors/qmp-error';
+import { genericError, QmpError } from '../errors/qmp-error';
 import { failedWith } from '../errors/text';
 import { PropertyDef, RegisteredType, SetPhase } from '../qom/object';
 import { visitBool, visitEnum, visitStr, visitUint64 } from '../qom/visit';
 import type { ReleaseMode } from '../qom/user-creatable';
 import { Allocation, BackendServices, HostMemoryBackend } from './hostmem';
 import { mapFor, roundUp } from './map';
+import { fileType, isConfinementErrno, locateMemPath, memPathRefusal } from './mem-path';
+
+/** errnos file_ram_open looks at (<asm-generic/errno-base.h>). */
+const ENOENT = 2;
+const EEXIST = 17;
+/** Creation races lost (EEXIST, then gone again) before giving up with QEMU's text. */
+const CREATE_RETRIES = 4;
 
 const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
 
@@ -36,6 +42,8 @@ export class FileBackend extends HostMemoryBackend {
       throw genericError("property 'rom' = 'off' is incompatible with 'readonly' = 'on' and 'share' = 'on'");
     }
     const romOn = this.rom === 'on' || (this.rom === 'auto' && this.readonly);
+    // Checked even when a preserved fd will be used: a journal entry is held to the same rule.
+    if (!locateMemPath(this.memPath, this.services.memPathAllow)) throw memPathRefusal(this.memPath);
     let fd = this.services.fds.find(this.memName);
     if (!fd) fd = this.openBackingStore();
     try {
@@ -58,40 +66,74 @@ export class FileBackend extends HostMemoryBackend {
     }
   }
 
-  /** Opens mem-path: an existing file, a new file (0644), or an unlinked temp file in a
-   *  directory. */
+  /** Opens mem-path, confined to the allowed directories (mem-path.ts): an existing regular
+   *  file, a new file (0644), or an unlinked temp file in a directory. Nothing that could block
+   *  is opened on the event loop: the type is looked at through an O_PATH fd first, and the
+   *  real open adds O_NONBLOCK (a FIFO swapped in meanwhile is refused, not waited on). */
   private openBackingStore(): native.Fd {
     const p = this.memPath;
-    const fail = (e: unknown): never => {
-      throw failedWith(`can't open backing store ${p} for guest RAM`, e);
-    };
-    let isDir = false;
+    const where = locateMemPath(p, this.services.memPathAllow);
+    if (!where) throw memPathRefusal(p);
+    let dir: native.Fd;
     try {
-      isDir = fs.statSync(p).isDirectory();
-    } catch {
-      /* missing: created below */
+      dir = native.openDirectory(where.dir);
+    } catch (e) {
+      throw failedWith(`can't open backing store ${p} for guest RAM`, e);
     }
-    if (isDir) {
-      const tmp = path.join(p, `hostmemd_back_mem.${this.name}.${crypto.randomBytes(4).toString('hex')}`);
+    try {
+      return this.openBeneath(dir, where.rest);
+    } catch (e) {
+      if (isConfinementErrno(e)) throw memPathRefusal(p);
+      if (e instanceof QmpError) throw e;
+      throw failedWith(`can't open backing store ${p} for guest RAM`, e);
+    } finally {
+      dir.close();
+    }
+  }
+
+  /** QEMU's file_ram_open beneath `dir`: open what is there, else create it (O_EXCL, retried
+   *  if another creator won the race). */
+  private openBeneath(dir: native.Fd, rel: string): native.Fd {
+    for (let attempt = 0; ; attempt++) {
+      let probe: native.Fd;
       try {
-        const fd = native.openFile(tmp, native.O_RDWR | native.O_CREAT | native.O_EXCL | native.O_CLOEXEC, 0o600);
+        probe = native.openBeneath(dir, rel, native.O_PATH);
+      } catch (e) {
+        if (this.readonly || !(e instanceof native.SysError) || e.errno !== ENOENT) throw e;
         try {
-          fs.unlinkSync(tmp);
-        } catch (e) {
+          return native.openBeneath(dir, rel, native.O_RDWR | native.O_CREAT | native.O_EXCL | native.O_NONBLOCK, 0o644);
+        } catch (c) {
+          if (c instanceof native.SysError && c.errno === EEXIST && attempt < CREATE_RETRIES) continue;
+          throw c;
+        }
+      }
+      try {
+        const type = fileType(probe);
+        if (type === 'dir') return this.openTempFile(probe);
+        if (type !== 'file') throw memPathRefusal(this.memPath);
+        const fd = native.openBeneath(dir, rel, (this.readonly ? native.O_RDONLY : native.O_RDWR) | native.O_NONBLOCK);
+        if (fileType(fd) !== 'file') {
           fd.close();
-          throw e;
+          throw memPathRefusal(this.memPath);
         }
         return fd;
-      } catch (e) {
-        return fail(e);
+      } finally {
+        probe.close();
       }
     }
-    const flags = (this.readonly ? native.O_RDONLY : native.O_RDWR | native.O_CREAT) | native.O_CLOEXEC;
+  }
+
+  /** A directory: an unlinked O_EXCL 0600 file in it (QEMU's mkstemp + unlink). */
+  private openTempFile(dir: native.Fd): native.Fd {
+    const name = `hostmemd_back_mem.${this.name}.${crypto.randomBytes(4).toString('hex')}`;
+    const fd = native.openBeneath(dir, name, native.O_RDWR | native.O_CREAT | native.O_EXCL, 0o600);
     try {
-      return native.openFile(p, flags, 0o644);
+      native.unlinkAt(dir, name);
     } catch (e) {
-      return fail(e);
+      fd.close();
+      throw e;
     }
+    return fd;
   }
 
   protected override get contentsInPath(): boolean {

@@ -33,13 +33,16 @@ export interface Allocation {
   pageSize: number;
 }
 
-/** Services backends use: the preallocation tracker (query-prealloc) and object lookup. */
+/** Services backends use: the preallocation tracker (query-prealloc), object lookup, and the
+ *  mem-path confinement. */
 export interface BackendServices {
   preallocs: PreallocTracker;
   /** Named fds (cpr_find_fd / cpr_save_fd). */
   fds: FdRegistry;
   resolvePath(path: string): { typeName: string } | 'none' | 'ambiguous';
   cpuCount(): number;
+  /** Absolute directories memory-backend-file's mem-path must lie in (--mem-path-allow). */
+  memPathAllow: readonly string[];
 }
 
 export interface PreallocEntry {

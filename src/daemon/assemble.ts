@@ -56,6 +56,8 @@ export interface AssemblyContext {
   bus: EventBus;
   teardown: Teardown;
   notifier: SdNotifier;
+  /** Directories mem-path may lie in (mem-path-allow.ts). */
+  memPathAllow: readonly string[];
   /** Runs a handover up to the point of no return; the returned step completes it. */
   handover(channel: string, freezeTimeoutMs?: number): Promise<() => Promise<void>>;
 }
@@ -78,6 +80,7 @@ export function assemble(ctx: AssemblyContext): Parts {
     preallocs,
     fds,
     cpuCount: () => os.availableParallelism(),
+    memPathAllow: ctx.memPathAllow,
     resolvePath: (p) => {
       const r = tree.resolve(p);
       return r.kind === 'found' ? { typeName: r.obj.typeName } : r.kind;

@@ -28,6 +28,9 @@ export interface DaemonOptions {
   maxObjects?: number;
   maxBackendBytes?: bigint;
   logLevel: string;
+  /** --mem-path-allow DIR (repeatable): where mem-path may lie; undefined: the default
+   *  (<state-dir>/files and the hugetlbfs mounts, daemon/mem-path-allow.ts). */
+  memPathAllow?: string[];
   /** Test hook: replaces probed KVM values (`--x-kvm-probe guestMemfdFlags=1`). */
   kvmProbeOverride: Record<string, number | boolean>;
 }
@@ -61,6 +64,9 @@ Options:
                             within SECONDS of its greeting (default: 60, 0 = never)
   --max-objects N           objects object-add may create in all (default: no cap)
   --max-backend-bytes SIZE  total size of all memory backends, e.g. 64G (default: no cap)
+  --mem-path-allow DIR      memory-backend-file's mem-path must be a regular file or
+                            directory inside DIR (repeatable; replaces the default:
+                            <state-dir>/files and the hugetlbfs mounts found at start)
   --log-level LEVEL         trace|debug|info|warn|error (default: info)
   --version                 print the version and exit
   --help                    print this help and exit
@@ -208,6 +214,12 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
           const n = parseSize(v);
           if (n === undefined) throw new CliError(`--max-backend-bytes ${v}: expected a size such as 64G`);
           opts.maxBackendBytes = n;
+          break;
+        }
+        case '--mem-path-allow': {
+          const v = value();
+          if (v === '') throw new CliError('--mem-path-allow: expected a directory');
+          (opts.memPathAllow ??= []).push(v);
           break;
         }
         case '--log-level': {

@@ -20,6 +20,7 @@ import { Parts, assemble } from './assemble';
 import { restore } from './restore';
 import { listen } from './listen';
 import { observe } from './observe';
+import { memPathAllowList } from './mem-path-allow';
 // The web stack (fastify, ws, prom-client) is loaded only with --ws: it costs ~120 ms of start.
 import type { WebServer } from '../web/server';
 import type { DaemonMetrics } from '../web/metrics';
@@ -32,6 +33,8 @@ interface Inputs {
   web?: WebModules;
   passed: ListenFds;
   incoming?: IncomingStart;
+  /** Directories mem-path may lie in (mem-path-allow.ts). */
+  memPathAllow: readonly string[];
 }
 
 export class Daemon {
@@ -62,7 +65,15 @@ export class Daemon {
     this.teardown = new Teardown(logger);
     this.notifier = SdNotifier.fromEnv(env);
     this.teardown.add('sd_notify', () => this.notifier.close());
-    const parts = assemble({ options, logger, bus: this.bus, teardown: this.teardown, notifier: this.notifier, handover: (ch, ms) => this.handover.prepare(ch, ms) });
+    const parts = assemble({
+      options,
+      logger,
+      bus: this.bus,
+      teardown: this.teardown,
+      notifier: this.notifier,
+      memPathAllow: inputs.memPathAllow,
+      handover: (ch, ms) => this.handover.prepare(ch, ms),
+    });
     this.parts = parts;
     this.monitor = parts.monitor;
     adoptPassedFds(parts, inputs, logger);
@@ -115,7 +126,10 @@ export class Daemon {
     } catch (err) {
       logger.error({ err }, 'sd_notify READY failed');
     }
-    logger.info({ sockets: this.socketPaths, version: PACKAGE_STRING, kvm: parts.kvm.facts.enabled, commands: parts.schemaCommands.length }, 'hostmemd ready');
+    logger.info(
+      { sockets: this.socketPaths, version: PACKAGE_STRING, kvm: parts.kvm.facts.enabled, commands: parts.schemaCommands.length, memPathAllow: this.inputs.memPathAllow },
+      'hostmemd ready',
+    );
   }
 
   /** An orderly shutdown (signal, quit): objects stay journaled, memory in the fd store. */
@@ -190,13 +204,14 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
   const wsRefusal = options.ws && web!.server.remoteBindRefusal(options.ws.host, options.ws.port, options.wsAllowRemote);
   if (wsRefusal) throw new Error(wsRefusal);
   fs.mkdirSync(options.stateDir, { recursive: true, mode: 0o750 });
+  const memPathAllow = memPathAllowList(options.memPathAllow, options.stateDir, logger);
   raiseFdLimit(logger);
   // systemd: fds passed at start (listening sockets, stored backend fds).
   const passed = takeListenFds(env);
   for (const p of passed.problems) logger.warn({}, `passed fd: ${p}`);
   // --incoming-cpr: wait for the running daemon and take its backend fds first.
   const incoming = options.incomingCpr ? await receiveHandoverStart(options.incomingCpr, options.stateDir, logger) : undefined;
-  const daemon = new Daemon(options, logger, env, { web, passed, incoming });
+  const daemon = new Daemon(options, logger, env, { web, passed, incoming, memPathAllow });
   try {
     await daemon.restoreAndListen();
   } catch (e) {

@@ -9,7 +9,23 @@ export const O_RDWR = 0o2;
 export const O_CREAT = 0o100;
 export const O_EXCL = 0o200;
 export const O_TRUNC = 0o1000;
+export const O_NONBLOCK = 0o4000;
+export const O_DIRECTORY = 0o200000;
+export const O_NOFOLLOW = 0o400000;
 export const O_CLOEXEC = 0o2000000;
+/** An fd that only names a file: no read/write, no open side effects, no blocking (FIFOs). */
+export const O_PATH = 0o10000000;
+/** dirfd meaning the current directory (<linux/fcntl.h>). */
+export const AT_FDCWD = -100;
+/** unlinkat(2): remove a directory (<linux/fcntl.h>). */
+export const AT_REMOVEDIR = 0x200;
+
+// openat2(2) resolve flags: <linux/openat2.h> (Linux 5.6+).
+export const RESOLVE_NO_XDEV = 0x01;
+export const RESOLVE_NO_MAGICLINKS = 0x02;
+export const RESOLVE_NO_SYMLINKS = 0x04;
+export const RESOLVE_BENEATH = 0x08;
+export const RESOLVE_IN_ROOT = 0x10;
 
 // fcntl(2) commands and fd flags: <asm-generic/fcntl.h>, <linux/fcntl.h>.
 export const F_GETFD = 1;
@@ -104,6 +120,7 @@ export const FALLOC_FL_ZERO_RANGE = 0x10;
 export const S_IFMT = 0o170000;
 export const S_IFREG = 0o100000;
 export const S_IFDIR = 0o040000;
+export const S_IFLNK = 0o120000;
 
 // statfs(2) f_type values: <linux/magic.h>.
 export const HUGETLBFS_MAGIC = 0x958458f6;

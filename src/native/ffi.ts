@@ -21,6 +21,8 @@ export type PointerArg = Buffer | Address | null;
 const f = {
   close: libc.func('int close(int fd)'),
   open: libc.func('int open(const char *path, int flags, ...)'),
+  openat: libc.func('int openat(int dirfd, const char *path, int flags, ...)'),
+  unlinkat: libc.func('int unlinkat(int dirfd, const char *path, int flags)'),
   fcntl: libc.func('int fcntl(int fd, int cmd, ...)'),
   ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)'),
   memfdCreate: libc.func('int memfd_create(const char *name, unsigned int flags)'),
@@ -73,6 +75,16 @@ export function setErrno(value: number): void {
 
 export const close = (fd: number): number => f.close(fd);
 export const open = (path: string, flags: number, mode: number): number => f.open(path, flags, 'uint32_t', mode);
+export const openat = (dirfd: number, path: string, flags: number, mode: number): number => f.openat(dirfd, path, flags, 'uint32_t', mode);
+export const unlinkat = (dirfd: number, path: string, flags: number): number => f.unlinkat(dirfd, path, flags);
+/** openat2(2) through syscall(2) (glibc 2.36 has no wrapper): `how` is a struct open_how of
+ *  OPEN_HOW_SIZE bytes, passed in place. */
+export function openat2(dirfd: number, path: string, how: Buffer): number {
+  const rc: number | bigint = f.syscall(SYS_OPENAT2, 'int', dirfd, 'const char *', path, 'void *', how, 'size_t', how.length);
+  return Number(rc);
+}
+/** x86-64 syscall number of openat2 (syscall_64.tbl: 437 common openat2). */
+const SYS_OPENAT2 = 437;
 /** fcntl(fd, cmd, int arg): every command used here takes an int (or ignores the argument). */
 export const fcntl = (fd: number, cmd: number, arg: number): number => f.fcntl(fd, cmd, 'int', arg);
 /** ioctl with an integer argument (KVM_CREATE_VM type, KVM_CHECK_EXTENSION cap). Request numbers

@@ -6,6 +6,7 @@ export { Fd } from './fd';
 export { Mapping } from './mapping';
 export type { NodeMask } from './mapping';
 export * from './libc';
+export { beneathMode, openBeneath, openDirectory, unlinkAt, ELOOP, EXDEV, ENOTDIR, ENOSYS } from './beneath';
 export { populateWrite, preallocate, threadpoolSize, PREALLOC_PIECE } from './prealloc';
 export type { PreallocOptions, PreallocProgress } from './prealloc';
 export * from './kvm';

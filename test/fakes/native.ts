@@ -15,7 +15,8 @@
 //     whose arguments match a predicate), with glibc's strerror texts;
 //   - fake.holdPrealloc(): preallocate() waits until the handle releases or fails it;
 //   - fake.kvm: /dev/kvm is absent (kvmOpen fails ENOENT) until a test sets fake.kvm.present;
-//   - fake.addFile / fake.fileAt / fake.mountHugetlbfs: the in-memory file system behind open();
+//   - fake.addFile / fake.addDir / fake.addSymlink / fake.fileAt / fake.mountHugetlbfs: the
+//     in-memory file system behind open() and openBeneath();
 //   - fake.reset(): back to a fresh state (call it in beforeEach).
 // Numeric constants are the real ones (src/native/constants.ts loads no koffi); the KVM
 // constants, which live next to koffi calls, are copied. The bottom of this file checks, for
@@ -25,7 +26,7 @@
 import type * as Real from '../../src/native';
 import {
   F_SEAL_GROW, F_SEAL_SEAL, F_SEAL_SHRINK, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, HUGETLBFS_MAGIC, MAP_ANONYMOUS, MAP_SHARED, MFD_ALLOW_SEALING, MFD_HUGE_SHIFT, MFD_HUGETLB,
-  O_CREAT, O_EXCL, O_RDONLY, O_TRUNC, PROT_WRITE, RLIMIT_NOFILE, S_IFREG, TMPFS_MAGIC,
+  O_CREAT, O_EXCL, O_PATH, O_RDONLY, O_TRUNC, PROT_WRITE, RLIMIT_NOFILE, S_IFDIR, S_IFREG, TMPFS_MAGIC,
 } from '../../src/native/constants';
 
 /** O_ACCMODE (<asm-generic/fcntl.h>). */
@@ -62,6 +63,7 @@ const ERRNOS: Record<string, [number, string]> = {
   ENOSYS: [38, 'Function not implemented'],
   EOPNOTSUPP: [95, 'Operation not supported'],
   EXDEV: [18, 'Invalid cross-device link'],
+  ELOOP: [40, 'Too many levels of symbolic links'],
 };
 export type ErrnoName = keyof typeof ERRNOS & string;
 const BY_NUMBER = new Map<number, [string, string]>(Object.entries(ERRNOS).map(([n, [v, t]]) => [v, [n, t]]));
@@ -119,7 +121,7 @@ interface Fault {
   when?: (...args: never[]) => boolean;
 }
 
-export type FileKind = 'memfd' | 'file' | 'shm' | 'guest-memfd' | 'kvm' | 'kvm-vm';
+export type FileKind = 'memfd' | 'file' | 'dir' | 'shm' | 'guest-memfd' | 'kvm' | 'kvm-vm';
 
 /** An open file description's inode: what fstat reports and what mappings share. */
 export interface FakeFile {
@@ -161,6 +163,12 @@ interface State {
   mappings: Set<Mapping>;
   /** The in-memory file system behind open(): path → inode. */
   paths: Map<string, FakeFile>;
+  /** Directories added by addDir (the parents of files exist implicitly). */
+  dirs: Set<string>;
+  /** Symlinks: path → target (never followed beneath a directory: ELOOP). */
+  symlinks: Map<string, string>;
+  /** The inode of each directory opened (one per path). */
+  dirFiles: Map<string, FakeFile>;
   hugetlbfs: Map<string, number>;
   nextIno: bigint;
   rlimits: Map<number, RLimit>;
@@ -178,6 +186,9 @@ function freshState(): State {
     fdObjects: new Map(),
     mappings: new Set(),
     paths: new Map(),
+    dirs: new Set(),
+    symlinks: new Map(),
+    dirFiles: new Map(),
     hugetlbfs: new Map(),
     nextIno: 1000n,
     rlimits: new Map([[RLIMIT_NOFILE, { cur: 1024n, max: 524288n }]]),
@@ -252,6 +263,9 @@ const SYSCALL_NAMES: Record<string, string> = {
   fallocatePunchHole: 'fallocate',
   fstatBlockSize: 'fstat',
   fdPageSize: 'fstatfs',
+  openBeneath: 'openat2',
+  openDirectory: 'open',
+  unlinkAt: 'unlinkat',
 };
 
 /** The next call of `name` (a function or method name of this module: 'memfdCreate',
@@ -323,7 +337,98 @@ export function addFile(path: string, size = 0n): FakeFile {
 /** Files opened under `dir` are on hugetlbfs with `pageSize` pages (fdPageSize reports it). */
 export function mountHugetlbfs(dir: string, pageSize = DEFAULT_HUGE): void {
   state.hugetlbfs.set(dir, pageSize);
+  state.dirs.add(dir);
 }
+
+/** A directory (its parents exist implicitly). */
+export function addDir(path: string): void {
+  state.dirs.add(path);
+}
+
+/** A symlink at `path` to `target`. openBeneath refuses it (ELOOP) wherever it is in the path. */
+export function addSymlink(path: string, target: string): void {
+  state.symlinks.set(path, target);
+}
+
+function isDir(path: string): boolean {
+  if (path === '/' || state.dirs.has(path)) return true;
+  const under = `${path}/`;
+  for (const k of [...state.paths.keys(), ...state.dirs]) if (k.startsWith(under)) return true;
+  return false;
+}
+
+function dirFile(path: string): FakeFile {
+  let f = state.dirFiles.get(path);
+  if (!f) {
+    f = newFile('dir', path, 0n, { mode: S_IFDIR | 0o755 });
+    state.dirFiles.set(path, f);
+  }
+  return f;
+}
+
+/** Like the real openDirectory: an O_PATH fd of a directory (the administrator's path). */
+export function openDirectory(path: string): Fd {
+  record('openDirectory', [path]);
+  if (state.paths.has(path)) fail('open', 'ENOTDIR');
+  if (!isDir(path)) fail('open', 'ENOENT');
+  return allocFd('open', dirFile(path), false);
+}
+
+/** Like the real openBeneath with openat2: '..' out of the directory or an absolute `rel` is
+ *  EXDEV, a symlink anywhere ELOOP. Faults: failNext('openBeneath', code). */
+export function openBeneath(dir: Fd, rel: string, flags: number, mode = 0): Fd {
+  const base = openOf(dir, 'openat2').file;
+  record('openBeneath', [base.name, rel, flags, mode]);
+  if (base.kind !== 'dir') fail('openat2', 'ENOTDIR');
+  if (rel.startsWith('/')) fail('openat2', 'EXDEV');
+  const stack: string[] = [];
+  const parts = rel.split('/').filter((c) => c !== '' && c !== '.');
+  const at = (): string => (stack.length ? `${base.name === '/' ? '' : base.name}/${stack.join('/')}` : base.name);
+  parts.forEach((c, i) => {
+    if (c === '..') {
+      if (stack.length === 0) fail('openat2', 'EXDEV');
+      stack.pop();
+      return;
+    }
+    stack.push(c);
+    if (state.symlinks.has(at())) fail('openat2', 'ELOOP');
+    if (i < parts.length - 1 && !isDir(at())) fail('openat2', state.paths.has(at()) ? 'ENOTDIR' : 'ENOENT');
+  });
+  const p = at();
+  const writable = (flags & O_PATH) === 0 && (flags & O_ACCMODE) !== O_RDONLY;
+  const file = state.paths.get(p);
+  if (file) {
+    if (flags & O_CREAT && flags & O_EXCL) fail('openat2', 'EEXIST');
+    if (flags & O_TRUNC) file.size = 0n;
+    return allocFd('openat2', file, writable);
+  }
+  if (isDir(p)) {
+    if (flags & O_CREAT || writable) fail('openat2', 'EISDIR');
+    return allocFd('openat2', dirFile(p), false);
+  }
+  if (!(flags & O_CREAT)) fail('openat2', 'ENOENT');
+  const parent = p.slice(0, p.lastIndexOf('/')) || '/';
+  if (!isDir(parent)) fail('openat2', 'ENOENT');
+  const created = addFile(p);
+  created.mode = S_IFREG | (mode & 0o7777);
+  return allocFd('openat2', created, writable);
+}
+
+/** Like the real unlinkAt: removes `name` in the directory `dir`. */
+export function unlinkAt(dir: Fd, name: string): void {
+  const base = openOf(dir, 'unlinkat').file;
+  record('unlinkAt', [base.name, name]);
+  if (!state.paths.delete(`${base.name === '/' ? '' : base.name}/${name}`)) fail('unlinkat', 'ENOENT');
+}
+
+/** The fake always resolves like openat2. */
+export function beneathMode(): 'openat2' | 'walk' {
+  return 'openat2';
+}
+export const EXDEV = 18;
+export const ENOTDIR = 20;
+export const ENOSYS = 38;
+export const ELOOP = 40;
 
 /** The lowest free fd number ≥ 3, or EMFILE past RLIMIT_NOFILE's soft limit. */
 function allocFd(syscall: string, file: FakeFile, writable: boolean, cloexec = true): Fd {
@@ -932,17 +1037,17 @@ type SwapTuple<A extends unknown[]> = { [K in keyof A]: Swap<A[K]> };
 /** The public members of a real class instance, swapped. */
 type Members<T> = { [K in keyof T]: Swap<T[K]> };
 
-type Faked = 'memfdCreate' | 'open' | 'openFile' | 'close' | 'shmOpen' | 'shmUnlink' | 'ftruncate' | 'addSeals' | 'getSeals' | 'fallocate' | 'fallocatePunchHole' | 'fstat' | 'fstatBlockSize' | 'fstatfs' | 'fdPageSize' | 'mmap' | 'munmap' | 'madvise' | 'mbind' | 'getpagesize' | 'pageSize' | 'sysconf' | 'onlineCpus' | 'getrlimit' | 'setrlimit' | 'populateWrite' | 'preallocate' | 'threadpoolSize' | 'kvmOpen' | 'kvmGetApiVersion' | 'kvmCreateVm' | 'kvmCheckExtension' | 'kvmCreateGuestMemfd' | 'kvmSetUserMemoryRegion2' | 'errnoName' | 'strerror' | '_IOC' | '_IO' | '_IOR' | '_IOW' | '_IOWR';
-type FakedConstants = 'PREALLOC_PIECE' | 'KVM_STRUCT_SIZES' | 'KVMIO' | 'KVM_GET_API_VERSION' | 'KVM_CREATE_VM' | 'KVM_CHECK_EXTENSION' | 'KVM_SET_USER_MEMORY_REGION2' | 'KVM_CREATE_GUEST_MEMFD' | 'IOC_NONE' | 'IOC_READ' | 'IOC_WRITE';
+type Faked = 'openBeneath' | 'openDirectory' | 'unlinkAt' | 'beneathMode' | 'memfdCreate' | 'open' | 'openFile' | 'close' | 'shmOpen' | 'shmUnlink' | 'ftruncate' | 'addSeals' | 'getSeals' | 'fallocate' | 'fallocatePunchHole' | 'fstat' | 'fstatBlockSize' | 'fstatfs' | 'fdPageSize' | 'mmap' | 'munmap' | 'madvise' | 'mbind' | 'getpagesize' | 'pageSize' | 'sysconf' | 'onlineCpus' | 'getrlimit' | 'setrlimit' | 'populateWrite' | 'preallocate' | 'threadpoolSize' | 'kvmOpen' | 'kvmGetApiVersion' | 'kvmCreateVm' | 'kvmCheckExtension' | 'kvmCreateGuestMemfd' | 'kvmSetUserMemoryRegion2' | 'errnoName' | 'strerror' | '_IOC' | '_IO' | '_IOR' | '_IOW' | '_IOWR';
+type FakedConstants = 'EXDEV' | 'ENOTDIR' | 'ENOSYS' | 'ELOOP' | 'PREALLOC_PIECE' | 'KVM_STRUCT_SIZES' | 'KVMIO' | 'KVM_GET_API_VERSION' | 'KVM_CREATE_VM' | 'KVM_CHECK_EXTENSION' | 'KVM_SET_USER_MEMORY_REGION2' | 'KVM_CREATE_GUEST_MEMFD' | 'IOC_NONE' | 'IOC_READ' | 'IOC_WRITE';
 
 const conformance = {
   functions: {
-    memfdCreate, open, openFile, close, shmOpen, shmUnlink, ftruncate, addSeals, getSeals, fallocate, fallocatePunchHole, fstat, fstatBlockSize, fstatfs, fdPageSize, mmap, munmap, madvise, mbind,
+    openBeneath, openDirectory, unlinkAt, beneathMode, memfdCreate, open, openFile, close, shmOpen, shmUnlink, ftruncate, addSeals, getSeals, fallocate, fallocatePunchHole, fstat, fstatBlockSize, fstatfs, fdPageSize, mmap, munmap, madvise, mbind,
     getpagesize, pageSize, sysconf, onlineCpus, getrlimit, setrlimit, populateWrite, preallocate, threadpoolSize, kvmOpen, kvmGetApiVersion, kvmCreateVm, kvmCheckExtension, kvmCreateGuestMemfd,
     kvmSetUserMemoryRegion2, errnoName, strerror, _IOC, _IO, _IOR, _IOW, _IOWR,
   } satisfies { [K in Faked]: Swap<(typeof Real)[K]> },
   constants: {
-    PREALLOC_PIECE, KVM_STRUCT_SIZES, KVMIO, KVM_GET_API_VERSION, KVM_CREATE_VM, KVM_CHECK_EXTENSION, KVM_SET_USER_MEMORY_REGION2, KVM_CREATE_GUEST_MEMFD,
+    EXDEV, ENOTDIR, ENOSYS, ELOOP, PREALLOC_PIECE, KVM_STRUCT_SIZES, KVMIO, KVM_GET_API_VERSION, KVM_CREATE_VM, KVM_CHECK_EXTENSION, KVM_SET_USER_MEMORY_REGION2, KVM_CREATE_GUEST_MEMFD,
     IOC_NONE, IOC_READ, IOC_WRITE,
   } satisfies { [K in FakedConstants]: (typeof Real)[K] },
   classes: { Fd, SysError } satisfies { Fd: new (fd: number) => Members<Real.Fd>; SysError: new (syscall: string, errno: number) => Members<Real.SysError> },

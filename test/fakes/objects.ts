@@ -23,6 +23,8 @@ export interface FixtureOptions {
   /** Open the (fake) KVM accelerator; by default it is disabled as with --accel none. */
   kvm?: boolean;
   fdMirror?: FdStoreMirror;
+  /** --mem-path-allow (default: '/', unconfined). */
+  memPathAllow?: string[];
 }
 
 /** A command context for handlers that do not look at the session. */
@@ -42,6 +44,7 @@ export function objectsFixture(opts: FixtureOptions = {}) {
     preallocs,
     fds,
     cpuCount: () => opts.cpus ?? 4,
+    memPathAllow: opts.memPathAllow ?? ['/'],
     resolvePath: (p: string) => {
       const r = tree.resolve(p);
       return r.kind === 'found' ? { typeName: r.obj.typeName } : r.kind;

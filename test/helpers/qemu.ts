@@ -49,11 +49,12 @@ export function announceSkip(what: string, why: string): void {
 
 /** Inside a describe block: QEMU 7.2 and an in-process hostmemd, started before the block's
  *  tests and stopped after them (the differential tests' fixture). */
-export function qemuAndHostmemd(): { readonly qemu: QemuRef; readonly hostmemd: InProcess } {
+/** `hostmemdArgs`: extra command-line options of the hostmemd side. */
+export function qemuAndHostmemd(hostmemdArgs: string[] = []): { readonly qemu: QemuRef; readonly hostmemd: InProcess } {
   const refs: { qemu?: QemuRef; hostmemd?: InProcess } = {};
   beforeAll(async () => {
     refs.qemu = await startQemu();
-    refs.hostmemd = await startInProcess();
+    refs.hostmemd = await startInProcess(hostmemdArgs);
   });
   afterAll(async () => {
     await refs.qemu?.stop();

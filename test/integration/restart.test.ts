@@ -68,10 +68,11 @@ async function client(): Promise<RawQmpClient> {
   return RawQmpClient.negotiated(sock);
 }
 
-async function addAll(c: RawQmpClient, dir: string): Promise<void> {
+/** The file backend's file lies in <state-dir>/files, the default --mem-path-allow. */
+async function addAll(c: RawQmpClient, stateDir: string): Promise<void> {
   for (const b of active) {
     const args: Record<string, unknown> = { ...b.args, id: b.id, size: Number(b.size) };
-    if (b.id === 'file') args['mem-path'] = path.join(dir, 'file-backend');
+    if (b.id === 'file') args['mem-path'] = path.join(stateDir, 'files', 'file-backend');
     expect(await c.execute('object-add', args)).toEqual({ return: {} });
   }
 }
@@ -79,7 +80,7 @@ async function addAll(c: RawQmpClient, dir: string): Promise<void> {
 test('every acknowledged backend comes back after SIGKILL with its bytes; private memory comes back empty and says so', async () => {
   await sm.start();
   const c = await client();
-  await addAll(c, sm.dir);
+  await addAll(c, sm.stateDir);
   const pid1 = sm.proc!.pid!;
   for (const b of active) writePatterns(pid1, b);
   // Every fd-backed backend is in the store before its object-add was answered.
@@ -113,7 +114,7 @@ test('every acknowledged backend comes back after SIGKILL with its bytes; privat
 test('object-del ends it: a deleted backend leaves the store and the journal and does not come back', async () => {
   await sm.start();
   const c = await client();
-  await addAll(c, sm.dir);
+  await addAll(c, sm.stateDir);
   expect(await c.execute('object-del', { id: 'mfd' })).toEqual({ return: {} });
   expect(await sm.storeSettles(active.filter((b) => b.shared && b.id !== 'mfd').map((b) => b.id))).not.toContain('mfd');
   expect(fs.existsSync(path.join(sm.stateDir, 'objects', 'mfd.json'))).toBe(false);

@@ -11,9 +11,14 @@ import { smaps, findMappings, numaPolicy, fdCount, backendMapsCount as mapsCount
 const MiB = 1n << 20n;
 let d: InProcess;
 let c: RawQmpClient;
+/** The file backends' directory, allowed for mem-path (--mem-path-allow). */
+const ALLOWED = tmpDir('hostmemd-allowed-');
 
-beforeAll(async () => ({ d, c } = await startWithClient()));
-afterAll(() => stopWithClient({ d, c }));
+beforeAll(async () => ({ d, c } = await startWithClient(['--mem-path-allow', ALLOWED])));
+afterAll(async () => {
+  await stopWithClient({ d, c });
+  fs.rmSync(ALLOWED, { recursive: true, force: true });
+});
 
 async function add(args: Record<string, unknown>): Promise<Record<string, unknown>> {
   return c.execute('object-add', args);
@@ -113,7 +118,7 @@ test('shm and file backends map shared memory of the right size', async () => {
   await add({ 'qom-type': 'memory-backend-shm', id: 'shm1', size: Number(size) });
   expect(findMappings(size, /^\/dev\/shm\/hostmemd-shm-[0-9a-f]{32} \(deleted\)$/)[0].perms).toBe('rw-s');
   await del('shm1');
-  const dir = tmpDir();
+  const dir = fs.mkdtempSync(path.join(ALLOWED, 'd-'));
   const file = path.join(dir, 'backing');
   await add({ 'qom-type': 'memory-backend-file', id: 'file1', size: Number(size), 'mem-path': file, share: true });
   expect(findMappings(size, file)[0].perms).toBe('rw-s');
@@ -158,11 +163,7 @@ test('hundreds of add/del cycles leak no fd and no mapping', async () => {
 });
 
 describe('refusals with QEMU texts leave nothing behind', () => {
-  // A directory of this test's own as mem-path (instead of /tmp), and a name in it that does
-  // not exist.
-  const scratch = tmpDir('hostmemd-refusals-');
-  const missing = path.join(scratch, 'no-such-file');
-  afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+  // mem-path names the test's own allowed directory (ALLOWED), or names inside it.
   const cases: [string, Record<string, unknown>, string][] = [
     ['bad id', { 'qom-type': 'memory-backend-ram', id: '1bad', size: 4096 }, "Parameter 'id' expects an identifier"],
     ['size 0', { 'qom-type': 'memory-backend-ram', id: 'z', size: 0 }, "property 'size' of memory-backend-ram doesn't take value '0'"],
@@ -178,16 +179,17 @@ describe('refusals with QEMU texts leave nothing behind', () => {
     ['hugetlbsize not a power of 2', { 'qom-type': 'memory-backend-memfd', id: 'z', size: 4096, hugetlb: true, hugetlbsize: 6 << 20 }, 'Hugepage size must be a power of 2'],
     ['memfd size not page aligned', { 'qom-type': 'memory-backend-memfd', id: 'z', size: 4097 }, "z backing store size 0x1001 is too small for 'size' option 0x2000 plus 'offset' option 0x0"],
     ['memfd guest-memfd without share', { 'qom-type': 'memory-backend-memfd', id: 'z', size: 4096, 'guest-memfd': true, share: false }, 'Guest-memfd=on must be used with share=on'],
-    ['file rom=on without readonly', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': scratch, rom: 'on' }, "property 'rom' = 'on' is not supported with 'readonly' = 'off'"],
-    ['file rom=off readonly shared', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': scratch, rom: 'off', readonly: true, share: true }, "property 'rom' = 'off' is incompatible with 'readonly' = 'on' and 'share' = 'on'"],
-    ['file unopenable', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': '/nonexistent/dir/f' }, "can't open backing store /nonexistent/dir/f for guest RAM: No such file or directory"],
-    ['file size not aligned', { 'qom-type': 'memory-backend-file', id: 'z', size: 5000, 'mem-path': scratch }, "backend 'memory-backend-file' memory size must be multiple of 4 KiB"],
-    ['file align not power of 2', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': scratch, align: 3 * 4096 }, 'alignment 0x3000 must be a power of two'],
-    ['file offset not page multiple', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': scratch, offset: 100 }, 'offset 0x64 must be multiples of page size 0x1000'],
-    ['file pmem', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': scratch, pmem: true }, "Lack of libpmem support while setting the 'pmem=on' of memory-backend-file. We can't ensure data persistence."],
-    ['file smaller than a page', { 'qom-type': 'memory-backend-file', id: 'z', size: 100, 'mem-path': scratch }, 'memory size 0x64 must be equal to or larger than page size 0x1000'],
-    ['file align below the page size', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': scratch, align: 2048 }, 'alignment 0x800 must be multiples of page size 0x1000'],
-    ['file readonly and missing', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': missing, readonly: true }, `can't open backing store ${missing} for guest RAM: No such file or directory`],
+    ['file rom=on without readonly', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': ALLOWED, rom: 'on' }, "property 'rom' = 'on' is not supported with 'readonly' = 'off'"],
+    ['file rom=off readonly shared', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': ALLOWED, rom: 'off', readonly: true, share: true }, "property 'rom' = 'off' is incompatible with 'readonly' = 'on' and 'share' = 'on'"],
+    ['file unopenable', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': `${ALLOWED}/nonexistent/f` }, `can't open backing store ${ALLOWED}/nonexistent/f for guest RAM: No such file or directory`],
+    ['file outside the allowed directories', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': '/tmp' }, "mem-path '/tmp' is not a regular file or directory inside an allowed directory (--mem-path-allow)"],
+    ['file size not aligned', { 'qom-type': 'memory-backend-file', id: 'z', size: 5000, 'mem-path': ALLOWED }, "backend 'memory-backend-file' memory size must be multiple of 4 KiB"],
+    ['file align not power of 2', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': ALLOWED, align: 3 * 4096 }, 'alignment 0x3000 must be a power of two'],
+    ['file offset not page multiple', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': ALLOWED, offset: 100 }, 'offset 0x64 must be multiples of page size 0x1000'],
+    ['file pmem', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': ALLOWED, pmem: true }, "Lack of libpmem support while setting the 'pmem=on' of memory-backend-file. We can't ensure data persistence."],
+    ['file smaller than a page', { 'qom-type': 'memory-backend-file', id: 'z', size: 100, 'mem-path': ALLOWED }, 'memory size 0x64 must be equal to or larger than page size 0x1000'],
+    ['file align below the page size', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': ALLOWED, align: 2048 }, 'alignment 0x800 must be multiples of page size 0x1000'],
+    ['file readonly and missing', { 'qom-type': 'memory-backend-file', id: 'z', size: 4096, 'mem-path': `${ALLOWED}/no-such-file`, readonly: true }, `can't open backing store ${ALLOWED}/no-such-file for guest RAM: No such file or directory`],
     ['hugetlb memfd of one small page', { 'qom-type': 'memory-backend-memfd', id: 'z', size: 4096, hugetlb: true }, 'failed to resize memfd to 4096: Invalid argument'],
     ['prealloc-context to nothing', { 'qom-type': 'memory-backend-ram', id: 'z', size: 4096, 'prealloc-context': '/objects/nothing' }, "Device '/objects/nothing' not found"],
     ['ram huge size', { 'qom-type': 'memory-backend-ram', id: 'z', size: 2 ** 52 }, "cannot set up guest memory 'z': Cannot allocate memory"],
@@ -224,7 +226,7 @@ test('concurrent object-adds of one id from two clients: exactly one wins', asyn
 });
 
 test('a file smaller than size+offset is refused; frozen file properties keep QEMU\'s texts', async () => {
-  const dir = tmpDir();
+  const dir = fs.mkdtempSync(path.join(ALLOWED, 'd-'));
   const file = path.join(dir, 'small');
   fs.writeFileSync(file, Buffer.alloc(4096));
   await expectError({ 'qom-type': 'memory-backend-file', id: 'small', size: 8192, 'mem-path': file }, "small backing store size 0x1000 is too small for 'size' option 0x2000 plus 'offset' option 0x0");

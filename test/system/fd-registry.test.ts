@@ -19,6 +19,7 @@ function setup(fds: FdRegistry) {
     preallocs: new PreallocTracker(),
     fds,
     cpuCount: () => 2,
+    memPathAllow: [],
     resolvePath: () => 'none',
     createGuestMemfd: () => {
       throw new Error('no KVM in this test');

@@ -261,4 +261,17 @@ maybe('hostmemd under a real systemd 252', () => {
     expect(made.map((b) => [b.id, resident(b.id)])).toEqual(made.map((b) => [b.id, b.id.startsWith('res-idle') ? 0 : b.size]));
     expect(inside('journalctl', '-u', 'hostmemd', '--no-pager', '-o', 'cat')).not.toMatch(/mincore/);
   });
+  test('mem-path in the sandbox: a file in the state directory\'s files/ is made under the sandbox\'s system-call filter and UMask; /etc/passwd is refused', async () => {
+    if (skipped()) return;
+    const c = await RawQmpClient.negotiated(sock);
+    const file = '/var/lib/hostmemd/files/guest.mem';
+    expect(await c.execute('object-add', { 'qom-type': 'memory-backend-file', id: 'mp', size: MiB, share: true, 'mem-path': file })).toEqual({ return: {} });
+    expect(inside('stat', '-c', '%s %U %a', file)).toBe(`${MiB} hostmemd 600`); // 0644 & ~UMask=0077
+    expect(inside('stat', '-c', '%U %a', '/var/lib/hostmemd/files')).toBe('hostmemd 750');
+    expect(await c.execute('object-add', { 'qom-type': 'memory-backend-file', id: 'mq', size: MiB, readonly: true, 'mem-path': '/etc/passwd' })).toEqual({
+      error: { class: 'GenericError', desc: "mem-path '/etc/passwd' is not a regular file or directory inside an allowed directory (--mem-path-allow)" },
+    });
+    expect(await c.execute('object-del', { id: 'mp' })).toEqual({ return: {} });
+    c.close();
+  });
 });

@@ -101,6 +101,7 @@ const LIBC_SYSCALLS: Record<string, string[]> = {
   munmap: ['munmap'],
   newlocale: ['openat', 'read', 'close'],
   open: ['openat'],
+  openat: ['openat'],
   recvmsg: ['recvmsg'],
   sendmsg: ['sendmsg'],
   setrlimit: ['prlimit64'],
@@ -112,6 +113,7 @@ const LIBC_SYSCALLS: Record<string, string[]> = {
   strerror: [],
   strerror_l: [],
   sysconf: ['openat', 'read', 'sched_getaffinity'],
+  unlinkat: ['unlinkat'],
   syscall: [], // the numbers it is called with: SYS_* constants, below
 };
 

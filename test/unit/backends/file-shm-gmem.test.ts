@@ -1,21 +1,18 @@
 // memory-backend-file, memory-backend-shm and memory-backend-guest-memfd on the native fake:
 // open flags, sizing, hugetlbfs page sizes, alignment and offset checks, readonly/rom, discard-data,
-// shm_open+unlink, the KVM guest_memfd path, and failures leaving nothing open.
+// shm_open+unlink, the KVM guest_memfd path, failures leaving nothing open, and the mem-path
+// confinement (one refusal text for everything outside the allowed directories).
 jest.mock('../../../src/native', () => jest.requireActual('../../fakes/native'));
-// Only unlinkSync is replaced (the unlinked temp file of a directory mem-path exists only in the
-// fake file system); statSync stays real.
-jest.mock('node:fs', () => ({ ...jest.requireActual('node:fs'), unlinkSync: jest.fn() }));
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as fake from '../../fakes/native';
 import { MiB, objectsFixture, qmpError, ObjectsFixture } from '../../fakes/objects';
 import { SHM_NAME_ATTEMPTS } from '../../../src/backends/shm';
 
 let fx: ObjectsFixture;
+const DIR = '/nonexistent-hostmemd-fake';
 beforeEach(() => {
   fake.reset();
-  (fs.unlinkSync as jest.Mock).mockReset();
-  fx = objectsFixture();
+  fake.addDir(DIR);
+  fx = objectsFixture({ memPathAllow: [DIR, '/dev/hugepages'] });
 });
 afterEach(() => fx.close());
 
@@ -27,7 +24,7 @@ const hex = (n: number | bigint): string => `0x${n.toString(16)}`;
 
 describe('memory-backend-file', () => {
   const T = 'memory-backend-file';
-  const PATH = '/nonexistent-hostmemd-fake/guest.mem';
+  const PATH = `${DIR}/guest.mem`;
 
   test('defaults and property list', async () => {
     expect(((await fx.run('qom-list-properties', { typename: T })) as { name: string }[]).map((p) => p.name).slice(-7)).toEqual([
@@ -39,9 +36,14 @@ describe('memory-backend-file', () => {
     }
   });
 
-  test('a new file: O_RDWR|O_CREAT|O_CLOEXEC 0644, sized to size+offset, mapped private', async () => {
+  test('a new file: looked at O_PATH beneath the allowed dir, created O_RDWR|O_CREAT|O_EXCL 0644, sized to size+offset, mapped private', async () => {
     await fx.add(T, 'f', { size: MiB, 'mem-path': PATH });
-    expect(fake.callsOf('openFile')).toEqual([[PATH, fake.O_RDWR | fake.O_CREAT | fake.O_CLOEXEC, 0o644]]);
+    expect(fake.callsOf('openDirectory')).toEqual([[DIR]]);
+    expect(fake.callsOf('openBeneath')).toEqual([
+      [DIR, 'guest.mem', fake.O_PATH, 0],
+      [DIR, 'guest.mem', fake.O_RDWR | fake.O_CREAT | fake.O_EXCL | fake.O_NONBLOCK, 0o644],
+    ]);
+    expect(fake.fileAt(PATH)!.mode).toBe(fake.S_IFREG | 0o644);
     expect(fake.fileAt(PATH)!.size).toBe(BigInt(MiB));
     expect(fake.callsOf('mmap')[0]).toEqual([BigInt(MiB), fake.PROT_READ | fake.PROT_WRITE, fake.MAP_PRIVATE, fake.openFds()[0], 0n]);
     await fx.add(T, 'g', { size: MiB, 'mem-path': `${PATH}2`, share: true, offset: 2 * 4096 });
@@ -60,20 +62,23 @@ describe('memory-backend-file', () => {
   });
 
   test('a directory: an unlinked O_EXCL 0600 temp file in it', async () => {
-    const dir = os.tmpdir();
-    await fx.add(T, 'f', { size: MiB, 'mem-path': dir });
-    const [[p, flags, mode]] = fake.callsOf('openFile') as [string, number, number][];
-    expect(p).toMatch(new RegExp(`^${dir}/hostmemd_back_mem\\.f\\.[0-9a-f]{8}$`));
-    expect([flags, mode]).toEqual([fake.O_RDWR | fake.O_CREAT | fake.O_EXCL | fake.O_CLOEXEC, 0o600]);
-    expect(fs.unlinkSync).toHaveBeenCalledWith(p);
+    fake.addDir(`${DIR}/sub`);
+    await fx.add(T, 'f', { size: MiB, 'mem-path': `${DIR}/sub` });
+    const [probe, [dir, name, flags, mode]] = fake.callsOf('openBeneath') as [string, string, number, number][];
+    expect(probe).toEqual([DIR, 'sub', fake.O_PATH, 0]);
+    expect(dir).toBe(`${DIR}/sub`);
+    expect(name).toMatch(/^hostmemd_back_mem\.f\.[0-9a-f]{8}$/);
+    expect([flags, mode]).toEqual([fake.O_RDWR | fake.O_CREAT | fake.O_EXCL, 0o600]);
+    expect(fake.callsOf('unlinkAt')).toEqual([[`${DIR}/sub`, name]]);
+    expect(fake.fileAt(`${DIR}/sub/${name}`)).toBeUndefined();
+    // The allowed directory itself works the same way.
+    await fx.add(T, 'g', { size: MiB, 'mem-path': DIR });
+    expect(fake.callsOf('openBeneath')[2]).toEqual([DIR, '', fake.O_PATH, 0]);
   });
 
-  // When unlink fails after the open, the fd is not closed (src/backends/file.ts). Reported.
-  test('a directory whose temp file cannot be unlinked: nothing left open', async () => {
-    (fs.unlinkSync as jest.Mock).mockImplementation(() => {
-      throw Object.assign(new Error('EACCES: permission denied'), { code: 'EACCES' });
-    });
-    expect((await qmpError(fx.add(T, 'f', { size: MiB, 'mem-path': os.tmpdir() }))).desc).toMatch(/^can't open backing store .* for guest RAM: /);
+  test('a directory whose temp file cannot be unlinked: the error, and nothing left open', async () => {
+    fake.failNext('unlinkAt', 'EACCES');
+    expect((await qmpError(fx.add(T, 'f', { size: MiB, 'mem-path': DIR }))).desc).toBe(`can't open backing store ${DIR} for guest RAM: Permission denied`);
     clean();
   });
 
@@ -85,7 +90,7 @@ describe('memory-backend-file', () => {
     expect(await e({ size: MiB, 'mem-path': PATH, rom: 'off', readonly: true, share: true })).toBe("property 'rom' = 'off' is incompatible with 'readonly' = 'on' and 'share' = 'on'");
     expect(await e({ size: MiB, 'mem-path': PATH, pmem: true })).toBe("Lack of libpmem support while setting the 'pmem=on' of memory-backend-file. We can't ensure data persistence.");
     expect(await e({ size: MiB, 'mem-path': PATH, rom: 'maybe' })).toBe("Parameter 'rom' does not accept value 'maybe'");
-    expect(fake.callsOf('openFile')).toEqual([]);
+    expect(fake.callsOf('openBeneath')).toEqual([]);
   });
 
   test('alignment, offset and size against the page size (hugetlbfs)', async () => {
@@ -111,7 +116,7 @@ describe('memory-backend-file', () => {
   test('readonly: O_RDONLY, no ftruncate, PROT_READ (rom=auto follows readonly)', async () => {
     fake.addFile(PATH, BigInt(MiB));
     await fx.add(T, 'f', { size: MiB, 'mem-path': PATH, readonly: true });
-    expect(fake.callsOf('openFile')[0][1]).toBe(fake.O_RDONLY | fake.O_CLOEXEC);
+    expect(fake.callsOf('openBeneath')[1].slice(1, 3)).toEqual(['guest.mem', fake.O_RDONLY | fake.O_NONBLOCK]);
     expect(fake.callsOf('mmap')[0][1]).toBe(fake.PROT_READ);
     // rom=off with readonly=on, share=off: writable private mapping of a read-only file.
     await fx.add(T, 'g', { size: MiB, 'mem-path': PATH, readonly: true, rom: 'off' });
@@ -119,7 +124,8 @@ describe('memory-backend-file', () => {
   });
 
   test.each([
-    ['openFile', 'EACCES', `can't open backing store ${PATH} for guest RAM: Permission denied`],
+    ['openBeneath', 'EACCES', `can't open backing store ${PATH} for guest RAM: Permission denied`],
+    ['openDirectory', 'ENOENT', `can't open backing store ${PATH} for guest RAM: No such file or directory`],
     ['fdPageSize', 'EIO', 'fstatfs: Input/output error'],
     ['ftruncate', 'ENOSPC', 'ftruncate: No space left on device'],
     ['mmap', 'ENOMEM', 'unable to map backing store for guest RAM: Cannot allocate memory'],
@@ -159,6 +165,80 @@ describe('memory-backend-file', () => {
     fake.failNext('fallocate', 'EOPNOTSUPP');
     await fx.run('object-del', { id: 'f' });
     clean();
+  });
+});
+
+describe('memory-backend-file: mem-path confinement', () => {
+  const T = 'memory-backend-file';
+  const refusal = (p: string): string => `mem-path '${p}' is not a regular file or directory inside an allowed directory (--mem-path-allow)`;
+  const refused = async (p: string, extra: Record<string, unknown> = {}): Promise<void> => {
+    expect(await qmpError(fx.add(T, 'f', { size: MiB, 'mem-path': p, ...extra }))).toEqual({ class: 'GenericError', desc: refusal(p) });
+    clean();
+  };
+
+  test.each([
+    ['outside every allowed dir', '/etc/shadow'],
+    ['outside, missing', '/root/new-file'],
+    ['relative', 'guest.mem'],
+    ['relative with the dir name', DIR.slice(1) + '/f'],
+    ['a name that only starts like the dir', `${DIR}x/f`],
+    ['.. before the dir', `/tmp/..${DIR}/f`],
+    ['a NUL in it', `${DIR}/f\0/../../etc/shadow`],
+  ])('%s: refused before any syscall', async (_name, p) => {
+    fake.addFile('/etc/shadow', 0x2a8n);
+    await refused(p);
+    expect(fake.callsOf('openDirectory')).toEqual([]);
+    expect(fake.callsOf('openBeneath')).toEqual([]);
+    expect(fake.fileAt('/etc/shadow')!.size).toBe(0x2a8n);
+  });
+
+  test('.. out of the allowed dir (EXDEV) is refused; .. that stays inside is resolved by the kernel', async () => {
+    fake.addDir(`${DIR}/a`);
+    await refused(`${DIR}/../etc/shadow`);
+    await refused(`${DIR}/a/../../x`);
+    await fx.add(T, 'f', { size: MiB, 'mem-path': `${DIR}/a/../inside` });
+    expect(fake.fileAt(`${DIR}/inside`)!.size).toBe(BigInt(MiB));
+  });
+
+  test('a symlink, as the last component or on the way: refused, readonly or not', async () => {
+    fake.addFile('/etc/shadow', 0x2a8n);
+    fake.addSymlink(`${DIR}/link`, '/etc/shadow');
+    fake.addSymlink(`${DIR}/dirlink`, '/etc');
+    await refused(`${DIR}/link`);
+    await refused(`${DIR}/link`, { readonly: true });
+    await refused(`${DIR}/dirlink/shadow`);
+    await refused(`${DIR}/dirlink/new`);
+    expect(fake.fileAt('/etc/shadow')!.size).toBe(0x2a8n);
+    expect(fake.fileAt('/etc/new')).toBeUndefined();
+  });
+
+  test('a FIFO or a device inside: refused after an O_PATH look, never opened for I/O', async () => {
+    fake.addFile(`${DIR}/fifo`).mode = 0o010644;
+    fake.addFile(`${DIR}/dev`).mode = 0o020666;
+    await refused(`${DIR}/fifo`);
+    await refused(`${DIR}/dev`, { readonly: true });
+    expect(fake.callsOf('openBeneath').map((c) => c[2])).toEqual([fake.O_PATH, fake.O_PATH]);
+  });
+
+  test('the longest allowed directory containing the path is resolved beneath', async () => {
+    fake.addDir(`${DIR}/inner`);
+    const inner = objectsFixture({ memPathAllow: [DIR, `${DIR}/inner/`] });
+    try {
+      await inner.add(T, 'f', { size: MiB, 'mem-path': `${DIR}/inner/f` });
+      expect(fake.callsOf('openDirectory')).toEqual([[`${DIR}/inner`]]);
+      expect(fake.callsOf('openBeneath')[0].slice(0, 2)).toEqual([`${DIR}/inner`, 'f']);
+    } finally {
+      inner.close();
+    }
+  });
+
+  test('an empty allowed list refuses everything', async () => {
+    const none = objectsFixture({ memPathAllow: [] });
+    try {
+      expect((await qmpError(none.add(T, 'f', { size: MiB, 'mem-path': `${DIR}/f` }))).desc).toBe(refusal(`${DIR}/f`));
+    } finally {
+      none.close();
+    }
   });
 });
 
