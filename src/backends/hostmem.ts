@@ -83,6 +83,10 @@ export abstract class HostMemoryBackend extends UserCreatable {
   mapping?: native.Mapping;
   /** Set by complete(): the memory came from a preserved fd (restart, handover). */
   reattached = false;
+  /** The RAMBlock name, fixed when complete() starts. The fd registry, the fd store and the
+   *  journal know the memory by it, so a later qom-set of x-use-canonical-path-for-ramblock-id
+   *  (which QEMU accepts without renaming the RAMBlock) cannot part the backend from its fd. */
+  private madeAs?: string;
   pageSize = native.pageSize();
 
   constructor(
@@ -97,16 +101,17 @@ export abstract class HostMemoryBackend extends UserCreatable {
     return this.mapping !== undefined;
   }
 
-  /** The RAMBlock name QEMU would use: the id, or the canonical path on request. */
+  /** The RAMBlock name QEMU would use: the id, or the canonical path on request; once
+   *  creation has begun, the name it was made under. */
   get memName(): string {
-    return this.useCanonicalPath ? `/objects/${this.name}` : this.name;
+    return this.madeAs ?? (this.useCanonicalPath ? `/objects/${this.name}` : this.name);
   }
 
   /** Creates the fd (if any) and the mapping. Must clean up after itself on failure. */
   protected abstract alloc(): Promise<Allocation> | Allocation;
 
   async complete(): Promise<void> {
-    const name = this.memName;
+    const name = (this.madeAs = this.memName);
     // A preserved fd (fd store, handover) holds memory already made and filled: it is mapped
     // again as it is, without preallocation (qemu-facts §6.5, cpr_find_fd).
     this.reattached = this.services.fds.isPreserved(name);
@@ -308,6 +313,8 @@ export const MEMORY_BACKEND_PROPERTIES: PropertyDef<B>[] = [
     type: 'bool',
     defaultValue: false,
     get: (o) => o.useCanonicalPath,
+    // QEMU names the RAMBlock once: a later value is kept but renames nothing (memName).
+    inertAfterCreation: true,
     set: (o, v) => {
       o.useCanonicalPath = visitBool('x-use-canonical-path-for-ramblock-id', v);
     },
@@ -317,6 +324,8 @@ export const MEMORY_BACKEND_PROPERTIES: PropertyDef<B>[] = [
     type: 'HostMemPolicy',
     description: 'NUMA policy of the memory',
     defaultValue: 'default',
+    // The memory was bound at creation; QEMU takes a later value without re-binding.
+    inertAfterCreation: true,
     get: (o) => o.policy,
     set: (o, v) => {
       o.policy = visitEnum('policy', v, HOST_MEM_POLICIES);
@@ -372,6 +381,8 @@ export const MEMORY_BACKEND_PROPERTIES: PropertyDef<B>[] = [
     name: 'host-nodes',
     type: 'int',
     description: 'Host NUMA nodes the policy applies to',
+    // Bound at creation, as policy; a restart re-binding to later nodes could fail (§5.3).
+    inertAfterCreation: true,
     get: (o) => [...o.hostNodes],
     set: (o, v) => {
       // Like QEMU, values are ORed into the set (no guard after creation), and those before an

@@ -91,6 +91,8 @@ export const MEMFD_PROPERTIES: PropertyDef<M>[] = [
     type: 'bool',
     description: 'Back the memory with huge pages',
     defaultValue: false,
+    // Like seal: the memfd is made; QEMU takes a later value to no effect (qemu-facts §5.4).
+    inertAfterCreation: true,
     get: (o) => o.hugetlb,
     set: (o, v) => {
       o.hugetlb = visitBool('hugetlb', v);
@@ -101,6 +103,7 @@ export const MEMFD_PROPERTIES: PropertyDef<M>[] = [
     type: 'bool',
     description: 'Seal the memfd against growing and shrinking',
     defaultValue: true,
+    inertAfterCreation: true,
     get: (o) => o.seal,
     set: (o, v) => {
       o.seal = visitBool('seal', v);

@@ -14,6 +14,11 @@ export interface PropertyDef<T extends QomObject = QomObject> {
   type: string;
   description?: string;
   defaultValue?: JsonValue;
+  /** Describes how the object was made, and QEMU still takes a value after creation, to no
+   *  effect: such a qom-set is not journaled, so a restart re-creates the object as it was made
+   *  (a value the memory was not made with could fail, or miss its preserved fd). Properties
+   *  whose later change would matter are refused after creation instead. */
+  inertAfterCreation?: boolean;
   get?(obj: T): JsonValue;
   set?(obj: T, value: JsonValue, phase: SetPhase): void | Promise<void>;
 }

@@ -186,9 +186,13 @@ export class ObjectManager {
     this.events.deleted(obj);
   }
 
-  /** After a successful qom-set on `obj`: records the change if `obj` is one of ours. */
+  /** After a successful qom-set on `obj`: records the change if `obj` is one of ours and the
+   *  change is one a restart should repeat (not an inertAfterCreation property: the record
+   *  keeps the value the object was made with). */
   async changed(obj: QomObject, property: string): Promise<void> {
-    if (this.persistence && obj instanceof UserCreatable && this.get(obj.name) === obj) await this.persistence.changed(obj, property);
+    if (!this.persistence || !(obj instanceof UserCreatable) || this.get(obj.name) !== obj) return;
+    if (obj.type.properties.get(property)?.inertAfterCreation) return;
+    await this.persistence.changed(obj, property);
   }
 
   /** Releases every object as this process stops (`mode`: see ReleaseMode); the journal
