@@ -2,12 +2,13 @@
 // stopped by quit or SIGTERM loses the memory of its fd-backed objects; the next start does
 // not re-create them empty under their ids but reports each (query-cpr lost and problems, the
 // entry moved to objects/lost/) and leaves the id free for object-add. A file backend whose
-// file holds its contents is reopened.
+// file holds its contents is reopened. SIGHUP stops nothing.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn, ChildProcess } from 'node:child_process';
 import { ROOT, killAndWait, tmpDir, waitConnectable, waitForFile } from '../helpers/daemon';
 import { RawQmpClient } from '../helpers/qmp-client';
+import { backendMapping, readProcessMemory, tagPage, writeProcessMemory } from '../helpers/proc';
 
 jest.setTimeout(60000);
 const MiB = 1 << 20;
@@ -122,5 +123,22 @@ test('a file backend whose file was emptied or removed while the daemon was down
   ]);
   expect(fs.statSync(fileE).size).toBe(0);
   expect(fs.existsSync(fileG)).toBe(false);
+  c.close();
+});
+
+test('SIGHUP to a bare daemon is logged and ignored: it keeps serving with its objects and their bytes', async () => {
+  const c = await start();
+  const size = 3 * MiB + 4096;
+  expect(await c.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'm', size })).toEqual({ return: {} });
+  const pid = proc!.pid!;
+  const pat = tagPage('sighup');
+  writeProcessMemory(pid, backendMapping(pid, size, /memfd/), pat);
+  proc!.kill('SIGHUP');
+  await new Promise((r) => setTimeout(r, 300));
+  expect(proc!.exitCode).toBeNull();
+  expect(await c.execute('query-memdev')).toMatchObject({ return: [{ id: 'm' }] });
+  expect(readProcessMemory(pid, backendMapping(pid, size, /memfd/), 4096).equals(pat)).toBe(true);
+  expect(stderr).toContain('SIGHUP ignored');
+  expect(await c.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'n', size: MiB })).toEqual({ return: {} });
   c.close();
 });

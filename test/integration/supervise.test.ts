@@ -121,6 +121,23 @@ test('a hung daemon misses the watchdog and is aborted and restarted with its me
   c2.close();
 });
 
+test('SIGHUP to the supervisor and to the daemon ends nothing: objects, fd store and memory kept (a later kill -9 still restores the bytes)', async () => {
+  const pid1 = await addPatterned();
+  sup.kill('SIGHUP');
+  process.kill(pid1, 'SIGHUP');
+  await new Promise((r) => setTimeout(r, 500));
+  expect(sup.exitCode).toBeNull();
+  expect(ended(pid1)).toBe(false);
+  const c = await RawQmpClient.negotiated(sock);
+  expect(((await c.execute('query-memdev')).return as { id: string }[]).map((m) => m.id)).toEqual(['m']);
+  c.close();
+  expect(readProcessMemory(pid1, mapping(pid1), 4096).equals(pat)).toBe(true);
+  // The fd store is still there: a crash now brings the memory back.
+  process.kill(pid1, 'SIGKILL');
+  const pid2 = await nextDaemon(pid1);
+  expect(readProcessMemory(pid2, mapping(pid2), 4096).equals(pat)).toBe(true);
+});
+
 test('SIGTERM ends the supervisor and its fd store: the next start reports the object lost, not re-created, and its id is free', async () => {
   await addPatterned();
   sup.kill('SIGTERM');
