@@ -8,7 +8,7 @@ import { genericError, QmpError } from '../errors/qmp-error';
 import { failedWith } from '../errors/text';
 import { PropertyDef, RegisteredType, SetPhase } from '../qom/object';
 import { visitBool, visitEnum, visitStr, visitUint64 } from '../qom/visit';
-import type { ReleaseMode } from '../qom/user-creatable';
+import type { ReleaseMode, RestoreSource } from '../qom/user-creatable';
 import { Allocation, BackendServices, HostMemoryBackend } from './hostmem';
 import { mapFor, roundUp } from './map';
 import { fileType, isConfinementErrno, locateMemPath, memPathRefusal } from './mem-path';
@@ -134,6 +134,36 @@ export class FileBackend extends HostMemoryBackend {
       throw e;
     }
     return fd;
+  }
+
+  /** At restore: the contents are in mem-path only if it still names a file that has them. A
+   *  directory held an unlinked file (gone with the process), and a missing or empty file
+   *  would be created anew: neither is the memory any more. Anything the probe cannot tell is
+   *  left to complete(), which reports it. */
+  protected override pathSource(): RestoreSource {
+    const p = this.memPath;
+    const where = locateMemPath(p, this.services.memPathAllow);
+    if (!where) return { from: 'path' };
+    const dirText = `mem-path '${p}' is a directory: the memory was an unlinked file in it, gone with the process`;
+    if (where.rest === '') return { from: 'new', detail: dirText };
+    let probe: native.Fd | undefined;
+    try {
+      const dir = native.openDirectory(where.dir);
+      try {
+        probe = native.openBeneath(dir, where.rest, native.O_PATH);
+      } finally {
+        dir.close();
+      }
+      const type = fileType(probe);
+      if (type === 'dir') return { from: 'new', detail: dirText };
+      if (type === 'file' && native.fstat(probe).size === 0n) return { from: 'new', detail: `the file at mem-path '${p}' is empty` };
+      return { from: 'path' };
+    } catch (e) {
+      if (e instanceof native.SysError && e.errno === ENOENT) return { from: 'new', detail: `mem-path '${p}' no longer exists` };
+      return { from: 'path' };
+    } finally {
+      probe?.close();
+    }
   }
 
   protected override get contentsInPath(): boolean {

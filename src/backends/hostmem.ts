@@ -6,7 +6,7 @@ import { JsonValue } from '../json/value';
 import { genericError, QmpError } from '../errors/qmp-error';
 import { failedWith } from '../errors/text';
 import { PropertyDef, RegisteredType, SetPhase } from '../qom/object';
-import { Keeping, ReleaseMode, UserCreatable } from '../qom/user-creatable';
+import { Keeping, ReleaseMode, RestoreSource, UserCreatable } from '../qom/user-creatable';
 import { visitBool, visitEnum, visitStr, visitUint16List, visitUint64, visitUintN } from '../qom/visit';
 import * as native from '../native';
 import { sizeToStr } from './size-str';
@@ -159,6 +159,19 @@ export abstract class HostMemoryBackend extends UserCreatable {
       fdName: this.fd ? this.memName : undefined,
       source: this.reattached ? 'preserved-fd' : this.contentsInPath ? 'path' : 'new',
     };
+  }
+
+  override restoreSource(): RestoreSource {
+    // Private pages belonged to the process that is gone, whatever fd or file was behind them.
+    if (!this.share) return { from: 'private' };
+    if (this.services.fds.isPreserved(this.memName)) return { from: 'preserved-fd' };
+    return this.pathSource() ?? { from: 'new' };
+  }
+
+  /** Whether the memory's contents are still in a file reopened by path (memory-backend-file),
+   *  looked at before allocation; undefined: not a file backend. */
+  protected pathSource(): RestoreSource | undefined {
+    return undefined;
   }
 
   /** The memory's contents live in a file reopened by path (memory-backend-file). */

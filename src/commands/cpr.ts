@@ -1,5 +1,6 @@
 // Handlers of the restart commands (qapi/hostmemd.json): query-cpr reports, per object, whether
-// its memory survives a restart and where it came from, and what failed to come back at start.
+// its memory survives a restart and where it came from, what failed to come back at start, and
+// which objects were not re-created because their memory was gone.
 import { Handler } from '../qmp/messages';
 import { JsonValue } from '../json/value';
 import { UserCreatable } from '../qom/user-creatable';
@@ -29,7 +30,6 @@ export function cprHandlers(svc: CprServices): Map<string, Handler> {
             preserved: o.keeping()?.preservable ?? true,
             origin: fate.origin,
           };
-          if (fate.reason !== undefined) entry.reason = fate.reason;
           objects.push(entry);
         }
         const problems: JsonValue[] = svc.cpr.problems.map((p) => {
@@ -38,7 +38,12 @@ export function cprHandlers(svc: CprServices): Map<string, Handler> {
           if (p.file !== undefined) e.file = p.file;
           return e;
         });
-        return { journal: svc.journalDir, 'fd-store': svc.fdStore, objects, problems };
+        const lost: JsonValue[] = svc.cpr.lost.map((l) => {
+          const e: Record<string, JsonValue> = { id: l.id, 'qom-type': l.qomType, reason: l.reason };
+          if (l.file !== undefined) e.file = l.file;
+          return e;
+        });
+        return { journal: svc.journalDir, 'fd-store': svc.fdStore, objects, problems, lost };
       },
     ],
     [

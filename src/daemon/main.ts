@@ -243,6 +243,10 @@ export async function runFromCommandLine(argv: readonly string[]): Promise<numbe
     process.stderr.write(`hostmemd: hostmemd-supervise (pid ${supervisor.pid}) is gone; not starting without it\n`);
     return 1;
   }
+  // QEMU stops on SIGHUP as on SIGTERM; here a stop can drop memory (when nothing keeps the
+  // fds), and SIGHUP usually means "reload" or a closed terminal: logged and ignored, from the
+  // start on. There is no configuration to reload, and the log is a stream: nothing to reopen.
+  process.on('SIGHUP', () => logger.warn({ signal: 'SIGHUP' }, 'SIGHUP ignored: hostmemd keeps running with its objects and memory (SIGTERM or quit stops it)'));
   let daemon: Daemon;
   try {
     daemon = await startDaemon(cli.options, logger);
@@ -259,7 +263,6 @@ export async function runFromCommandLine(argv: readonly string[]): Promise<numbe
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-  process.on('SIGHUP', onSignal);
   await daemon.stopped;
   return 0;
 }

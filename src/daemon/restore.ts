@@ -39,13 +39,10 @@ async function createCommandLineObjects(parts: Parts, specs: readonly string[], 
   return seen;
 }
 
-/** Why a successor cannot take over (an object lost or not restored), or undefined. */
+/** Why a successor cannot take over (an object lost or not restored: every one is a
+ *  problem), or undefined. */
 function lostObject(parts: Parts): string | undefined {
-  const { journal, objects } = parts;
-  const lost = [
-    ...journal.problems.map((p) => (p.id !== undefined ? `object '${p.id}': ${p.problem}` : p.problem)),
-    ...[...objects.list()].filter((o) => journal.origin(o.name).origin === 'recreated-empty').map((o) => `object '${o.name}': ${journal.origin(o.name).reason}`),
-  ];
+  const lost = parts.journal.problems.map((p) => (p.id !== undefined ? `object '${p.id}': ${p.problem}` : p.problem));
   return lost.length > 0 ? `the new hostmemd could not take every object: ${lost[0]}` : undefined;
 }
 

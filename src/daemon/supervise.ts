@@ -3,7 +3,7 @@
 // the QMP sockets and a NOTIFY_SOCKET with an fd store, starts bin/hostmemd with LISTEN_FDS,
 // and when the daemon dies (crash, kill -9, missed watchdog) starts it again with the stored
 // backend fds, so every acknowledged object comes back with its memory. A clean exit (quit,
-// SIGTERM) ends the supervisor too, like `systemctl stop`. If the supervisor itself dies
+// SIGTERM) ends the supervisor too, like `systemctl stop`; SIGHUP is ignored. If the supervisor itself dies
 // (kill -9), the daemon gets SIGTERM from the kernel and stops; a new supervisor then takes
 // over the (now stale) sockets and reports the lost memory through the journal.
 import * as fs from 'node:fs';
@@ -118,7 +118,9 @@ export async function runSupervisor(argv: readonly string[], env: NodeJS.Process
   };
   process.on('SIGTERM', forward);
   process.on('SIGINT', forward);
-  process.on('SIGHUP', forward);
+  // SIGHUP (a reload, a closed terminal) must not end us: the fd store, and with it every
+  // backend's memory, lives in this process. Logged and ignored, as the daemon does.
+  process.on('SIGHUP', () => log.warn({ signal: 'SIGHUP' }, 'SIGHUP ignored: the daemon and its fd store keep running (SIGTERM stops them)'));
 
   const restarts: number[] = [];
   let code = 0;

@@ -125,6 +125,7 @@ export function decodeEntry(text: string): JournalEntry {
 export class Journal {
   readonly dir: string;
   readonly rejectedDir: string;
+  readonly lostDir: string;
   private nextSeq = 1;
   /** Per-id chain, so a put and a remove of one id land in the order they were asked. */
   private readonly chains = new Map<string, Promise<void>>();
@@ -132,6 +133,7 @@ export class Journal {
   constructor(stateDir: string) {
     this.dir = path.join(stateDir, 'objects');
     this.rejectedDir = path.join(this.dir, 'rejected');
+    this.lostDir = path.join(this.dir, 'lost');
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
   }
 
@@ -224,26 +226,29 @@ export class Journal {
     });
   }
 
-  /** Moves an unusable entry aside (objects/rejected/ID.TIME.json) so nothing is dropped. */
-  reject(file: string): string {
-    this.ensureRejectedDir();
-    const to = path.join(this.rejectedDir, `${path.basename(file, SUFFIX)}.${Date.now()}${SUFFIX}`);
+  /** Moves an unusable entry aside (objects/rejected/ID.TIME.json) so nothing is dropped; an
+   *  object whose memory is gone goes to objects/lost/ instead, freeing its id. */
+  reject(file: string, folder: 'rejected' | 'lost' = 'rejected'): string {
+    const dir = folder === 'lost' ? this.lostDir : this.rejectedDir;
+    this.ensureAsideDir(dir);
+    const to = path.join(dir, `${path.basename(file, SUFFIX)}.${Date.now()}${SUFFIX}`);
     fs.renameSync(file, to);
     return to;
   }
 
-  /** objects/rejected/ must be a directory of its own: were it a symlink, moving entries into it
-   *  would move them out of the state dir. Anything else in its place is moved aside first. */
-  private ensureRejectedDir(): void {
+  /** objects/rejected/ (and lost/) must be a directory of its own: were it a symlink, moving
+   *  entries into it would move them out of the state dir. Anything else in its place is moved
+   *  aside first. */
+  private ensureAsideDir(dir: string): void {
     let st: fs.Stats | undefined;
     try {
-      st = fs.lstatSync(this.rejectedDir);
+      st = fs.lstatSync(dir);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
     if (st?.isDirectory()) return;
-    if (st) fs.renameSync(this.rejectedDir, `${this.rejectedDir}.${Date.now()}.not-a-directory`);
-    fs.mkdirSync(this.rejectedDir, { mode: 0o700 });
+    if (st) fs.renameSync(dir, `${dir}.${Date.now()}.not-a-directory`);
+    fs.mkdirSync(dir, { mode: 0o700 });
   }
 
   fileFor(id: string): string {

@@ -1,7 +1,8 @@
 // The object set kept across restarts: records object-add/del/qom-set in the journal (as the
-// ObjectManager's persistence), and at start re-creates every journaled object, reattaching
-// preserved fds, in creation order. Each object's fate is kept for query-cpr and logged; what
-// cannot come back is moved aside and reported, never dropped silently.
+// ObjectManager's persistence), and at start re-creates, in creation order, every journaled
+// object whose memory is still there (a preserved fd, a file). An object whose memory is gone
+// is never re-created empty under its id: it is reported as lost and its entry moved to
+// objects/lost/, so the id is free again. Nothing is dropped silently.
 import { JsonValue } from '../json/value';
 import { ObjectManager, ObjectPersistence, UserCreatable } from '../qom/user-creatable';
 import * as native from '../native';
@@ -10,7 +11,26 @@ import type { Log } from '../log';
 import { FdRegistry } from '../fds/registry';
 import { FdIdentity, Journal, JournalEntry } from './journal';
 
-export type CprOrigin = 'created' | 'reattached' | 'reopened' | 'recreated-empty';
+export type CprOrigin = 'created' | 'reattached' | 'reopened';
+
+/** A journaled object not re-created because its memory is gone (query-cpr's `lost`). */
+export interface CprLost {
+  id: string;
+  qomType: string;
+  reason: string;
+  /** Where its journal entry was moved (undefined: left in place, e.g. a handover's successor). */
+  file?: string;
+}
+
+/** Thrown from the restore check: the object's memory is gone, it must not be re-created. */
+class MemoryGone extends Error {
+  constructor(
+    readonly reason: string,
+    readonly qomType: string,
+  ) {
+    super(reason);
+  }
+}
 
 export interface CprProblem {
   id?: string;
@@ -35,8 +55,9 @@ function fdIdentity(obj: UserCreatable, fds: FdRegistry): FdIdentity | undefined
 export class ObjectJournal implements ObjectPersistence {
   /** Origins other than 'created' (objects restored at start); nothing is kept per object
    *  otherwise: the journal files are the record. */
-  private readonly origins = new Map<string, { origin: CprOrigin; reason?: string }>();
+  private readonly origins = new Map<string, { origin: CprOrigin }>();
   readonly problems: CprProblem[] = [];
+  readonly lost: CprLost[] = [];
 
   constructor(
     readonly journal: Journal,
@@ -72,7 +93,7 @@ export class ObjectJournal implements ObjectPersistence {
     this.unjournaled[obj.name] = true;
   }
 
-  origin(id: string): { origin: CprOrigin; reason?: string } {
+  origin(id: string): { origin: CprOrigin } {
     return this.origins.get(id) ?? { origin: 'created' };
   }
 
@@ -93,11 +114,11 @@ export class ObjectJournal implements ObjectPersistence {
     // Moving aside can fail too (the entry vanished, a read-only state dir): the entry is still
     // not acted on, and the report says where it stayed.
     let failedAside: string | undefined;
-    const aside = (file: string): string | undefined => {
+    const aside = (file: string, folder: 'rejected' | 'lost' = 'rejected'): string | undefined => {
       failedAside = undefined;
       if (ro) return undefined;
       try {
-        return this.journal.reject(file);
+        return this.journal.reject(file, folder);
       } catch (err) {
         failedAside = errorText(err);
         return file;
@@ -134,20 +155,30 @@ export class ObjectJournal implements ObjectPersistence {
       }
       let obj: UserCreatable;
       try {
-        obj = await objects.add(checked.value, { persist: false });
+        obj = await objects.add(checked.value, { persist: false, restore: (o) => this.admit(o, e, mismatch) });
       } catch (err) {
-        reject(() => `could not be re-created: ${errorText(err)}; journal entry ${moved()}`);
+        if (err instanceof MemoryGone) {
+          const file = aside(this.journal.fileFor(e.id), 'lost');
+          const where = ro ? 'left in place' : failedAside !== undefined ? moved() : `moved to ${file}, the id is free`;
+          this.lost.push({ id: e.id, qomType: err.qomType, reason: err.reason, file: ro || failedAside !== undefined ? undefined : file });
+          this.problem({ id: e.id, problem: `memory lost (${err.reason}); object not re-created, journal entry ${where}`, file }, 'warn');
+        } else {
+          reject(() => `could not be re-created: ${errorText(err)}; journal entry ${moved()}`);
+        }
         continue;
       }
       restored++;
       const fresh: JournalEntry = { ...e, fd: fdIdentity(obj, fds) };
-      const fate = this.fateOf(obj, e, mismatch);
+      const fate = this.fateOf(obj);
       if (fate.origin !== 'created') this.origins.set(e.id, fate);
-      if (fate.origin === 'recreated-empty') this.log.warn({ id: e.id, reason: fate.reason }, 'restore: memory not preserved, allocated empty');
-      else this.log.info({ id: e.id, origin: fate.origin }, 'restore: object restored');
-      // The fd may be new (recreated): the journal must name the one now held.
+      this.log.info({ id: e.id, origin: fate.origin }, 'restore: object restored');
+      // A reopened file's fd is new: the journal must name the one now held.
       if (!ro && (fresh.fd?.ino !== e.fd?.ino || fresh.fd?.dev !== e.fd?.dev)) await this.journal.put(fresh);
     }
+    // The caps guard object-add; they never throw away memory that exists (lowered across a
+    // restart: every restored object stays, new object-adds are refused until under them).
+    const over = objects.overCaps();
+    if (over !== undefined) this.log.warn({ restored }, `restore: over the caps (${over}); restored objects kept, object-add refused until under them`);
     for (const name of fds.unclaimed()) {
       fds.discardPreserved(name);
       this.problem({ problem: `preserved fd '${name}' belongs to no journaled object; closed and removed from the fd store` }, 'warn');
@@ -155,15 +186,19 @@ export class ObjectJournal implements ObjectPersistence {
     return restored;
   }
 
-  private fateOf(obj: UserCreatable, e: JournalEntry, mismatch?: string): { origin: CprOrigin; reason?: string } {
-    const k = obj.keeping();
+  /** The restore check, before anything is allocated: throws MemoryGone unless the object's
+   *  memory is still there (a preserved fd of its name, or a file holding its contents). */
+  private admit(obj: UserCreatable, e: JournalEntry, mismatch: string | undefined): void {
+    const src = obj.restoreSource();
+    if (src === undefined || src.from === 'preserved-fd' || src.from === 'path') return;
+    if (src.from === 'private') throw new MemoryGone('private memory (share=off) does not outlive the process', obj.typeName);
+    const name = e.fd?.name ?? obj.name;
+    throw new MemoryGone(src.detail ?? mismatch ?? `no preserved fd named '${name}' was passed in (fd store or handover)`, obj.typeName);
+  }
+
+  private fateOf(obj: UserCreatable): { origin: CprOrigin } {
     // An object without memory is whole again once its properties are.
-    if (!k) return { origin: 'reattached' };
-    if (!k.preservable) return { origin: 'recreated-empty', reason: 'private memory (share=off) cannot be preserved' };
-    if (k.source === 'preserved-fd') return { origin: 'reattached' };
-    if (k.source === 'path') return { origin: 'reopened' };
-    if (mismatch) return { origin: 'recreated-empty', reason: mismatch };
-    const name = e.fd?.name ?? k.fdName ?? obj.name;
-    return { origin: 'recreated-empty', reason: `no preserved fd named '${name}' was passed in (fd store or handover); allocated anew, empty` };
+    const k = obj.keeping();
+    return { origin: k?.source === 'path' ? 'reopened' : 'reattached' };
   }
 }

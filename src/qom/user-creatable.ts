@@ -28,6 +28,16 @@ export interface Keeping {
   source: 'preserved-fd' | 'path' | 'new';
 }
 
+/** Where an object's memory would come from if it were completed now, asked at restore before
+ *  anything is allocated: a restore re-creates only objects whose memory is still there. */
+export type RestoreSource =
+  | { from: 'preserved-fd' }
+  | { from: 'path' }
+  /** share=off memory: gone with the process. */
+  | { from: 'private' }
+  /** Nothing holds it any more (`detail`: why, when more can be said). */
+  | { from: 'new'; detail?: string };
+
 /** An object object-add can create: it completes (allocates) and releases (frees). */
 export abstract class UserCreatable extends QomObject {
   /** Makes the object usable (allocation); on failure it must have released what it took. */
@@ -37,6 +47,11 @@ export abstract class UserCreatable extends QomObject {
   /** What a restart keeps of it; undefined: the object holds no memory (its properties, in
    *  the journal, are all there is to keep). */
   keeping(): Keeping | undefined {
+    return undefined;
+  }
+  /** Before complete(): where its memory would come from (see RestoreSource); undefined: the
+   *  object holds no memory. */
+  restoreSource(): RestoreSource | undefined {
     return undefined;
   }
   /** object-del refuses while this is false (memory mapped into a user, etc.). */
@@ -94,15 +109,33 @@ export class ObjectManager {
     return { objects: this.count, bytes: this.bytes };
   }
 
-  /** Reserves room for one more object under the caps, or refuses with a clear error. */
-  private reserve(obj: UserCreatable): void {
+  /** Whether more objects or bytes are in use than the caps allow (after a restart with lower
+   *  caps: restored objects are admitted, new object-adds refused until under the caps). */
+  overCaps(): string | undefined {
     const { maxObjects, maxBytes } = this.limits;
+    if (maxObjects !== undefined && this.count > maxObjects) return `${this.count} objects exist and --max-objects is ${maxObjects}`;
+    if (maxBytes !== undefined && this.bytes > maxBytes) return `${this.bytes} bytes are in use and --max-backend-bytes is ${maxBytes}`;
+    return undefined;
+  }
+
+  /** Reserves room for one more object under the caps, or refuses with a clear error. The
+   *  caps guard object-add; objects a restore brings back (`admit`) are never thrown away for
+   *  them: their memory already exists. */
+  private reserve(obj: UserCreatable, admit = false): void {
+    const { maxObjects, maxBytes } = this.limits;
+    if (admit) {
+      this.count++;
+      this.bytes += obj.chargedBytes();
+      return;
+    }
     if (maxObjects !== undefined && this.count >= maxObjects) {
       throw genericError(`object limit reached: ${this.count} objects exist and --max-objects is ${maxObjects}`);
     }
     const need = obj.chargedBytes();
     if (maxBytes !== undefined && this.bytes + need > maxBytes) {
-      throw genericError(`backend memory limit reached: ${need} bytes requested, ${maxBytes - this.bytes} of ${maxBytes} bytes (--max-backend-bytes) left`);
+      // Over the cap already (restored past a lowered one): nothing is left, not a negative.
+      const left = maxBytes > this.bytes ? maxBytes - this.bytes : 0n;
+      throw genericError(`backend memory limit reached: ${need} bytes requested, ${left} of ${maxBytes} bytes (--max-backend-bytes) left`);
     }
     this.count++;
     this.bytes += need;
@@ -123,8 +156,10 @@ export class ObjectManager {
     return o instanceof UserCreatable ? o : undefined;
   }
 
-  /** `options` are validated ObjectOptions: qom-type, id and the type's properties. */
-  async add(options: Record<string, JsonValue>, how: { persist?: boolean } = {}): Promise<UserCreatable> {
+  /** `options` are validated ObjectOptions: qom-type, id and the type's properties.
+   *  `how.restore` (a journal restore): asked before anything is allocated whether the object
+   *  may come back (a thrown error refuses it); the caps do not apply to it. */
+  async add(options: Record<string, JsonValue>, how: { persist?: boolean; restore?: (obj: UserCreatable) => void } = {}): Promise<UserCreatable> {
     const { 'qom-type': qomType, id, ...props } = options as Record<string, JsonValue> & { 'qom-type': string; id: string };
     if (!ID_RE.test(id)) throw genericError("Parameter 'id' expects an identifier");
     const t = this.tree.types.get(qomType);
@@ -139,7 +174,8 @@ export class ObjectManager {
       if (this.tree.objects.children.has(id) || this.pending.has(id)) {
         throw genericError(`attempt to add duplicate property '${id}' to object (type 'container')`);
       }
-      this.reserve(obj);
+      how.restore?.(obj);
+      this.reserve(obj, how.restore !== undefined);
       this.pending.add(id);
       try {
         await obj.complete();

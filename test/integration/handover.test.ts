@@ -216,13 +216,20 @@ test('private memory refuses the handover before anything moves', async () => {
 test('a successor that cannot take every object refuses; the old daemon keeps serving with everything', async () => {
   const c = await RawQmpClient.negotiated(sock);
   const A = MiB + 3 * 4096;
-  for (const id of ['a', 'b']) expect(await c.execute('object-add', { 'qom-type': 'memory-backend-memfd', id, size: id === 'a' ? A : MiB })).toEqual({ return: {} });
+  const bPath = path.join(dir, 'files', 'b');
+  expect(await c.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'a', size: A })).toEqual({ return: {} });
+  expect(await c.execute('object-add', { 'qom-type': 'memory-backend-file', id: 'b', size: MiB, share: true, 'mem-path': bPath })).toEqual({ return: {} });
   writeProcessMemory(old.proc.pid!, mapAt(old.proc.pid!, A), pat('a'));
   const other = await RawQmpClient.negotiated(sock);
   other.send('{"execute": "query-version", "id": 1}'); // answered before or after: never lost
-  const next = await successor(['--max-objects', '1']);
+  // A successor whose --mem-path-allow no longer holds b's file cannot re-create b.
+  const elsewhere = path.join(dir, 'elsewhere');
+  fs.mkdirSync(elsewhere);
+  const next = await successor(['--mem-path-allow', elsewhere]);
   const r = (await c.execute('cpr-handover', { channel: `unix:${chan}` })) as { error: { desc: string } };
-  expect(r.error.desc).toMatch(/^handover failed, this daemon keeps serving: the new hostmemd could not take every object: object 'b': could not be re-created: object limit reached: 1 objects exist and --max-objects is 1; journal entry left in place$/);
+  expect(r.error.desc).toBe(
+    `handover failed, this daemon keeps serving: the new hostmemd could not take every object: object 'b': could not be re-created: mem-path '${bPath}' is not a regular file or directory inside an allowed directory (--mem-path-allow); journal entry left in place`,
+  );
   expect(await next.exited).toBe(1);
   expect(next.stderr()).toMatch(/could not take every object/);
   expect(await reply(other)).toMatchObject({ id: 1, return: {} });

@@ -30,7 +30,6 @@ function snapshot(dir: string): string[] {
   return out.sort();
 }
 
-const memfdArgs = (id: string): Record<string, JsonValue> => ({ 'qom-type': 'memory-backend-memfd', id, size: MiB });
 const fileArgs = (id: string, memPath: string): Record<string, JsonValue> => ({ 'qom-type': 'memory-backend-file', id, size: MiB, 'mem-path': memPath, 'discard-data': true });
 
 /** Every forged entry, and the words its problem is reported with. */
@@ -70,7 +69,13 @@ describe('a forged state journal', () => {
     const objects = path.join(stateDir, 'objects');
     fs.mkdirSync(objects, { mode: 0o700 });
     const at = (id: string): string => path.join(objects, `${id}.json`);
-    fs.writeFileSync(at('good'), encodeEntry({ id: 'good', seq: 1, args: memfdArgs('good') }), { mode: 0o600 });
+    // The valid one: a file backend whose file holds its memory (one without its memory would
+    // be reported lost, not restored).
+    const goodFile = path.join(stateDir, 'files', 'good');
+    fs.mkdirSync(path.dirname(goodFile), { mode: 0o750 });
+    fs.writeFileSync(goodFile, Buffer.alloc(MiB, 0x33));
+    const good: Record<string, JsonValue> = { 'qom-type': 'memory-backend-file', id: 'good', size: MiB, share: true, 'mem-path': goodFile };
+    fs.writeFileSync(at('good'), encodeEntry({ id: 'good', seq: 1, args: good }), { mode: 0o600 });
     native.mkfifo(at('fifo'), 0o600);
     native.mkfifo(path.join(outside, 'fifo'), 0o600);
     fs.symlinkSync(path.join(outside, 'fifo'), at('fifolink'));

@@ -52,7 +52,12 @@ function isZero(pid: number, b: { size: bigint }): boolean {
   return readProcessMemory(pid, at, 4096).every((x) => x === 0);
 }
 
-type Cpr = { objects: { id: string; preserved: boolean; origin: string; reason?: string }[]; problems: { id?: string; problem: string; file?: string }[]; 'fd-store': boolean };
+type Cpr = {
+  objects: { id: string; preserved: boolean; origin: string }[];
+  problems: { id?: string; problem: string; file?: string }[];
+  lost: { id: string; 'qom-type': string; reason: string; file?: string }[];
+  'fd-store': boolean;
+};
 
 let sm: ServiceManager;
 let sock: string;
@@ -77,7 +82,7 @@ async function addAll(c: RawQmpClient, stateDir: string): Promise<void> {
   }
 }
 
-test('every acknowledged backend comes back after SIGKILL with its bytes; private memory comes back empty and says so', async () => {
+test('every acknowledged backend comes back after SIGKILL with its bytes; private memory is reported lost, not re-created', async () => {
   await sm.start();
   const c = await client();
   await addAll(c, sm.stateDir);
@@ -94,18 +99,24 @@ test('every acknowledged backend comes back after SIGKILL with its bytes; privat
   expect(pid2).not.toBe(pid1);
   const c2 = await client();
   const memdev = (await c2.execute('query-memdev')).return as { id: string; size: number; share: boolean }[];
-  expect(memdev.map((m) => [m.id, BigInt(m.size), m.share])).toEqual(active.map((b) => [b.id, b.size, b.shared]));
-  for (const b of active.filter((x) => x.shared)) expect([b.id, patternsIntact(pid2, b)]).toEqual([b.id, true]);
-  const priv = active.find((b) => b.id === 'priv')!;
-  expect(isZero(pid2, priv)).toBe(true);
+  const shared = active.filter((b) => b.shared);
+  expect(memdev.map((m) => [m.id, BigInt(m.size), m.share])).toEqual(shared.map((b) => [b.id, b.size, b.shared]));
+  for (const b of shared) expect([b.id, patternsIntact(pid2, b)]).toEqual([b.id, true]);
 
   const cpr = (await c2.execute('query-cpr')).return as Cpr;
   expect(cpr['fd-store']).toBe(true);
-  expect(cpr.problems).toEqual([]);
   const origin = Object.fromEntries(cpr.objects.map((o) => [o.id, o]));
-  for (const b of active.filter((x) => x.shared && x.id !== 'file')) expect([b.id, origin[b.id].origin, origin[b.id].preserved]).toEqual([b.id, 'reattached', true]);
+  for (const b of shared.filter((x) => x.id !== 'file')) expect([b.id, origin[b.id].origin, origin[b.id].preserved]).toEqual([b.id, 'reattached', true]);
   expect(origin.file.origin).toBe('reattached'); // its fd was in the store too
-  expect(origin.priv).toMatchObject({ preserved: false, origin: 'recreated-empty', reason: 'private memory (share=off) cannot be preserved' });
+  // Private memory did not survive: not re-created empty under its id, but reported.
+  expect(origin.priv).toBeUndefined();
+  const reason = 'private memory (share=off) does not outlive the process';
+  expect(cpr.lost).toEqual([{ id: 'priv', 'qom-type': 'memory-backend-memfd', reason, file: expect.stringMatching(/\/objects\/lost\/priv\.\d+\.json$/) }]);
+  expect(cpr.problems).toEqual([{ id: 'priv', problem: `memory lost (${reason}); object not re-created, journal entry moved to ${cpr.lost[0].file}, the id is free`, file: cpr.lost[0].file }]);
+  expect(fs.existsSync(path.join(sm.stateDir, 'objects', 'priv.json'))).toBe(false);
+  const priv = active.find((b) => b.id === 'priv')!;
+  expect(await c2.execute('object-add', { ...priv.args, id: 'priv', size: Number(priv.size) })).toEqual({ return: {} });
+  expect(isZero(pid2, priv)).toBe(true);
   // The daemon keeps answering and the store still holds exactly the live backends.
   expect(await sm.storeSettles(fdBacked)).toEqual([...fdBacked].sort());
   c2.close();
@@ -123,8 +134,8 @@ test('object-del ends it: a deleted backend leaves the store and the journal and
   await sm.start();
   const c2 = await client();
   const ids = ((await c2.execute('query-memdev')).return as { id: string }[]).map((m) => m.id);
-  expect(ids).toEqual(active.filter((b) => b.id !== 'mfd').map((b) => b.id));
-  expect(((await c2.execute('query-cpr')).return as Cpr).problems).toEqual([]);
+  expect(ids).toEqual(active.filter((b) => b.id !== 'mfd' && b.shared).map((b) => b.id));
+  expect(((await c2.execute('query-cpr')).return as Cpr).problems.map((p) => p.id)).toEqual(['priv']);
   c2.close();
 });
 
@@ -179,7 +190,7 @@ test('a corrupt journal entry is reported and moved aside; the others are restor
   c2.close();
 });
 
-test('qom-set changes are journaled; a restart without the fd store re-creates shared memory empty and says why', async () => {
+test('qom-set changes are journaled; a restart without the fd store reports the memory lost, and the id is free again', async () => {
   await sm.start();
   const c = await client();
   expect(await c.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'm', size: Number(2n * MiB) })).toEqual({ return: {} });
@@ -190,11 +201,16 @@ test('qom-set changes are journaled; a restart without the fd store re-creates s
   sm.dropStore();
   await sm.start();
   const c2 = await client();
-  expect(await c2.execute('qom-get', { path: '/objects/m', property: 'dump' })).toEqual({ return: false });
   const cpr = (await c2.execute('query-cpr')).return as Cpr;
-  expect(cpr.objects).toEqual([
-    { id: 'm', 'qom-type': 'memory-backend-memfd', preserved: true, origin: 'recreated-empty', reason: "no preserved fd named 'm' was passed in (fd store or handover); allocated anew, empty" },
+  expect(cpr.objects).toEqual([]);
+  expect(cpr.lost).toEqual([
+    { id: 'm', 'qom-type': 'memory-backend-memfd', reason: "no preserved fd named 'm' was passed in (fd store or handover)", file: expect.stringMatching(/\/objects\/lost\/m\.\d+\.json$/) },
   ]);
+  // The entry moved aside keeps what qom-set recorded.
+  expect(fs.readFileSync(cpr.lost[0].file!, 'utf8')).toContain('"dump": false');
+  expect(await c2.execute('qom-get', { path: '/objects/m', property: 'dump' })).toEqual({ error: { class: 'DeviceNotFound', desc: "Device '/objects/m' not found" } });
+  // A management stack re-creates its backend as after a QEMU restart: no duplicate id.
+  expect(await c2.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'm', size: Number(2n * MiB) })).toEqual({ return: {} });
   expect(await sm.storeSettles(['m'])).toEqual(['m']);
   c2.close();
 });
@@ -253,4 +269,30 @@ test('--object objects are not journaled: qom-set and object-del on them work an
   } finally {
     await stopWithClient(f);
   }
+});
+
+test('caps lowered across a restart: every restored object comes back with its bytes; object-add is refused until under the caps', async () => {
+  await sm.start();
+  const c = await client();
+  const objs = ['a', 'b', 'c'].map((id, i) => ({ id, size: BigInt(2 + i) * MiB + 4096n * BigInt(i + 1) }));
+  for (const o of objs) expect(await c.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: o.id, size: Number(o.size) })).toEqual({ return: {} });
+  for (const o of objs) writePatterns(sm.proc!.pid!, o);
+  expect(await sm.storeSettles(['a', 'b', 'c'])).toEqual(['a', 'b', 'c']);
+  c.close();
+  await sm.kill();
+
+  await sm.start(['--max-objects', '1', '--max-backend-bytes', '1M']);
+  const c2 = await client();
+  const pid = sm.proc!.pid!;
+  expect(((await c2.execute('query-memdev')).return as { id: string }[]).map((m) => m.id)).toEqual(['a', 'b', 'c']);
+  for (const o of objs) expect([o.id, patternsIntact(pid, o)]).toEqual([o.id, true]);
+  const cpr = (await c2.execute('query-cpr')).return as Cpr;
+  expect([cpr.problems, cpr.lost]).toEqual([[], []]);
+  expect(fs.readdirSync(path.join(sm.stateDir, 'objects')).sort()).toEqual(['a.json', 'b.json', 'c.json']);
+  expect(await sm.storeSettles(['a', 'b', 'c'])).toEqual(['a', 'b', 'c']);
+  const refused = { error: { class: 'GenericError', desc: 'object limit reached: 3 objects exist and --max-objects is 1' } };
+  expect(await c2.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'd', size: 4096 })).toEqual(refused);
+  for (const id of ['a', 'b', 'c']) expect(await c2.execute('object-del', { id })).toEqual({ return: {} });
+  expect(await c2.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'd', size: 4096 })).toEqual({ return: {} });
+  c2.close();
 });

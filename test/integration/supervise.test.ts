@@ -121,6 +121,38 @@ test('a hung daemon misses the watchdog and is aborted and restarted with its me
   c2.close();
 });
 
+test('SIGHUP to the supervisor and to the daemon ends nothing: objects, fd store and memory kept (a later kill -9 still restores the bytes)', async () => {
+  const pid1 = await addPatterned();
+  sup.kill('SIGHUP');
+  process.kill(pid1, 'SIGHUP');
+  await new Promise((r) => setTimeout(r, 500));
+  expect(sup.exitCode).toBeNull();
+  expect(ended(pid1)).toBe(false);
+  const c = await RawQmpClient.negotiated(sock);
+  expect(((await c.execute('query-memdev')).return as { id: string }[]).map((m) => m.id)).toEqual(['m']);
+  c.close();
+  expect(readProcessMemory(pid1, mapping(pid1), 4096).equals(pat)).toBe(true);
+  // The fd store is still there: a crash now brings the memory back.
+  process.kill(pid1, 'SIGKILL');
+  const pid2 = await nextDaemon(pid1);
+  expect(readProcessMemory(pid2, mapping(pid2), 4096).equals(pat)).toBe(true);
+});
+
+test('SIGTERM ends the supervisor and its fd store: the next start reports the object lost, not re-created, and its id is free', async () => {
+  await addPatterned();
+  sup.kill('SIGTERM');
+  expect(await exited).toBe(0);
+  await startSupervisor();
+  const c = await RawQmpClient.negotiated(sock);
+  const cpr = (await c.execute('query-cpr')).return as { objects: unknown[]; lost: { id: string; reason: string }[]; problems: { id?: string; problem: string }[] };
+  expect(cpr.objects).toEqual([]);
+  expect(cpr.lost.map((l) => [l.id, l.reason])).toEqual([['m', "no preserved fd named 'm' was passed in (fd store or handover)"]]);
+  expect(cpr.problems.map((p) => p.id)).toEqual(['m']);
+  expect((await c.execute('query-memdev')).return).toEqual([]);
+  expect(await c.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'm', size: SIZE })).toEqual({ return: {} });
+  c.close();
+});
+
 test('a daemon that cannot start (bad --object) is not restarted: the supervisor exits with its status and cleans up', async () => {
   const d = tmpDir('hostmemd-sup-bad-');
   const p = spawn(process.execPath, [path.join(ROOT, 'bin', 'hostmemd-supervise'), '--state-dir', d, '--object', 'memory-backend-memfd,id=x,size=0'], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -159,10 +191,13 @@ test('kill -9 of the supervisor: the daemon stops, acknowledging nothing more; a
   expect(fs.existsSync(sock)).toBe(true);
   await startSupervisor();
   const c2 = await RawQmpClient.negotiated(sock);
-  const cpr = (await c2.execute('query-cpr')).return as { objects: unknown[] };
-  expect(cpr.objects).toEqual([
-    { id: 'm', 'qom-type': 'memory-backend-memfd', preserved: true, origin: 'recreated-empty', reason: "no preserved fd named 'm' was passed in (fd store or handover); allocated anew, empty" },
+  const cpr = (await c2.execute('query-cpr')).return as { objects: unknown[]; lost: unknown[] };
+  // Not re-created empty under its id: reported lost, its id free again.
+  expect(cpr.objects).toEqual([]);
+  expect(cpr.lost).toEqual([
+    { id: 'm', 'qom-type': 'memory-backend-memfd', reason: "no preserved fd named 'm' was passed in (fd store or handover)", file: expect.stringMatching(/\/objects\/lost\/m\.\d+\.json$/) },
   ]);
+  expect(await c2.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'm', size: 1048576 })).toEqual({ return: {} });
   expect(await c2.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'n', size: 1048576 })).toEqual({ return: {} });
   c2.close();
   sup.kill('SIGTERM');

@@ -27,7 +27,7 @@ interface Memdev {
 interface CprObject {
   id: string;
   preserved: boolean;
-  origin: 'created' | 'reattached' | 'reopened' | 'recreated-empty';
+  origin: 'created' | 'reattached' | 'reopened';
   reason?: string;
 }
 
@@ -308,7 +308,7 @@ function restartCell(c: CprObject | undefined): HTMLElement {
   if (!c) return h('td', {}, '—');
   const keep = c.preserved ? 'kept' : 'lost (private)';
   const origin = c.origin === 'created' ? '' : ` · ${c.origin}`;
-  const bad = !c.preserved || c.origin === 'recreated-empty';
+  const bad = !c.preserved;
   return h('td', { class: bad ? 'result-bad' : '', title: c.reason ?? (c.preserved ? 'memory survives a restart of hostmemd' : 'share=off: private memory cannot outlive the process'), 'data-testid': 'restart' }, keep + origin);
 }
 

@@ -162,6 +162,7 @@ describe('forged or odd entries', () => {
         added.push(args);
         return Promise.resolve({ name: args.id, keeping: () => undefined });
       },
+      overCaps: () => undefined,
     } as unknown as ObjectManager;
     const validator = { validate: (_c: string, args: Record<string, JsonValue>) => ({ ok: true as const, value: args }) };
     const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };

@@ -200,6 +200,45 @@ describe('caps', () => {
   });
 });
 
+describe('caps at restore', () => {
+  test('restored objects are admitted past lowered caps; object-add is refused until under them', async () => {
+    fx.close();
+    fx = objectsFixture({ limits: { maxObjects: 1, maxBytes: BigInt(3 * MiB) } });
+    const restore = { persist: false, restore: () => undefined };
+    for (const id of ['a', 'b', 'c']) await fx.objects.add({ 'qom-type': 'memory-backend-memfd', id, size: 2 * MiB }, restore);
+    expect(fx.objects.usage).toEqual({ objects: 3, bytes: BigInt(6 * MiB) });
+    expect(fx.objects.overCaps()).toBe('3 objects exist and --max-objects is 1');
+    expect(await qmpError(fx.add('memory-backend-memfd', 'd', { size: MiB }))).toEqual({ class: 'GenericError', desc: 'object limit reached: 3 objects exist and --max-objects is 1' });
+    await fx.objects.del('a');
+    await fx.objects.del('b');
+    expect(fx.objects.overCaps()).toBeUndefined();
+    expect(await qmpError(fx.add('memory-backend-memfd', 'd', { size: MiB }))).toEqual({ class: 'GenericError', desc: 'object limit reached: 1 objects exist and --max-objects is 1' });
+    await fx.objects.del('c');
+    await fx.add('memory-backend-memfd', 'd', { size: MiB });
+    expect(fx.objects.usage).toEqual({ objects: 1, bytes: BigInt(MiB) });
+  });
+
+  test('bytes over a lowered --max-backend-bytes: nothing is left, object-add refused', async () => {
+    fx.close();
+    fx = objectsFixture({ limits: { maxBytes: BigInt(3 * MiB) } });
+    await fx.objects.add({ 'qom-type': 'memory-backend-memfd', id: 'a', size: 4 * MiB }, { persist: false, restore: () => undefined });
+    expect(fx.objects.overCaps()).toBe(`${4 * MiB} bytes are in use and --max-backend-bytes is ${3 * MiB}`);
+    expect(await qmpError(fx.add('memory-backend-memfd', 'b', { size: MiB }))).toEqual({
+      class: 'GenericError',
+      desc: `backend memory limit reached: ${MiB} bytes requested, 0 of ${3 * MiB} bytes (--max-backend-bytes) left`,
+    });
+  });
+
+  test('a restore check that refuses: nothing allocated, nothing counted, the id free', async () => {
+    fake.clearCalls();
+    const gone = genericError('memory gone');
+    await expect(fx.objects.add({ 'qom-type': 'memory-backend-memfd', id: 'm', size: MiB }, { persist: false, restore: () => { throw gone; } })).rejects.toBe(gone);
+    expect(fake.callsOf('memfdCreate')).toEqual([]);
+    expect(fx.objects.usage).toEqual({ objects: 0, bytes: 0n });
+    await fx.add('memory-backend-memfd', 'm', { size: MiB });
+  });
+});
+
 describe('object-del', () => {
   test('not found, in use, then gone with release and the deleted event', async () => {
     await addProbe('p');
