@@ -97,6 +97,14 @@ export abstract class HostMemoryBackend extends UserCreatable {
     return this.mapping !== undefined;
   }
 
+  /** host-nodes ORs values into the set, so setting the old value would not take new ones
+   *  out: the set itself is put back (it takes effect only at allocation). */
+  override undoFor(property: string): (() => void | Promise<void>) | undefined {
+    if (property !== 'host-nodes') return super.undoFor(property);
+    const nodes = this.hostNodes;
+    return () => void (this.hostNodes = nodes);
+  }
+
   /** The RAMBlock name QEMU would use: the id, or the canonical path on request. */
   get memName(): string {
     return this.useCanonicalPath ? `/objects/${this.name}` : this.name;
