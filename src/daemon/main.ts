@@ -91,6 +91,7 @@ export class Daemon {
       commands: parts.schemaCommands,
       preallocsRunning: () => parts.preallocs.running.size,
       limits: () => ({ objects: options.maxObjects, backendBytes: options.maxBackendBytes, clients: options.maxClients }),
+      journalDegraded: () => parts.journal.health().degraded,
     });
     observe(this.bus, { monitor: parts.monitor, logger, metrics: this.metrics });
     this.bus.on('shutdown-requested', (reason) => {

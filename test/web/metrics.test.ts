@@ -52,6 +52,7 @@ describe('/metrics', () => {
       'hostmemd_prealloc_bytes_total',
       'hostmemd_prealloc_throughput_bytes_per_second',
       'hostmemd_preallocs_running',
+      'hostmemd_journal_degraded',
       'hostmemd_process_resident_memory_bytes',
     ]) {
       expect(names).toContain(n);
@@ -143,6 +144,7 @@ test('configured caps appear as hostmemd_limit', async () => {
     expect(text).toContain('hostmemd_limit{kind="objects"} 7');
     expect(text).toContain('hostmemd_limit{kind="backend_bytes"} 1073741824');
     expect(text).toContain('hostmemd_limit{kind="clients"} 9');
+    expect(text).toContain('hostmemd_journal_degraded 0');
   } finally {
     await d.stop();
   }
