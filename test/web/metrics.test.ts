@@ -4,6 +4,7 @@
 // fallback through /proc/self/smaps.
 import { RawQmpClient } from '../helpers/qmp-client';
 import { parseSmaps, residentOf } from '../../src/web/resident';
+import { createMetrics } from '../../src/web/metrics';
 import { WebDaemon, WsQmpClient, httpGet, startWebDaemon } from './ws-client';
 
 function series(text: string): Map<string, number> {
@@ -177,4 +178,12 @@ test('/api/caps: each cap with its use (token required); uncapped ones have no l
   } finally {
     await plain.stop();
   }
+});
+
+test('hostmemd_journal_degraded follows the state journal', async () => {
+  let degraded = true;
+  const m = createMetrics({ backends: () => [], commands: [], preallocsRunning: () => 0, journalDegraded: () => degraded });
+  expect(await m.render()).toMatch(/^hostmemd_journal_degraded 1$/m);
+  degraded = false;
+  expect(await m.render()).toMatch(/^hostmemd_journal_degraded 0$/m);
 });
