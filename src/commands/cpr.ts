@@ -1,6 +1,7 @@
 // Handlers of the restart commands (qapi/hostmemd.json): query-cpr reports, per object, whether
 // its memory survives a restart and where it came from, what failed to come back at start, and
 // which objects were not re-created because their memory was gone.
+// whether the journal can record changes now (a full or read-only state directory degrades it).
 import { Handler } from '../qmp/messages';
 import { JsonValue } from '../json/value';
 import { UserCreatable } from '../qom/user-creatable';
@@ -43,7 +44,12 @@ export function cprHandlers(svc: CprServices): Map<string, Handler> {
           if (l.file !== undefined) e.file = l.file;
           return e;
         });
-        return { journal: svc.journalDir, 'fd-store': svc.fdStore, objects, problems, lost };
+        const health = svc.cpr.health();
+        const info: Record<string, JsonValue> = { journal: svc.journalDir, 'fd-store': svc.fdStore, objects, problems, lost, 'journal-state': health.degraded ? 'degraded' : 'writable' };
+        if (health.reason !== undefined) info['journal-error'] = health.reason;
+        if (health.since !== undefined) info['journal-since'] = health.since;
+        info['journal-pending'] = health.pending;
+        return info;
       },
     ],
     [

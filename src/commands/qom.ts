@@ -37,12 +37,12 @@ export function qomHandlers(tree: ObjectTree, objects: ObjectManager, memdevs = 
       async (a) => {
         const obj = tree.lookup(a.path as string);
         try {
-          await obj.setProperty(a.property as string, a.value, 'live');
+          // Set and journaled, or undone if the journal cannot record it (a full state disk).
+          await objects.setProperty(obj, a.property as string, a.value);
         } finally {
           // Even a refused value may have changed part of it (host-nodes ORs values in).
           memdevs.changed(obj);
         }
-        await objects.changed(obj, a.property as string);
         return {};
       },
     ],

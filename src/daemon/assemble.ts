@@ -88,6 +88,7 @@ export function assemble(ctx: AssemblyContext): Parts {
     createGuestMemfd: (size) => kvm.createSharedGuestMemfd(size),
   });
   const journal = new ObjectJournal(new Journal(options.stateDir), fds, logger);
+  teardown.add('journal probe', () => journal.close());
   const objects = new ObjectManager(
     tree,
     { added: (o) => bus.emit('object-added', o), deleted: (o) => bus.emit('object-deleted', o) },

@@ -91,6 +91,7 @@ export class Daemon {
       commands: parts.schemaCommands,
       preallocsRunning: () => parts.preallocs.running.size,
       limits: () => ({ objects: options.maxObjects, backendBytes: options.maxBackendBytes, clients: options.maxClients }),
+      journalDegraded: () => parts.journal.health().degraded,
     });
     observe(this.bus, { monitor: parts.monitor, logger, metrics: this.metrics });
     this.bus.on('shutdown-requested', (reason) => {
@@ -203,7 +204,12 @@ export async function startDaemon(options: DaemonOptions, logger: Logger = creat
   // A --ws that may not bind is refused before anything is allocated.
   const wsRefusal = options.ws && web!.server.remoteBindRefusal(options.ws.host, options.ws.port, options.wsAllowRemote);
   if (wsRefusal) throw new Error(wsRefusal);
-  fs.mkdirSync(options.stateDir, { recursive: true, mode: 0o750 });
+  try {
+    fs.mkdirSync(options.stateDir, { recursive: true, mode: 0o750 });
+  } catch (err) {
+    // Serving comes first: the journal reports itself degraded and refuses new objects.
+    logger.error({ err, stateDir: options.stateDir }, 'could not create the state directory');
+  }
   const memPathAllow = memPathAllowList(options.memPathAllow, options.stateDir, logger);
   raiseFdLimit(logger);
   // systemd: fds passed at start (listening sockets, stored backend fds).

@@ -31,7 +31,13 @@ export function memPathAllowList(allowed: readonly string[] | undefined, stateDi
   } else {
     const files = path.join(stateDir, MEM_PATH_FILES_DIR);
     // The mode as documented whatever the umask; an existing folder keeps the administrator's.
-    if (fs.mkdirSync(files, { recursive: true, mode: 0o750 }) !== undefined) fs.chmodSync(files, 0o750);
+    // A state directory that takes no writes (full, read-only) does not stop the start: the
+    // folder is still the one allowed, and a backing file there fails on its own.
+    try {
+      if (fs.mkdirSync(files, { recursive: true, mode: 0o750 }) !== undefined) fs.chmodSync(files, 0o750);
+    } catch (err) {
+      logger.warn({ err, dir: files }, 'could not create the folder for backing files (mem-path)');
+    }
     let mountinfo = '';
     try {
       mountinfo = fs.readFileSync('/proc/self/mountinfo', 'utf8');

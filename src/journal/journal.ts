@@ -3,6 +3,9 @@
 // write is atomic and durable (temp file, fsync, rename, fsync of the directory) and finishes
 // before the command's reply; one file per object keeps every write O(1) and confines damage
 // to the entry it hits. Entries that cannot be used are moved to objects/rejected/, not lost.
+// A full or read-only file system is a state of the journal, not a reason not to start: the
+// directory may be missing or unwritable, a failed write leaves no temp file, and probe()
+// tells when writes work again.
 // The directory is read as data, not trusted: only regular files of bounded size are read, no
 // symlink is followed, and nothing that could block (a FIFO, a device) is ever opened for reading.
 import * as fs from 'node:fs';
@@ -122,10 +125,27 @@ export function decodeEntry(text: string): JournalEntry {
   return entry;
 }
 
+/** Failures that say the file system cannot take writes now (full, over quota, read-only,
+ *  failing, or made inaccessible to us), not that one entry is wrong: the journal is degraded
+ *  until a write succeeds again. */
+const STORAGE_FAULTS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EIO', 'EACCES', 'EPERM']);
+
+export function isStorageFault(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' && STORAGE_FAULTS.has(code);
+}
+
+/** Bytes a probe writes: about an entry's size, so that a probe that passes means an entry
+ *  would have fitted. */
+const PROBE_BYTES = 1024;
+
 export class Journal {
   readonly dir: string;
   readonly rejectedDir: string;
   readonly lostDir: string;
+  /** Why the objects directory could not be created at start (a read-only or full state
+   *  directory); the journal starts empty and degraded then, and probe() creates it later. */
+  readonly setupError?: unknown;
   private nextSeq = 1;
   /** Per-id chain, so a put and a remove of one id land in the order they were asked. */
   private readonly chains = new Map<string, Promise<void>>();
@@ -134,14 +154,45 @@ export class Journal {
     this.dir = path.join(stateDir, 'objects');
     this.rejectedDir = path.join(this.dir, 'rejected');
     this.lostDir = path.join(this.dir, 'lost');
-    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    try {
+      fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    } catch (e) {
+      this.setupError = e;
+    }
+  }
+
+  /** Whether a write of an entry's size can be made durable in the directory now: a temp file
+   *  written, synced and removed (a leftover is removed by load() like any other). Creates the
+   *  directory if it is missing. Throws why not. */
+  async probe(): Promise<void> {
+    await fs.promises.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const tmp = path.join(this.dir, `.probe.${process.pid}.tmp`);
+    try {
+      const h = await fs.promises.open(tmp, 'w', 0o600);
+      try {
+        await h.writeFile(Buffer.alloc(PROBE_BYTES, 0x20));
+        await h.datasync();
+      } finally {
+        await h.close();
+      }
+    } finally {
+      await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
+    }
   }
 
   /** Reads every entry (creation order) and every problem; leftover temp files are removed. */
   load(how: { keepTemp?: boolean } = {}): { entries: JournalEntry[]; problems: JournalProblem[] } {
     const entries: JournalEntry[] = [];
     const problems: JournalProblem[] = [];
-    for (const name of fs.readdirSync(this.dir)) {
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.dir);
+    } catch (e) {
+      // Never created (a read-only state directory at the first start): nothing journaled.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      names = [];
+    }
+    for (const name of names) {
       const file = path.join(this.dir, name);
       if (name.endsWith('.tmp')) {
         // A write cut short before its rename: the object was never acknowledged. Only a file
@@ -207,14 +258,21 @@ export class Journal {
   private async write(e: JournalEntry): Promise<void> {
     const file = this.fileOf(e.id);
     const tmp = `${file}.tmp`;
-    const h = await fs.promises.open(tmp, 'w', 0o600);
     try {
-      await h.writeFile(encodeEntry(e));
-      await h.datasync();
-    } finally {
-      await h.close();
+      const h = await fs.promises.open(tmp, 'w', 0o600);
+      try {
+        await h.writeFile(encodeEntry(e));
+        await h.datasync();
+      } finally {
+        await h.close();
+      }
+      await fs.promises.rename(tmp, file);
+    } catch (err) {
+      // A full file system leaves an empty or partial temp file: it would hold space and wait
+      // for the next start to be removed. The entry itself is untouched (the rename did not run).
+      await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
+      throw err;
     }
-    await fs.promises.rename(tmp, file);
     await this.syncDir();
   }
 

@@ -62,6 +62,19 @@ export abstract class UserCreatable extends QomObject {
   chargedBytes(): bigint {
     return 0n;
   }
+  /** Called before a live qom-set of `property`: returns how to put it back as it is now, for
+   *  a change the state journal could not record (undefined: it cannot be put back). By
+   *  default the current value is set again; a property whose setter merges values in rather
+   *  than replacing them (host-nodes) overrides this. */
+  undoFor(property: string): (() => void | Promise<void>) | undefined {
+    let before: JsonValue;
+    try {
+      before = this.getProperty(property);
+    } catch {
+      return undefined;
+    }
+    return () => this.setProperty(property, before, 'live');
+  }
 }
 
 /** Operator caps on what object-add may create (undefined: no cap). */
@@ -81,6 +94,9 @@ export interface ObjectEvents {
 /** Durable record of the object set (the CPR journal). Each step resolves once it is durable;
  *  object-add and object-del reply only after it, and a failure undoes the command. */
 export interface ObjectPersistence {
+  /** Before a new object is allocated: throws why it could not be recorded now (a journal on a
+   *  full or read-only file system), so that nothing is allocated only to be undone. */
+  admit?(id: string): Promise<void>;
   /** The object is made: record it (with its creation arguments) before it is announced. */
   added(obj: UserCreatable, options: Record<string, JsonValue>): Promise<void>;
   /** About to be deleted: forget it first, so a failure leaves the object usable. */
@@ -93,6 +109,8 @@ export interface ObjectPersistence {
 export class ObjectManager {
   private readonly pending = new Set<string>();
   private readonly deleting = new Set<string>();
+  /** The qom-set in progress on each journaled object (see setProperty). */
+  private readonly setting = new Map<QomObject, Promise<void>>();
   private count = 0;
   private bytes = 0n;
 
@@ -178,6 +196,13 @@ export class ObjectManager {
       this.reserve(obj, how.restore !== undefined);
       this.pending.add(id);
       try {
+        if (this.persistence?.admit && how.persist !== false) {
+          try {
+            await this.persistence.admit(id);
+          } catch (e) {
+            throw genericError(`cannot record object '${id}' in the state journal: ${errorText(e)}`);
+          }
+        }
         await obj.complete();
         if (this.persistence && how.persist !== false) {
           try {
@@ -229,6 +254,40 @@ export class ObjectManager {
     if (!this.persistence || !(obj instanceof UserCreatable) || this.get(obj.name) !== obj) return;
     if (obj.type.properties.get(property)?.inertAfterCreation) return;
     await this.persistence.changed(obj, property);
+  }
+
+  /** qom-set: sets the property (live) and records it; a change the journal cannot record is
+   *  undone, so that the reply, the live value and the journal agree. The sets of one
+   *  journaled object run one at a time, so an undo never overwrites a later set. */
+  async setProperty(obj: QomObject, property: string, value: JsonValue): Promise<void> {
+    if (!(this.persistence && obj instanceof UserCreatable && this.get(obj.name) === obj)) {
+      await obj.setProperty(property, value, 'live');
+      return;
+    }
+    const prev = this.setting.get(obj) ?? Promise.resolve();
+    const run = async (): Promise<void> => {
+      const undo = obj.undoFor(property);
+      await obj.setProperty(property, value, 'live');
+      try {
+        await this.changed(obj, property);
+      } catch (e) {
+        let undone = 'the change was undone';
+        try {
+          if (!undo) throw new Error('the property cannot be read back');
+          await undo();
+        } catch (u) {
+          undone = `undoing the change failed: ${errorText(u)}`;
+        }
+        throw genericError(`cannot record property '${property}' of object '${obj.name}' in the state journal: ${errorText(e)}; ${undone}`);
+      }
+    };
+    const next = prev.then(run, run);
+    this.setting.set(obj, next);
+    const clear = (): void => {
+      if (this.setting.get(obj) === next) this.setting.delete(obj);
+    };
+    next.then(clear, clear);
+    return next;
   }
 
   /** Releases every object as this process stops (`mode`: see ReleaseMode); the journal

@@ -1,7 +1,8 @@
 // Prometheus metrics (prom-client), all named hostmemd_*: backends and their memory (computed
 // at scrape time from the live objects), commands by name and outcome with latency,
-// connected clients by transport, preallocation throughput. main.ts calls the small
-// record functions from its hooks; the web server only renders the registry.
+// connected clients by transport, preallocation throughput, the state journal's health.
+// main.ts calls the small record functions from its hooks; the web server only renders the
+// registry.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { BackendView, residentOf } from './resident';
 
@@ -15,6 +16,8 @@ export interface MetricsSources {
   preallocsRunning(): number;
   /** Configured caps (absent: no cap). */
   limits?(): { objects?: number; backendBytes?: bigint; clients?: number };
+  /** Whether the state journal cannot record changes (a full or read-only state directory). */
+  journalDegraded?(): boolean;
 }
 
 /** One preallocation's progress as the backends report it (PreallocEntry fits). */
@@ -154,6 +157,14 @@ export class DaemonMetrics {
       labelNames: ['type'],
       buckets: [64e6, 256e6, 1e9, 2e9, 4e9, 8e9, 16e9, 32e9],
       registers,
+    });
+    new Gauge({
+      name: `${PREFIX}journal_degraded`,
+      help: 'Whether the state journal cannot record changes (full or read-only state directory; query-cpr says why): 1 while new objects are refused, else 0',
+      registers,
+      collect() {
+        this.set(sources.journalDegraded?.() ? 1 : 0);
+      },
     });
     new Gauge({
       name: `${PREFIX}preallocs_running`,

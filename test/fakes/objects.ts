@@ -63,6 +63,7 @@ export function objectsFixture(opts: FixtureOptions = {}) {
     opts.limits,
     // A stand-in for the state journal that tests can swap (setPersistence).
     {
+      admit: (id) => hooks.persistence?.admit?.(id) ?? Promise.resolve(),
       added: (o, options) => hooks.persistence?.added(o, options) ?? Promise.resolve(),
       deleting: (o) => hooks.persistence?.deleting(o) ?? Promise.resolve(),
       changed: (o, property) => hooks.persistence?.changed(o, property) ?? Promise.resolve(),

@@ -26,7 +26,7 @@ test('EMFILE on object-add is a clean GenericError and the daemon lives on', asy
     expect(made.length).toBeGreaterThan(10);
     // The first open(2) to fail is the memfd's or the journal's temp file: either way a clear
     // error and nothing left behind.
-    expect(failure).toEqual({ error: { class: 'GenericError', desc: expect.stringMatching(/^(failed to create memfd with flags 0x3: Too many open files|cannot record object 'f\d+' in the state journal: EMFILE: too many open files, open '.*\.json\.tmp')$/) } });
+    expect(failure).toEqual({ error: { class: 'GenericError', desc: expect.stringMatching(/^(failed to create memfd with flags 0x3: Too many open files|cannot record object 'f\d+' in the state journal: Too many open files)$/) } });
     expect(((await c.execute('query-memdev')).return as unknown[]).length).toBe(made.length);
     for (const id of made) expect(await c.execute('object-del', { id })).toEqual({ return: {} });
     expect(fs.readdirSync(`/proc/${proc.pid}/fd`).length).toBe(fdsAtStart);

@@ -4,6 +4,7 @@
 // fallback through /proc/self/smaps.
 import { RawQmpClient } from '../helpers/qmp-client';
 import { parseSmaps, residentOf } from '../../src/web/resident';
+import { createMetrics } from '../../src/web/metrics';
 import { WebDaemon, WsQmpClient, httpGet, startWebDaemon } from './ws-client';
 
 function series(text: string): Map<string, number> {
@@ -52,6 +53,7 @@ describe('/metrics', () => {
       'hostmemd_prealloc_bytes_total',
       'hostmemd_prealloc_throughput_bytes_per_second',
       'hostmemd_preallocs_running',
+      'hostmemd_journal_degraded',
       'hostmemd_process_resident_memory_bytes',
     ]) {
       expect(names).toContain(n);
@@ -143,6 +145,7 @@ test('configured caps appear as hostmemd_limit', async () => {
     expect(text).toContain('hostmemd_limit{kind="objects"} 7');
     expect(text).toContain('hostmemd_limit{kind="backend_bytes"} 1073741824');
     expect(text).toContain('hostmemd_limit{kind="clients"} 9');
+    expect(text).toContain('hostmemd_journal_degraded 0');
   } finally {
     await d.stop();
   }
@@ -175,4 +178,12 @@ test('/api/caps: each cap with its use (token required); uncapped ones have no l
   } finally {
     await plain.stop();
   }
+});
+
+test('hostmemd_journal_degraded follows the state journal', async () => {
+  let degraded = true;
+  const m = createMetrics({ backends: () => [], commands: [], preallocsRunning: () => 0, journalDegraded: () => degraded });
+  expect(await m.render()).toMatch(/^hostmemd_journal_degraded 1$/m);
+  degraded = false;
+  expect(await m.render()).toMatch(/^hostmemd_journal_degraded 0$/m);
 });

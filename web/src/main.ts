@@ -207,6 +207,8 @@ function refreshTree(): Promise<void> {
 }
 
 type Prop = { name: string; type: string };
+/** The parts of query-cpr the console shows. */
+type CprInfo = { objects: CprObject[]; problems: { id?: string; problem: string }[]; 'journal-state'?: string; 'journal-error'?: string };
 
 async function readTree(): Promise<void> {
   const c = ui;
@@ -217,12 +219,14 @@ async function readTree(): Promise<void> {
     c.execute('query-memdev'),
     refreshResident(false),
     c.execute('query-cpr').catch(() => undefined),
-  ])) as unknown as [Prop[], Prop[], Memdev[], void, { objects: CprObject[]; problems: { id?: string; problem: string }[] } | undefined];
+  ])) as unknown as [Prop[], Prop[], Memdev[], void, CprInfo | undefined];
   const md = new Map(memdevs.map((m) => [m.id, m]));
   const restart = new Map((cpr?.objects ?? []).map((o) => [o.id, o]));
   const children = objects.filter((p) => p.type.startsWith('child<'));
   backends = children.map((p) => ({ id: p.name, type: p.type.slice(6, -1), memdev: md.get(p.name), cpr: restart.get(p.name) }));
-  renderProblems(cpr?.problems ?? []);
+  // A journal that cannot be written heads the list: it refuses new objects until it can.
+  const journal = cpr?.['journal-state'] === 'degraded' ? [{ problem: `state journal degraded: ${cpr['journal-error'] ?? 'writes fail'}; new objects are refused until it is writable` }] : [];
+  renderProblems([...journal, ...(cpr?.problems ?? [])]);
   renderTree(root, children);
   renderBackends();
 }
@@ -312,7 +316,8 @@ function restartCell(c: CprObject | undefined): HTMLElement {
   return h('td', { class: bad ? 'result-bad' : '', title: c.reason ?? (c.preserved ? 'memory survives a restart of hostmemd' : 'share=off: private memory cannot outlive the process'), 'data-testid': 'restart' }, keep + origin);
 }
 
-/** Journal entries or preserved fds that did not come back at the last start. */
+/** Journal entries or preserved fds that did not come back at the last start, and a state
+ *  journal that cannot be written. */
 function renderProblems(problems: { id?: string; problem: string }[]): void {
   const box = byId('cpr-problems');
   box.hidden = problems.length === 0;
