@@ -32,6 +32,10 @@ export const OUTPUT_PAUSE_BYTES = 1024 * 1024;
 export const STALLED_READER_MS = 10_000;
 /** How often a backlogged connection is checked for progress. */
 const STALL_CHECK_MS = 1000;
+/** Input bytes one connection may deliver per event-loop turn. libuv reads up to 32 times
+ *  64 KiB per poll: a pipelining client would otherwise have 2 MiB of requests (~50,000) run
+ *  before anyone else is served. */
+export const READ_BYTES_PER_TURN = 64 * 1024;
 
 class SocketTransport implements Transport {
   readonly kind = 'unix';
@@ -46,6 +50,10 @@ class SocketTransport implements Transport {
   private lastProgress = 0;
   private watch: NodeJS.Timeout | undefined;
   private drainWaiters: (() => void)[] = [];
+  /** Bytes delivered in this event-loop turn, and whether reading waits for the next turn. */
+  private turnBytes = 0;
+  private turnEnding = false;
+  private turnPaused = false;
   constructor(
     private readonly sock: net.Socket,
     private readonly onStuck: (clientId: string) => void,
@@ -62,6 +70,24 @@ class SocketTransport implements Transport {
     if (this.sock.writableLength > OUTPUT_PAUSE_BYTES) this.startBacklog();
     return ok;
   }
+  /** Counts input delivered; past READ_BYTES_PER_TURN, reading resumes only next turn. */
+  delivered(bytes: number): void {
+    this.turnBytes += bytes;
+    if (!this.turnEnding) {
+      this.turnEnding = true;
+      setImmediate(() => {
+        this.turnEnding = false;
+        this.turnBytes = 0;
+        if (!this.turnPaused) return;
+        this.turnPaused = false;
+        if (!this.sessionPaused && !this.outputPaused && !this.sock.destroyed) this.sock.resume();
+      });
+    }
+    if (this.turnBytes >= READ_BYTES_PER_TURN && !this.turnPaused) {
+      this.turnPaused = true;
+      this.sock.pause();
+    }
+  }
   backlogged(then: () => void): boolean {
     if (!this.outputPaused) return false;
     this.drainWaiters.push(then);
@@ -76,7 +102,7 @@ class SocketTransport implements Transport {
         this.outputPaused = false;
         this.stopWatch();
         for (const w of this.drainWaiters.splice(0)) w();
-        if (!this.sessionPaused && !this.outputPaused && !this.sock.destroyed) this.sock.resume();
+        if (!this.sessionPaused && !this.outputPaused && !this.turnPaused && !this.sock.destroyed) this.sock.resume();
       });
     }
     if (this.watch !== undefined) return;
@@ -116,7 +142,7 @@ class SocketTransport implements Transport {
         h.readStart();
       }
     }
-    if (!this.outputPaused) this.sock.resume();
+    if (!this.outputPaused && !this.turnPaused) this.sock.resume();
   }
   end(): void {
     // The connection is done once its output is written: a peer that never closes its side
@@ -213,7 +239,8 @@ export class UnixQmpServer {
   }
 
   private accept(sock: net.Socket): void {
-    const attached = this.monitor.attach(this.transportFor(sock));
+    const transport = this.transportFor(sock);
+    const attached = this.monitor.attach(transport);
     if ('refusal' in attached) {
       this.events.onClientRefused?.(this.opts.path);
       // Drain and drop whatever the client sends, write the refusal, then close: an untracked
@@ -223,14 +250,17 @@ export class UnixQmpServer {
       sock.end(attached.refusal, () => sock.destroy());
       return;
     }
-    this.track(sock, attached);
+    this.track(sock, attached, transport);
   }
 
-  private track(sock: net.Socket, s: QmpSession): void {
+  private track(sock: net.Socket, s: QmpSession, transport: SocketTransport): void {
     this.sockets.add(sock);
     this.sessionOf.set(s, sock);
     this.events.onConnect?.(s.clientId);
-    sock.on('data', (chunk: Buffer) => s.receive(chunk));
+    sock.on('data', (chunk: Buffer) => {
+      s.receive(chunk);
+      transport.delivered(chunk.length);
+    });
     // Half-close: the session answers what it received, then ends the connection itself.
     sock.on('end', () => s.peerEnded());
     sock.on('error', () => sock.destroy());
@@ -245,8 +275,9 @@ export class UnixQmpServer {
   /** Takes over a connection handed over by another hostmemd (its fd and session state). */
   adoptClient(fd: number, state: SessionExport): QmpSession {
     const sock = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
-    const session = this.monitor.adopt(this.transportFor(sock), state);
-    this.track(sock, session);
+    const transport = this.transportFor(sock);
+    const session = this.monitor.adopt(transport, state);
+    this.track(sock, session, transport);
     return session;
   }
 
