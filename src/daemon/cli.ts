@@ -1,9 +1,24 @@
 // Command-line options of bin/hostmemd. QEMU's spellings are accepted where they exist
 // (`-qmp unix:PATH,server=on,wait=off`, `-object ...`), so scripts written for QEMU carry over.
 // Parsing only: nothing here opens files or sockets.
+import * as os from 'node:os';
 import { HOSTMEMD_VERSION } from '../version';
 import { parseSize } from './object-opt';
 import { DEFAULT_NEGOTIATION_TIMEOUT_MS } from '../qmp/session';
+
+/** Without --max-backend-bytes, backends may take the machine's memory but this reserve
+ *  (kept for the daemon, the kernel and everything else): the larger of 2 GiB and an eighth,
+ *  but never more than half. Uncapped, one prealloc'd 64 GiB memfd on a 23 GiB host has the
+ *  kernel OOM-kill the daemon, and every client loses its answers. */
+export const MIN_MEMORY_RESERVE = 2n * 1024n * 1024n * 1024n;
+
+/** The default --max-backend-bytes for a machine with `totalMemory` bytes of RAM. */
+export function defaultMaxBackendBytes(totalMemory: number): bigint {
+  const total = BigInt(Math.floor(totalMemory));
+  let reserve = total / 8n > MIN_MEMORY_RESERVE ? total / 8n : MIN_MEMORY_RESERVE;
+  if (reserve > total / 2n) reserve = total / 2n;
+  return total - reserve;
+}
 
 /** The longest --negotiation-timeout: a day (timers cannot run beyond 2^31 ms anyway). */
 export const MAX_NEGOTIATION_TIMEOUT_S = 86400;
@@ -63,7 +78,8 @@ Options:
                             close a connection that has not sent qmp_capabilities
                             within SECONDS of its greeting (default: 60, 0 = never)
   --max-objects N           objects object-add may create in all (default: no cap)
-  --max-backend-bytes SIZE  total size of all memory backends, e.g. 64G (default: no cap)
+  --max-backend-bytes SIZE  total size of all memory backends, e.g. 64G (default: the
+                            physical memory less max(2 GiB, 1/8); 0 or none = no cap)
   --mem-path-allow DIR      memory-backend-file's mem-path must be a regular file or
                             directory inside DIR (repeatable; replaces the default:
                             <state-dir>/files and the hugetlbfs mounts found at start)
@@ -115,7 +131,8 @@ export function parseWsAddress(spec: string): { host: string; port: number } {
   return { host: m[1].replace(/^\[|\]$/g, ''), port };
 }
 
-export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv): CliResult {
+/** `totalMemory`: physical memory in bytes, for the default --max-backend-bytes. */
+export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv, totalMemory: number = os.totalmem()): CliResult {
   const opts: DaemonOptions = {
     qmp: [],
     stateDir: env.STATE_DIRECTORY?.split(':')[0] || './run',
@@ -130,6 +147,7 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
     kvmProbeOverride: {},
   };
   const t = tokens(argv);
+  let backendCapGiven = false;
   try {
     for (let i = 0; i < t.length; i++) {
       const opt = t[i];
@@ -211,9 +229,14 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
         }
         case '--max-backend-bytes': {
           const v = value();
+          backendCapGiven = true;
+          if (v === 'none') {
+            opts.maxBackendBytes = undefined;
+            break;
+          }
           const n = parseSize(v);
-          if (n === undefined) throw new CliError(`--max-backend-bytes ${v}: expected a size such as 64G`);
-          opts.maxBackendBytes = n;
+          if (n === undefined) throw new CliError(`--max-backend-bytes ${v}: expected a size such as 64G, or none`);
+          opts.maxBackendBytes = n === 0n ? undefined : n;
           break;
         }
         case '--mem-path-allow': {
@@ -243,5 +266,6 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv): CliRe
     if (e instanceof CliError) return { kind: 'exit', code: 1, output: `hostmemd: ${e.message}\n` };
     throw e;
   }
+  if (!backendCapGiven) opts.maxBackendBytes = defaultMaxBackendBytes(totalMemory);
   return { kind: 'run', options: opts };
 }

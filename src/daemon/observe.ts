@@ -4,6 +4,7 @@ import { Monitor } from '../qmp/monitor';
 import { EventBus } from './event-bus';
 import type { Logger } from './logger';
 import type { DaemonMetrics } from '../web/metrics';
+import { clip } from '../errors/text';
 
 export function observe(bus: EventBus, to: { monitor: Monitor; logger: Logger; metrics?: DaemonMetrics }): void {
   const { monitor, logger, metrics } = to;
@@ -18,10 +19,13 @@ export function observe(bus: EventBus, to: { monitor: Monitor; logger: Logger; m
     monitor.emitEvent('OBJECT_DELETED', { id: o.name, 'qom-type': o.typeName, path: `/objects/${o.name}` });
   });
   bus.on('shutdown-requested', (reason) => monitor.emitEvent('SHUTDOWN', { guest: false, reason }));
-  bus.on('command-done', ({ command, client, error, startNs }) => {
+  bus.on('command-done', ({ command: name, client, error, startNs }) => {
     const ms = Number(process.hrtime.bigint() - startNs) / 1e6;
-    metrics?.commandDone(command, error?.class, startNs);
-    if (error) logger.warn({ client, command, outcome: error.class, desc: error.desc, ms }, 'command failed');
+    metrics?.commandDone(name, error?.class, startNs);
+    // Client-chosen text is logged clipped (MAX_ECHO_CHARS): a 64 MiB command name must not
+    // become a 64 MiB log line.
+    const command = clip(name);
+    if (error) logger.warn({ client, command, outcome: error.class, desc: clip(error.desc), ms }, 'command failed');
     else if (logger.isLevelEnabled('debug')) logger.debug({ client, command, outcome: 'ok', ms }, 'command');
   });
   bus.on('client-connected', ({ transport, client }) => {

@@ -31,3 +31,14 @@ export function reasonText(e: unknown): string {
 export function failedWith(prefix: string, e: unknown, errorClass: ErrorClass = 'GenericError'): QmpError {
   return new QmpError(errorClass, `${prefix}: ${reasonText(e)}`);
 }
+
+/** Most characters of client-supplied text (a command name, a bad token, an id) echoed in an
+ *  error desc or written to the log: an attacker's 64 MiB name must not become a 64 MiB reply
+ *  or log line. QEMU echoes such text whole; hostmemd ends it with TRUNCATION_MARK. */
+export const MAX_ECHO_CHARS = 1024;
+export const TRUNCATION_MARK = '...';
+
+/** `text` if it is at most `max` characters, else its first `max` characters and "...". */
+export function clip(text: string, max = MAX_ECHO_CHARS): string {
+  return text.length <= max ? text : text.slice(0, max) + TRUNCATION_MARK;
+}

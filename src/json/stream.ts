@@ -17,6 +17,14 @@ export const MAX_NESTING = 1024;
 export const NESTING_ERROR = 'JSON nesting depth limit exceeded';
 /** Prefix of every lexical and syntax error (§2.2, §2.4); the three limit errors have none. */
 const PARSE_ERROR = 'JSON parse error, ';
+/** Most bytes of a bad token echoed in an error ("stray '...'", "invalid keyword '...'"):
+ *  QEMU echoes the whole token, up to 64 MiB, and the copies of such a text cost gigabytes.
+ *  A longer token is echoed as its first MAX_ECHO_BYTES bytes followed by ECHO_MARK. */
+export const MAX_ECHO_BYTES = 1024;
+export const ECHO_MARK = '...';
+/** Estimated heap bytes per token of an unfinished message (a parsed `{}` in a list costs a JS
+ *  object, a list slot and parser bookkeeping: about 26 bytes measured, rounded up). */
+export const TOKEN_HEAP_COST = 32;
 
 export interface JsonStreamLimits {
   maxTokenSize: number;
@@ -156,6 +164,15 @@ export class JsonStreamParser {
    *  stream can be handed to another parser (daemon handover). */
   get atBoundary(): boolean {
     return this.state === L_START && this.tokenCount === 0 && this.pendLen === 0;
+  }
+
+  /** Estimated memory held for the message being received: the open token's bytes, the
+   *  decoded strings of the partial value tree (at most two bytes a character) and
+   *  TOKEN_HEAP_COST per token. Bounded by the per-message limits; sessions add it up across
+   *  connections (qmp/session.ts input budget). */
+  get unfinishedCost(): number {
+    if (this.state === L_START && this.tokenCount === 0) return 0;
+    return this.pendLen + 2 * this.tokenSize + TOKEN_HEAP_COST * this.tokenCount;
   }
 
   /** Discards any partial token and message (QEMU re-creates its parser on disconnect, §1.7). */
@@ -407,13 +424,22 @@ export class JsonStreamParser {
    *  drops the message being collected and skips input until a resync byte (§1.9). */
   private lexError(chunk: Buffer, end: number): void {
     let text: string;
-    if (this.pendLen === 0) {
+    const len = this.pendLen + (end - this.tokStart);
+    if (len > MAX_ECHO_BYTES) {
+      // Only the head is copied and decoded: the token can be 64 MiB (MAX_ECHO_BYTES).
+      const fromPend = Math.min(this.pendLen, MAX_ECHO_BYTES);
+      const head = Buffer.allocUnsafe(MAX_ECHO_BYTES);
+      this.pend.copy(head, 0, 0, fromPend);
+      chunk.copy(head, fromPend, this.tokStart, this.tokStart + MAX_ECHO_BYTES - fromPend);
+      text = echoHead(head);
+    } else if (this.pendLen === 0) {
       text = lenientDecode(chunk, this.tokStart, end);
     } else {
       this.appendPend(chunk, this.tokStart, end);
       text = lenientDecode(this.pend, 0, this.pendLen);
     }
     this.pendLen = 0;
+    if (this.pend.length > PEND_KEEP) this.pend = Buffer.allocUnsafe(PEND_INITIAL);
     this.state = L_RECOVERY;
     this.fail(`${PARSE_ERROR}stray '${text}'`);
   }
@@ -531,7 +557,7 @@ export class JsonStreamParser {
       }
       case T_KEYWORD: {
         const v = keywordValue(b, s, e);
-        if (v === undefined) return this.error(`invalid keyword '${b.toString('latin1', s, e)}'`);
+        if (v === undefined) return this.error(`invalid keyword '${keywordEcho(b, s, e)}'`);
         return this.add(v);
       }
       default:
@@ -555,7 +581,7 @@ export class JsonStreamParser {
         this.stack[this.stack.length - 1].isKey = true;
         return;
       case T_KEYWORD:
-        if (keywordValue(b, s, e) === undefined) return this.error(`invalid keyword '${b.toString('latin1', s, e)}'`);
+        if (keywordValue(b, s, e) === undefined) return this.error(`invalid keyword '${keywordEcho(b, s, e)}'`);
         return this.error('key is not a string in object');
       case T_INTEGER:
       case T_FLOAT:
@@ -619,6 +645,9 @@ function integerValue(b: Buffer, s: number, e: number): number | bigint | JsonFl
     return neg && v !== 0 ? -v : v;
   }
   const text = b.toString('latin1', s, e);
+  // More than 21 characters (sign and 20 digits, no leading zeros) is beyond uint64: skip
+  // BigInt, whose parsing of a 64 MiB digit string would stall the daemon.
+  if (e - s > 21) return new JsonFloat(Number(text));
   const big = BigInt(text);
   if (big >= -MAX_SAFE && big <= MAX_SAFE) return Number(big);
   if (big >= INT64_MIN && big <= UINT64_MAX) return big;
@@ -630,6 +659,12 @@ function isIndexKey(k: string): boolean {
   const c = k.charCodeAt(0);
   if (c < 0x30 || c > 0x39 || k.length > 10) return false;
   return /^(?:0|[1-9][0-9]*)$/.test(k) && Number(k) < 4294967295;
+}
+
+/** A bad keyword as echoed in its error: at most MAX_ECHO_BYTES letters, then ECHO_MARK. */
+function keywordEcho(b: Buffer, s: number, e: number): string {
+  if (e - s <= MAX_ECHO_BYTES) return b.toString('latin1', s, e);
+  return b.toString('latin1', s, s + MAX_ECHO_BYTES) + ECHO_MARK;
 }
 
 function keywordValue(b: Buffer, s: number, e: number): boolean | null | undefined {
@@ -714,6 +749,24 @@ function lenientDecode(b: Buffer, s: number, e: number): string {
     out += String.fromCodePoint(cp < 0 ? 0xfffd : cp);
   }
   return out;
+}
+
+/** The first MAX_ECHO_BYTES bytes of a longer bad token as echoed: decoded like the whole
+ *  token would be, cut before a sequence the cut would split, then ECHO_MARK. (Only the bad
+ *  byte, past the head, can be a NUL: every control byte ends a token.) */
+function echoHead(head: Buffer): string {
+  let end = head.length;
+  // Back up to the start of a multi-byte sequence that the cut may have split (at most 5).
+  for (let k = 1; k <= 5 && end - k >= 0; k++) {
+    const c = head[end - k];
+    if (c < 0x80) break;
+    if ((c & 0xc0) === 0xc0 && c < 0xfe) {
+      const need = c >= 0xfc ? 6 : c >= 0xf8 ? 5 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+      if (need > k) end -= k;
+      break;
+    }
+  }
+  return lenientDecode(head, 0, end) + ECHO_MARK;
 }
 
 /** 0 when b[s..e) is valid modified UTF-8 without C0 80, 1 when valid with C0 80, -1 if not. */

@@ -78,8 +78,13 @@ function u4(c: number): string {
   return '\\u' + HEX[(c >> 12) & 15] + HEX[(c >> 8) & 15] + HEX[(c >> 4) & 15] + HEX[c & 15];
 }
 
+/** Strings at least this long are quoted into a buffer (quoteLong): concatenating millions of
+ *  escapes took seconds for a huge non-ASCII id echoed in a reply. */
+export const LONG_QUOTE_CHARS = 4096;
+
 function quote(s: string): string {
   if (PLAIN.test(s)) return '"' + s + '"';
+  if (s.length >= LONG_QUOTE_CHARS) return quoteLong(s);
   let out = '"';
   let run = 0; // start of characters not yet copied
   const n = s.length;
@@ -128,6 +133,74 @@ function quote(s: string): string {
   }
   if (run < n) out += s.slice(run);
   return out + '"';
+}
+
+/** What quote() prints, for a long string: the exact length first, then the bytes (ASCII). */
+export function quoteLong(s: string): string {
+  const n = s.length;
+  let len = 2;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x20 && c < 0x7f) len += c === 0x22 || c === 0x5c ? 2 : 1;
+    else if (c === 0x08 || c === 0x0c || c === 0x0a || c === 0x0d || c === 0x09) len += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < n && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      const d = s.charCodeAt(++i);
+      len += (d & 0x3fe) === 0x3fe && (c & 0x3f) === 0x3f ? 6 : 12;
+    } else len += 6;
+  }
+  const b = Buffer.allocUnsafe(len);
+  let o = 0;
+  const esc = (x: number): void => {
+    b[o++] = 0x5c;
+    b[o++] = x;
+  };
+  const u = (c: number): void => {
+    b[o++] = 0x5c;
+    b[o++] = 0x75;
+    b[o++] = HEX.charCodeAt((c >> 12) & 15);
+    b[o++] = HEX.charCodeAt((c >> 8) & 15);
+    b[o++] = HEX.charCodeAt((c >> 4) & 15);
+    b[o++] = HEX.charCodeAt(c & 15);
+  };
+  b[o++] = 0x22;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x20 && c < 0x7f) {
+      if (c === 0x22 || c === 0x5c) esc(c);
+      else b[o++] = c;
+      continue;
+    }
+    switch (c) {
+      case 0x08:
+        esc(0x62);
+        continue;
+      case 0x0c:
+        esc(0x66);
+        continue;
+      case 0x0a:
+        esc(0x6e);
+        continue;
+      case 0x0d:
+        esc(0x72);
+        continue;
+      case 0x09:
+        esc(0x74);
+        continue;
+    }
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < n && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      const d = s.charCodeAt(++i);
+      if ((d & 0x3fe) === 0x3fe && (c & 0x3f) === 0x3f) u(0xfffd);
+      else {
+        u(c);
+        u(d);
+      }
+      continue;
+    }
+    if ((c >= 0xd800 && c <= 0xdfff) || (c >= 0xfdd0 && c <= 0xfdef) || c >= 0xfffe) u(0xfffd);
+    else u(c);
+  }
+  b[o++] = 0x22;
+  return b.toString('latin1');
 }
 
 // ---- numbers

@@ -5,6 +5,7 @@ import { JsonValue, JsonObject, isJsonObject, memberKeys } from '../json/value';
 import { qdictKeyOrder } from '../json/writer';
 import { CommandContext, Handler, Reply, CommandResult } from './messages';
 import { toQmpError, QmpErrorBody } from '../errors/to-qmp';
+import { clip } from '../errors/text';
 
 /** What the dispatcher needs to know of a command (from the compiled schema). */
 export interface DispatchCommand {
@@ -71,7 +72,8 @@ export class Dispatcher {
     const negotiated = ctx.session.negotiated;
     const cmd = negotiated || name === NEGOTIATION_COMMAND ? this.commands.get(name) : undefined;
     if (!cmd) {
-      const desc = negotiated ? `The command ${name} has not been found` : NEGOTIATION_DESC;
+      // The name is echoed clipped to MAX_ECHO_CHARS (QEMU echoes it whole, however long).
+      const desc = negotiated ? `The command ${clip(name)} has not been found` : NEGOTIATION_DESC;
       return this.finish(name, ctx, startNs, fail({ class: 'CommandNotFound', desc }));
     }
     if (execKey === 'exec-oob' && !cmd.allowOob) {

@@ -3,6 +3,8 @@
 // (compact ASCII JSON in QEMU's member order, CRLF-terminated). Transports feed bytes in and
 // take text out; they never look inside messages. A connection that does not negotiate within
 // the negotiation timeout is told so and closed, so idle sockets cannot hold every client slot.
+// Memory is bounded whatever the input: unfinished messages share a budget across connections,
+// and requests wait while the transport reports a large output backlog.
 import { JsonStreamParser, StreamItem } from '../json/stream';
 import { encodeJson } from '../json/writer';
 import { JsonValue } from '../json/value';
@@ -26,6 +28,13 @@ export interface Transport {
   attached?(clientId: string): void;
   /** Queues text for the peer. Returns false when the peer is not keeping up. */
   write(text: string): boolean;
+  /** Told of each request (or input error) parsed from the input, before it is queued; false
+   *  means the transport has cut the connection off (a request rate limit): the rest of the
+   *  input is dropped. Absent: every request is admitted. */
+  admit?(): boolean;
+  /** True while the peer has so much output pending that no more requests should run for it;
+   *  `then` is called once when that is no longer so. Absent: never. */
+  backlogged?(then: () => void): boolean;
   /** Stops/starts delivering input (flow control while the in-band queue is long). */
   pause(): void;
   resume(): void;
@@ -64,6 +73,25 @@ export function negotiationTimeoutText(timeoutMs: number): string {
  *  (QEMU suspends its monitor at 8, qemu-facts §1.5; we allow deeper pipelines). */
 export const QUEUE_PAUSE_LENGTH = 64;
 
+/** Memory (as JsonStreamParser.unfinishedCost estimates it) that unfinished messages of all
+ *  connections together may hold. Each message is bounded by QEMU's limits (64 MiB, 2 Mi tokens),
+ *  but not their number: 100 connections each holding an unfinished 2 MB `[{},{},...` cost
+ *  over 5 GB of heap. A connection whose unfinished message would take the total past this is
+ *  cut off with INPUT_BUDGET_TEXT, unless it holds at most INPUT_ALLOWANCE_PER_CLIENT. */
+export const INPUT_BUDGET_BYTES = 512 * 1024 * 1024;
+/** What any connection may hold whatever the others hold (a QMP request is far smaller), so
+ *  that a hostile client holding the budget cannot lock out ordinary ones. With --max-clients
+ *  1024 this adds at most 1 GiB to the budget. */
+export const INPUT_ALLOWANCE_PER_CLIENT = 1024 * 1024;
+export const INPUT_BUDGET_TEXT = 'QMP input limit exceeded: unfinished messages of all clients hold too much memory; closing the connection';
+
+/** The running total of unfinished input across sessions. One per process; `limit` may be
+ *  lowered by tests to exercise the cut-off at small sizes. */
+export const inputBudget = { used: 0, limit: INPUT_BUDGET_BYTES, allowance: INPUT_ALLOWANCE_PER_CLIENT };
+
+/** Replies batched before a flush that checks the transport's backlog. */
+const PUMP_FLUSH_REPLIES = 64;
+
 export type Queued = { kind: 'value'; value: JsonValue } | { kind: 'error'; desc: string };
 
 export enum SessionState {
@@ -97,6 +125,11 @@ export class QmpSession implements SessionControl {
   private negotiationTimer: NodeJS.Timeout | undefined;
   /** The deadline passed while frozen: acted on at thaw (an export carries the deadline). */
   private negotiationExpired = false;
+  /** This session's share of inputBudget.used. */
+  private inputCharged = 0;
+  /** The transport's output backlog is large: queued requests wait (their replies would pile
+   *  up), and the queue's length stops input as usual. */
+  private outputBlocked = false;
 
   /** `negotiationTimeoutMs`: 0 = a client may stay un-negotiated for ever (QEMU's way). */
   constructor(
@@ -175,6 +208,31 @@ export class QmpSession implements SessionControl {
       this.inReceive = false;
       this.flush();
     }
+    this.chargeInput();
+  }
+
+  /** Accounts the unfinished message against the input budget; a connection that takes the
+   *  total past it is told why (one GenericError line) and closed. Checked after each chunk:
+   *  feeding is synchronous, so only one connection at a time can exceed its charged share,
+   *  and by at most one message's worth (the per-message limits). */
+  private chargeInput(): void {
+    if (this.state === SessionState.Closed) return;
+    const cost = this.parser.unfinishedCost;
+    inputBudget.used += cost - this.inputCharged;
+    this.inputCharged = cost;
+    if (cost <= inputBudget.allowance || inputBudget.used <= inputBudget.limit) return;
+    this.parser.reset();
+    this.releaseInput();
+    this.queue.length = 0;
+    this.writeReply({ hasId: false, error: { class: 'GenericError', desc: INPUT_BUDGET_TEXT } });
+    this.flush();
+    this.transportImpl.end('QMP input limit exceeded');
+    this.close();
+  }
+
+  private releaseInput(): void {
+    inputBudget.used -= this.inputCharged;
+    this.inputCharged = 0;
   }
 
   /** The peer went away: queued requests are dropped, partial input discarded (§1.7). A
@@ -186,6 +244,7 @@ export class QmpSession implements SessionControl {
     this.queue.length = 0;
     this.out = [];
     this.parser.reset();
+    this.releaseInput();
     this.monitor.detach(this);
   }
 
@@ -292,6 +351,12 @@ export class QmpSession implements SessionControl {
   }
 
   private onItem(item: StreamItem): void {
+    if (this.transportImpl.admit && !this.transportImpl.admit()) {
+      // Cut off by the transport: stop parsing this chunk (reset ends feed()) and drop all.
+      this.parser.reset();
+      this.close();
+      return;
+    }
     if (item.kind === 'value' && isOobRequest(item.value) && !this.frozen) {
       // Out-of-band: answered now, overtaking queued in-band requests (§1.5).
       this.answer(this.monitor.dispatch(item.value, this.ctx, this.oobEnabled));
@@ -326,6 +391,8 @@ export class QmpSession implements SessionControl {
         });
       } else {
         this.writeReply(r);
+        // Replies are written in one batch per chunk; a long batch checks the backlog.
+        if (this.out.length >= PUMP_FLUSH_REPLIES) this.flush();
       }
     }
     if (this.paused && !this.frozen && this.queue.length < QUEUE_PAUSE_LENGTH / 2 && this.state !== SessionState.Closed) {
@@ -343,13 +410,14 @@ export class QmpSession implements SessionControl {
     if (this.state === SessionState.Closed || this.inputEnded) return;
     this.inputEnded = true;
     this.parser.reset();
+    this.releaseInput();
     this.endIfDone();
   }
 
   /** The one guard of request execution: nothing runs while a command holds the in-band
    *  queue, while frozen for a handover, or once closed. */
   private mayRunNext(): boolean {
-    return !this.running && !this.frozen && this.state !== SessionState.Closed;
+    return !this.running && !this.frozen && !this.outputBlocked && this.state !== SessionState.Closed;
   }
 
   /** Draining (the peer finished sending) ends once nothing is left to run or answer. */
@@ -391,6 +459,14 @@ export class QmpSession implements SessionControl {
     const text = this.out.length === 1 ? this.out[0] : this.out.join('');
     this.out = [];
     this.transportImpl.write(text);
+    if (!this.outputBlocked && this.transportImpl.backlogged?.(() => this.outputUnblocked())) this.outputBlocked = true;
+  }
+
+  private outputUnblocked(): void {
+    this.outputBlocked = false;
+    if (this.state === SessionState.Closed) return;
+    this.pump();
+    this.flush();
   }
 }
 

@@ -23,30 +23,114 @@ export interface UnixListenOptions {
 /** Pending connections the kernel queues while nobody accepts (a handover's last step). */
 const LISTEN_BACKLOG = 4096;
 
-/** Output bytes a connection may have pending before it counts as a stuck reader. */
-export const MAX_PENDING_OUTPUT = 16 * 1024 * 1024;
+/** Output bytes a connection may have pending before its input is no longer read: a client
+ *  that pipelines requests faster than it reads replies is slowed down, not queued for. */
+export const OUTPUT_PAUSE_BYTES = 1024 * 1024;
+/** A connection with more than OUTPUT_PAUSE_BYTES pending that takes none of it for this long
+ *  counts as a stuck reader and is cut off. A reader that keeps reading, however slowly, never
+ *  is (a size bound would cut off a fast reader of a long pipeline). */
+export const STALLED_READER_MS = 10_000;
+/** How often a backlogged connection is checked for progress. */
+const STALL_CHECK_MS = 1000;
+/** Input bytes one connection may deliver per event-loop turn. libuv reads up to 32 times
+ *  64 KiB per poll: a pipelining client would otherwise have 2 MiB of requests (~50,000) run
+ *  before anyone else is served. */
+export const READ_BYTES_PER_TURN = 64 * 1024;
 
 class SocketTransport implements Transport {
   readonly kind = 'unix';
   clientId = 'unix-?';
   private handedOver = false;
+  /** Reading stopped by the session (long queue, handover) / by the output backlog. */
+  private sessionPaused = false;
+  private outputPaused = false;
+  /** Bytes given to write() so far: minus writableLength, what the kernel has taken. */
+  private written = 0;
+  private lastSent = 0;
+  private lastProgress = 0;
+  private watch: NodeJS.Timeout | undefined;
+  private drainWaiters: (() => void)[] = [];
+  /** Bytes delivered in this event-loop turn, and whether reading waits for the next turn. */
+  private turnBytes = 0;
+  private turnEnding = false;
+  private turnPaused = false;
   constructor(
     private readonly sock: net.Socket,
     private readonly onStuck: (clientId: string) => void,
-  ) {}
+  ) {
+    sock.once('close', () => this.stopWatch());
+  }
   attached(clientId: string): void {
     this.clientId = clientId;
   }
   write(text: string): boolean {
     if (this.sock.destroyed) return false;
     const ok = this.sock.write(text);
-    if (!ok && this.sock.writableLength > MAX_PENDING_OUTPUT) this.onStuck(this.clientId);
+    this.written += text.length; // session output is ASCII
+    if (this.sock.writableLength > OUTPUT_PAUSE_BYTES) this.startBacklog();
     return ok;
   }
+  /** Counts input delivered; past READ_BYTES_PER_TURN, reading resumes only next turn. */
+  delivered(bytes: number): void {
+    this.turnBytes += bytes;
+    if (!this.turnEnding) {
+      this.turnEnding = true;
+      setImmediate(() => {
+        this.turnEnding = false;
+        this.turnBytes = 0;
+        if (!this.turnPaused) return;
+        this.turnPaused = false;
+        if (!this.sessionPaused && !this.outputPaused && !this.sock.destroyed) this.sock.resume();
+      });
+    }
+    if (this.turnBytes >= READ_BYTES_PER_TURN && !this.turnPaused) {
+      this.turnPaused = true;
+      this.sock.pause();
+    }
+  }
+  backlogged(then: () => void): boolean {
+    if (!this.outputPaused) return false;
+    this.drainWaiters.push(then);
+    return true;
+  }
+  /** Stops reading until the backlog is written, and watches that it is being taken. */
+  private startBacklog(): void {
+    if (!this.outputPaused) {
+      this.outputPaused = true;
+      this.sock.pause();
+      this.sock.once('drain', () => {
+        this.outputPaused = false;
+        this.stopWatch();
+        for (const w of this.drainWaiters.splice(0)) w();
+        if (!this.sessionPaused && !this.outputPaused && !this.turnPaused && !this.sock.destroyed) this.sock.resume();
+      });
+    }
+    if (this.watch !== undefined) return;
+    this.lastSent = this.written - this.sock.writableLength;
+    this.lastProgress = Date.now();
+    this.watch = setInterval(() => {
+      const sent = this.written - this.sock.writableLength;
+      const now = Date.now();
+      if (sent !== this.lastSent) {
+        this.lastSent = sent;
+        this.lastProgress = now;
+      } else if (now - this.lastProgress >= STALLED_READER_MS) {
+        this.stopWatch();
+        this.onStuck(this.clientId);
+      }
+    }, STALL_CHECK_MS);
+    this.watch.unref();
+  }
+  private stopWatch(): void {
+    if (this.watch !== undefined) clearInterval(this.watch);
+    this.watch = undefined;
+  }
   pause(): void {
+    this.sessionPaused = true;
     this.sock.pause();
   }
   resume(): void {
+    this.sessionPaused = false;
     if (this.handedOver) {
       // A handover that took this connection failed: libuv stopped reading behind the
       // stream's back (handOver), and the stream still counts a read in progress, so its own
@@ -58,7 +142,7 @@ class SocketTransport implements Transport {
         h.readStart();
       }
     }
-    this.sock.resume();
+    if (!this.outputPaused && !this.turnPaused) this.sock.resume();
   }
   end(): void {
     // The connection is done once its output is written: a peer that never closes its side
@@ -155,7 +239,8 @@ export class UnixQmpServer {
   }
 
   private accept(sock: net.Socket): void {
-    const attached = this.monitor.attach(this.transportFor(sock));
+    const transport = this.transportFor(sock);
+    const attached = this.monitor.attach(transport);
     if ('refusal' in attached) {
       this.events.onClientRefused?.(this.opts.path);
       // Drain and drop whatever the client sends, write the refusal, then close: an untracked
@@ -165,14 +250,17 @@ export class UnixQmpServer {
       sock.end(attached.refusal, () => sock.destroy());
       return;
     }
-    this.track(sock, attached);
+    this.track(sock, attached, transport);
   }
 
-  private track(sock: net.Socket, s: QmpSession): void {
+  private track(sock: net.Socket, s: QmpSession, transport: SocketTransport): void {
     this.sockets.add(sock);
     this.sessionOf.set(s, sock);
     this.events.onConnect?.(s.clientId);
-    sock.on('data', (chunk: Buffer) => s.receive(chunk));
+    sock.on('data', (chunk: Buffer) => {
+      s.receive(chunk);
+      transport.delivered(chunk.length);
+    });
     // Half-close: the session answers what it received, then ends the connection itself.
     sock.on('end', () => s.peerEnded());
     sock.on('error', () => sock.destroy());
@@ -187,8 +275,9 @@ export class UnixQmpServer {
   /** Takes over a connection handed over by another hostmemd (its fd and session state). */
   adoptClient(fd: number, state: SessionExport): QmpSession {
     const sock = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
-    const session = this.monitor.adopt(this.transportFor(sock), state);
-    this.track(sock, session);
+    const transport = this.transportFor(sock);
+    const session = this.monitor.adopt(transport, state);
+    this.track(sock, session, transport);
     return session;
   }
 

@@ -1,7 +1,8 @@
 // QMP over an accepted WebSocket: adapts the socket to a session Transport (each QMP line
 // goes out as one text frame without its CRLF; each incoming frame is fed to the session as
 // bytes, so the JSON stream parser sees exactly what a UNIX socket would carry) and enforces
-// the per-connection limits: frame size, message rate and a bounded send buffer. Handshake,
+// the per-connection limits: frame size, request rate (requests, not frames: one frame may
+// carry millions) and a bounded send buffer. Handshake,
 // authentication and the HTTP server are web/'s business.
 import type { WebSocket, RawData } from 'ws';
 import type { Monitor } from '../qmp/monitor';
@@ -10,9 +11,10 @@ import type { Transport } from '../qmp/session';
 export interface WebSocketLimits {
   /** Largest frame (message) accepted; ws closes with 1009 beyond it. QEMU's token limit. */
   maxPayload: number;
-  /** Sustained incoming messages per second per connection; 0 disables the limit. */
+  /** Sustained incoming requests per second per connection (each QMP message parsed, and each
+   *  frame that completes none); 0 disables the limit. */
   ratePerSecond: number;
-  /** Messages a client may send at once above the sustained rate. */
+  /** Requests a client may send at once above the sustained rate. */
   rateBurst: number;
   /** Bytes the server may have queued for a client before it counts as a stuck reader. */
   maxBufferedBytes: number;
@@ -52,11 +54,17 @@ class WebSocketTransport implements Transport {
   attached(clientId: string): void {
     this.clientId = clientId;
   }
+  /** Set by serveQmpWebSocket: charges one parsed request to the rate limit. */
+  admitRequest: () => boolean = () => true;
   constructor(
     private readonly ws: WebSocket,
     private readonly maxBuffered: number,
     private readonly onStuck: () => void,
   ) {}
+
+  admit(): boolean {
+    return this.admitRequest();
+  }
 
   write(text: string): boolean {
     if (this.ws.readyState !== this.ws.OPEN) return false;
@@ -148,14 +156,31 @@ export function serveQmpWebSocket(monitor: Monitor, ws: WebSocket, limits: WebSo
   events.onConnect?.(s.clientId);
   const limiter = limits.ratePerSecond > 0 ? new RateLimiter(limits.ratePerSecond, Math.max(1, limits.rateBurst)) : undefined;
 
+  // Every request parsed is charged, so a frame of many requests costs what as many frames
+  // would; a frame is charged once even if it completes no request (a flood of fragments).
+  // Beyond the limit the connection is cut off and its queued requests are dropped, as on any
+  // disconnect (qemu-facts §1.7); the session stops parsing the rest of the frame.
+  let frameCredit = false; // the current frame's charge, not yet spent on a request
+  const take = (): boolean => {
+    if (cutOff) return false;
+    if (!limiter || limiter.take()) return true;
+    cut('rate-limit', `more than ${limits.ratePerSecond} messages per second`, () => plainClose(CLOSE_POLICY, rateReason(limits.ratePerSecond)));
+    return false;
+  };
+  transport.admitRequest = (): boolean => {
+    if (frameCredit) {
+      frameCredit = false; // the frame's own charge covers its first request
+      return !cutOff;
+    }
+    return take();
+  };
   ws.on('message', (data: RawData) => {
     if (cutOff || ws.readyState !== ws.OPEN) return;
-    if (limiter && !limiter.take()) {
-      cut('rate-limit', `more than ${limits.ratePerSecond} messages per second`, () => plainClose(CLOSE_POLICY, rateReason(limits.ratePerSecond)));
-      // Requests already queued are dropped like on any disconnect (qemu-facts §1.7).
+    if (!take()) {
       s.close();
       return;
     }
+    frameCredit = true;
     s.receive(toBuffer(data));
   });
   ws.on('error', () => {

@@ -171,7 +171,7 @@ test('/api/caps: each cap with its use (token required); uncapped ones have no l
   } finally {
     await capped.stop();
   }
-  const plain = await startWebDaemon();
+  const plain = await startWebDaemon(['--max-backend-bytes', 'none']); // no cap at all
   try {
     const r = await httpGet(`${plain.url}/api/caps`, plain.token);
     expect(JSON.parse(r.body)).toEqual({ objects: { used: 0 }, backendBytes: { used: 0 }, clients: { limit: 1024, used: 0 } });

@@ -10,6 +10,8 @@ import {
   TOKEN_COUNT_ERROR,
   TOKEN_SIZE_ERROR,
   JsonStreamLimits,
+  MAX_ECHO_BYTES,
+  TOKEN_HEAP_COST,
 } from '../../../src/json/stream';
 import { encodeJson } from '../../../src/json/writer';
 import { JsonFloat, JsonObject, JsonValue, memberKeys } from '../../../src/json/value';
@@ -637,5 +639,65 @@ describe('atBoundary (daemon handover moves the rest of a stream to another pars
       p.feed(L(chunk));
       expect([chunk, p.atBoundary]).toEqual([chunk, at]);
     }
+  });
+});
+
+describe('bounded error texts and input cost (hostmemd, not QEMU)', () => {
+  test('a bad token up to MAX_ECHO_BYTES is echoed whole, as QEMU does', () => {
+    const tok = '"' + 'a'.repeat(MAX_ECHO_BYTES - 2) + '\x01';
+    expect(Buffer.byteLength(tok, 'latin1')).toBe(MAX_ECHO_BYTES);
+    expect(parse(tok)).toEqual([err(`stray '${tok}'`)]);
+  });
+
+  test('a longer one is echoed as its first MAX_ECHO_BYTES bytes and "..."', () => {
+    const tok = '"' + 'a'.repeat(MAX_ECHO_BYTES) + '\x01';
+    expect(parse(tok)).toEqual([err(`stray '${tok.slice(0, MAX_ECHO_BYTES)}...'`)]);
+    // Split across chunks, the head comes from the held bytes and from the last chunk.
+    const parts = [tok.slice(0, 100), tok.slice(100, 700), tok.slice(700)];
+    expect(parse(parts)).toEqual([err(`stray '${tok.slice(0, MAX_ECHO_BYTES)}...'`)]);
+    expect(parseBytewise(L(tok))).toEqual([err(`stray '${tok.slice(0, MAX_ECHO_BYTES)}...'`)]);
+  });
+
+  test('the attack: 4 MiB of 0x80 then a control byte gives a short error, quickly', () => {
+    const input = Buffer.concat([L('{"execute":"query-version","id":"'), Buffer.alloc(4 << 20, 0x80), L('\x01')]);
+    const t0 = Date.now();
+    const items = parse(input);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(items).toHaveLength(1);
+    const desc = (items[0] as { desc: string }).desc;
+    expect(desc).toBe(`JSON parse error, stray '"${'\ufffd'.repeat(MAX_ECHO_BYTES - 1)}...'`);
+  });
+
+  test('a multi-byte sequence split by the cut is left out, not shown as U+FFFD', () => {
+    const tok = '"' + 'a'.repeat(MAX_ECHO_BYTES - 2) + '\xc3\xa9\x01'; // é straddles the cut
+    expect(parse(tok)).toEqual([err(`stray '"${'a'.repeat(MAX_ECHO_BYTES - 2)}...'`)]);
+  });
+
+  test('an invalid keyword longer than MAX_ECHO_BYTES is cut too', () => {
+    expect(parse('x'.repeat(5000) + ' ')).toEqual([err(`invalid keyword '${'x'.repeat(MAX_ECHO_BYTES)}...'`)]);
+    expect(parse('xyz ')).toEqual([err("invalid keyword 'xyz'")]);
+  });
+
+  test('integers beyond uint64 become doubles without BigInt parsing, even 4 MB long', () => {
+    expect(value1('10000000000000000000000 ')).toEqual(new JsonFloat(1e22));
+    expect(value1('-1000000000000000000000 ')).toEqual(new JsonFloat(-1e21));
+    const t0 = Date.now();
+    expect(value1('9'.repeat(4_000_000) + ' ')).toEqual(new JsonFloat(Infinity));
+    expect(Date.now() - t0).toBeLessThan(2000);
+  });
+
+  test('unfinishedCost: zero between messages, grows with tokens and held bytes', () => {
+    const p = new JsonStreamParser(() => undefined);
+    expect(p.unfinishedCost).toBe(0);
+    p.feed(L('[{},{},'));
+    expect(p.unfinishedCost).toBe(7 * 2 + 7 * TOKEN_HEAP_COST);
+    p.feed(L('"abcd'));
+    expect(p.unfinishedCost).toBe(5 + 7 * 2 + 7 * TOKEN_HEAP_COST);
+    p.feed(L('"]'));
+    expect(p.unfinishedCost).toBe(0);
+    p.feed(L('{"a": '.repeat(3)));
+    expect(p.unfinishedCost).toBeGreaterThan(0);
+    p.reset();
+    expect(p.unfinishedCost).toBe(0);
   });
 });

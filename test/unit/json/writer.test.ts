@@ -2,7 +2,7 @@
 // escapes, %.17g doubles, exact integers, and QDict member order. Expected texts were checked
 // against QEMU 7.2 echoing them back as a request id.
 import fc from 'fast-check';
-import { encodeJson, flatCopy, formatDouble, qdictBucket } from '../../../src/json/writer';
+import { encodeJson, flatCopy, formatDouble, qdictBucket, quoteLong, LONG_QUOTE_CHARS } from '../../../src/json/writer';
 import { JsonFloat, JsonObject, JsonValue } from '../../../src/json/value';
 
 describe('layout', () => {
@@ -226,4 +226,26 @@ test('flatCopy returns the same text', () => {
   for (let i = 0; i < 50; i++) s += `, "k${i}": ${i}`;
   expect(flatCopy(s)).toBe(s);
   expect(flatCopy('')).toBe('');
+});
+
+describe('long strings (quoteLong, hostmemd)', () => {
+  test('quoteLong prints what the short path prints, for any UTF-16 string', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)) }), (s) => {
+        expect(quoteLong(s)).toBe(encodeJson(s));
+      }),
+      { numRuns: 2000 },
+    );
+    for (const s of ['"\\\b\f\n\r\t\u0001\u007f', '\ud83d\ude00\udbff\udfff\ud800x\udc00\ufdd0\ufffe\u00e9']) expect(quoteLong(s)).toBe(encodeJson(s));
+  });
+
+  test('a 16 MiB non-ASCII string is quoted in well under a second per MiB', () => {
+    const s = '\u00e9\u4e2d"'.repeat(LONG_QUOTE_CHARS);
+    expect(encodeJson(s)).toBe('"' + '\\u00E9\\u4E2D\\"'.repeat(LONG_QUOTE_CHARS) + '"');
+    const big = '\u00e9'.repeat(8 * 1024 * 1024);
+    const t0 = Date.now();
+    const out = encodeJson(big);
+    expect(out.length).toBe(2 + 6 * big.length);
+    expect(Date.now() - t0).toBeLessThan(5000);
+  });
 });

@@ -5,7 +5,7 @@
 // deadline held over a freeze and carried through a handover's export and adopt.
 import { Dispatcher, DispatchCommand } from '../../../src/qmp/dispatcher';
 import { Monitor } from '../../../src/qmp/monitor';
-import { QmpSession, SessionExport, Transport, negotiationTimeoutText } from '../../../src/qmp/session';
+import { QmpSession, SessionExport, Transport, negotiationTimeoutText, inputBudget, INPUT_BUDGET_TEXT } from '../../../src/qmp/session';
 import { Handler } from '../../../src/qmp/messages';
 import { JsonObject } from '../../../src/json/value';
 
@@ -15,6 +15,8 @@ class FakeTransport implements Transport {
   paused = false;
   ended = false;
   endReason: string | undefined;
+  admit?: () => boolean;
+  backlogged?: (then: () => void) => boolean;
   write(text: string): boolean {
     this.out.push(...text.split('\r\n').filter((l) => l !== ''));
     return true;
@@ -264,4 +266,64 @@ test('the negotiation timer does not keep the process alive', () => {
   expect(timer.hasRef()).toBe(false);
   s.close();
   expect((s as unknown as { negotiationTimer?: NodeJS.Timeout }).negotiationTimer).toBeUndefined();
+});
+
+describe('bounded input and output (issue 13)', () => {
+  test('unfinished input past the budget cuts off the connection that takes it there', () => {
+    const saved = { ...inputBudget };
+    const base = inputBudget.used; // sessions of other tests may still hold some
+    inputBudget.limit = base + 100_000;
+    inputBudget.allowance = 10_000;
+    try {
+      const a = setup();
+      const b = setup();
+      const small = setup();
+      a.feed('[' + '1,'.repeat(1000)); // ~68 KB estimated: within the budget
+      expect(a.t.ended).toBe(false);
+      small.feed('[' + '1,'.repeat(100)); // within its allowance, whatever the others hold
+      b.feed('[' + '1,'.repeat(1000)); // takes the total past the budget
+      expect(b.t.out.slice(-1)).toEqual([`{"error": {"class": "GenericError", "desc": "${INPUT_BUDGET_TEXT}"}}`]);
+      expect(b.t.ended).toBe(true);
+      expect(b.t.endReason).toBe('QMP input limit exceeded');
+      expect(a.t.ended).toBe(false);
+      expect(small.t.ended).toBe(false);
+      // Closing and finishing messages give the budget back.
+      a.feed('1]');
+      small.s.close();
+      expect(inputBudget.used).toBe(base);
+    } finally {
+      Object.assign(inputBudget, saved);
+    }
+  });
+
+  test('admit() false: the rest of the chunk is dropped and the session closed', () => {
+    const { t, s, monitor } = setup();
+    let n = 0;
+    t.admit = () => ++n <= 3;
+    s.receive(Buffer.from('{"execute":"qmp_capabilities"}' + '{"execute":"quick"}'.repeat(10)));
+    // Replies not yet written when the connection is cut off go nowhere, as on a disconnect.
+    expect(t.out.length).toBeLessThanOrEqual(4);
+    expect(n).toBe(4);
+    expect(monitor.clientCount).toBe(0);
+  });
+
+  test('while the transport is backlogged, queued requests wait; they run once it drains', () => {
+    const { t, feed } = setup();
+    feed('{"execute":"qmp_capabilities"}');
+    let blocked = true;
+    let then: (() => void) | undefined;
+    t.backlogged = (cb) => {
+      if (!blocked) return false;
+      then = cb;
+      return true;
+    };
+    t.out = [];
+    feed('{"execute":"quick"}'.repeat(200));
+    expect(t.out).toHaveLength(64); // one batch, then the backlog stops the queue
+    expect(t.paused).toBe(true); // the waiting queue stops input too
+    blocked = false;
+    then!();
+    expect(t.out).toHaveLength(200);
+    expect(t.paused).toBe(false);
+  });
 });
