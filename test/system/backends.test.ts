@@ -14,7 +14,9 @@ let c: RawQmpClient;
 /** The file backends' directory, allowed for mem-path (--mem-path-allow). */
 const ALLOWED = tmpDir('hostmemd-allowed-');
 
-beforeAll(async () => ({ d, c } = await startWithClient(['--mem-path-allow', ALLOWED])));
+// No backend-bytes cap: the refusals below are the kernel's and QEMU's texts (the default cap
+// is tested in test/unit/daemon/backend-cap.test.ts, explicit caps in test/integration/caps.test.ts).
+beforeAll(async () => ({ d, c } = await startWithClient(['--mem-path-allow', ALLOWED, '--max-backend-bytes', 'none'])));
 afterAll(async () => {
   await stopWithClient({ d, c });
   fs.rmSync(ALLOWED, { recursive: true, force: true });
