@@ -494,7 +494,8 @@ export class Fd {
 
 // ---- Mapping ------------------------------------------------------------------------------------
 
-export type NodeMask = bigint | readonly bigint[] | Buffer | null;
+// Plain data types are the real module's own (type-only: nothing of koffi loads).
+export type NodeMask = Real.NodeMask;
 
 export interface MbindCall {
   mode: number;
@@ -721,17 +722,7 @@ export function fallocatePunchHole(fd: Fd, offset: bigint, len: bigint): void {
   fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len);
 }
 
-export interface Stat {
-  dev: bigint;
-  ino: bigint;
-  mode: number;
-  nlink: bigint;
-  uid: number;
-  gid: number;
-  size: bigint;
-  blksize: number;
-  blocks: bigint;
-}
+export type Stat = Real.Stat;
 
 export function fstat(fd: Fd): Stat {
   const f = openOf(fd, 'fstat').file;
@@ -808,10 +799,7 @@ export function onlineCpus(): number {
   return Math.max(1, sysconf(84));
 }
 
-export interface RLimit {
-  cur: bigint;
-  max: bigint;
-}
+export type RLimit = Real.RLimit;
 
 export function getrlimit(resource: number): RLimit {
   record('getrlimit', [resource]);
@@ -839,13 +827,9 @@ export function populateWrite(m: Mapping, offset = 0n, len: bigint = m.length - 
   return m.populateWrite(offset, len);
 }
 
-export type PreallocProgress = (done: bigint, total: bigint) => void;
+export type PreallocProgress = Real.PreallocProgress;
 
-export interface PreallocOptions {
-  pieceSize?: bigint;
-  pageSize?: number;
-  signal?: AbortSignal;
-}
+export type PreallocOptions = Real.PreallocOptions;
 
 /** A held preallocation: preallocate() calls wait until release() (or fail with fail()). */
 export interface PreallocHold {
@@ -1052,6 +1036,6 @@ const conformance = {
   } satisfies { [K in FakedConstants]: (typeof Real)[K] },
   classes: { Fd, SysError } satisfies { Fd: new (fd: number) => Members<Real.Fd>; SysError: new (syscall: string, errno: number) => Members<Real.SysError> },
   mapping: null as unknown as Mapping satisfies Members<Real.Mapping>,
-  types: null as unknown as [Stat, RLimit, NodeMask, PreallocOptions, PreallocProgress, UserMemoryRegion2] satisfies [Real.Stat, Real.RLimit, Real.NodeMask, Real.PreallocOptions, Real.PreallocProgress, Swap<Real.UserMemoryRegion2>],
+  types: null as unknown as UserMemoryRegion2 satisfies Swap<Real.UserMemoryRegion2>,
 };
 void conformance;
