@@ -4,7 +4,7 @@ import { encodeJson } from '../json/writer';
 import { JsonObject, JsonValue } from '../json/value';
 import { Dispatcher } from './dispatcher';
 import { CommandContext, Reply } from './messages';
-import { QmpSession, SessionExport, SessionHost, Transport } from './session';
+import { InputBudget, QmpSession, SessionExport, SessionHost, Transport } from './session';
 
 export interface VersionInfo {
   qemu: { major: number; minor: number; micro: number };
@@ -17,10 +17,13 @@ export interface MonitorOptions {
   maxClients: number;
   /** How long a connection may stay un-negotiated before it is closed (0 or absent: for ever). */
   negotiationTimeoutMs?: number;
+  /** Budget of unfinished input (default: INPUT_BUDGET_BYTES, INPUT_ALLOWANCE_PER_CLIENT). */
+  inputBudget?: InputBudget;
 }
 
 export class Monitor implements SessionHost {
   readonly dispatcher: Dispatcher;
+  readonly inputBudget: InputBudget;
   private readonly sessions = new Set<QmpSession>();
   private nextClient = 1;
   private inflight = 0;
@@ -29,6 +32,7 @@ export class Monitor implements SessionHost {
 
   constructor(private readonly opts: MonitorOptions) {
     this.dispatcher = opts.dispatcher;
+    this.inputBudget = opts.inputBudget ?? new InputBudget();
   }
 
   dispatch(msg: JsonValue, ctx: CommandContext, oobEnabled: boolean): Reply | Promise<Reply> {

@@ -19,6 +19,8 @@ export interface SessionHost {
   detach(session: QmpSession): void;
   beginCommand(): void;
   endCommand(): void;
+  /** Unfinished input of all sessions together (chargeInput). */
+  readonly inputBudget: InputBudget;
 }
 
 /** What a session needs from whatever carries its bytes. */
@@ -85,9 +87,14 @@ export const INPUT_BUDGET_BYTES = 512 * 1024 * 1024;
 export const INPUT_ALLOWANCE_PER_CLIENT = 1024 * 1024;
 export const INPUT_BUDGET_TEXT = 'QMP input limit exceeded: unfinished messages of all clients hold too much memory; closing the connection';
 
-/** The running total of unfinished input across sessions. One per process; `limit` may be
- *  lowered by tests to exercise the cut-off at small sizes. */
-export const inputBudget = { used: 0, limit: INPUT_BUDGET_BYTES, allowance: INPUT_ALLOWANCE_PER_CLIENT };
+/** The running total of unfinished input across the sessions of one monitor. */
+export class InputBudget {
+  used = 0;
+  constructor(
+    readonly limit = INPUT_BUDGET_BYTES,
+    readonly allowance = INPUT_ALLOWANCE_PER_CLIENT,
+  ) {}
+}
 
 /** Replies batched before a flush that checks the transport's backlog. */
 const PUMP_FLUSH_REPLIES = 64;
@@ -125,7 +132,7 @@ export class QmpSession implements SessionControl {
   private negotiationTimer: NodeJS.Timeout | undefined;
   /** The deadline passed while frozen: acted on at thaw (an export carries the deadline). */
   private negotiationExpired = false;
-  /** This session's share of inputBudget.used. */
+  /** This session's share of the monitor's inputBudget.used. */
   private inputCharged = 0;
   /** The transport's output backlog is large: queued requests wait (their replies would pile
    *  up), and the queue's length stops input as usual. */
@@ -218,6 +225,7 @@ export class QmpSession implements SessionControl {
   private chargeInput(): void {
     if (this.state === SessionState.Closed) return;
     const cost = this.parser.unfinishedCost;
+    const inputBudget = this.monitor.inputBudget;
     inputBudget.used += cost - this.inputCharged;
     this.inputCharged = cost;
     if (cost <= inputBudget.allowance || inputBudget.used <= inputBudget.limit) return;
@@ -231,7 +239,7 @@ export class QmpSession implements SessionControl {
   }
 
   private releaseInput(): void {
-    inputBudget.used -= this.inputCharged;
+    this.monitor.inputBudget.used -= this.inputCharged;
     this.inputCharged = 0;
   }
 

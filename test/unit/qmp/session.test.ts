@@ -5,7 +5,7 @@
 // deadline held over a freeze and carried through a handover's export and adopt.
 import { Dispatcher, DispatchCommand } from '../../../src/qmp/dispatcher';
 import { Monitor } from '../../../src/qmp/monitor';
-import { QmpSession, SessionExport, Transport, negotiationTimeoutText, inputBudget, INPUT_BUDGET_TEXT } from '../../../src/qmp/session';
+import { QmpSession, SessionExport, Transport, negotiationTimeoutText, InputBudget, INPUT_BUDGET_TEXT } from '../../../src/qmp/session';
 import { Handler } from '../../../src/qmp/messages';
 import { JsonObject } from '../../../src/json/value';
 
@@ -36,7 +36,7 @@ class FakeTransport implements Transport {
   }
 }
 
-function setup(opts: { negotiationTimeoutMs?: number; maxClients?: number } = {}) {
+function setup(opts: { negotiationTimeoutMs?: number; maxClients?: number; inputBudget?: InputBudget } = {}) {
   let release: () => void = () => undefined;
   const handlers: Record<string, Handler> = {
     qmp_capabilities: (args, { session }) => {
@@ -59,7 +59,7 @@ function setup(opts: { negotiationTimeoutMs?: number; maxClients?: number } = {}
     { validate: (_c: string, args: JsonObject) => ({ ok: true, value: args }) },
     { onCommand: () => undefined, onUnexpected: (e) => unexpected.push(e) },
   );
-  const monitor = new Monitor({ dispatcher, version: { qemu: { major: 11, minor: 1, micro: 0 }, package: 'x' }, maxClients: opts.maxClients ?? 4, negotiationTimeoutMs: opts.negotiationTimeoutMs });
+  const monitor = new Monitor({ dispatcher, version: { qemu: { major: 11, minor: 1, micro: 0 }, package: 'x' }, maxClients: opts.maxClients ?? 4, negotiationTimeoutMs: opts.negotiationTimeoutMs, inputBudget: opts.inputBudget });
   const t = new FakeTransport();
   const s = monitor.attach(t) as QmpSession;
   const feed = (text: string) => s.receive(Buffer.from(text));
@@ -270,30 +270,24 @@ test('the negotiation timer does not keep the process alive', () => {
 
 describe('bounded input and output (issue 13)', () => {
   test('unfinished input past the budget cuts off the connection that takes it there', () => {
-    const saved = { ...inputBudget };
-    const base = inputBudget.used; // sessions of other tests may still hold some
-    inputBudget.limit = base + 100_000;
-    inputBudget.allowance = 10_000;
-    try {
-      const a = setup();
-      const b = setup();
-      const small = setup();
-      a.feed('[' + '1,'.repeat(1000)); // ~68 KB estimated: within the budget
-      expect(a.t.ended).toBe(false);
-      small.feed('[' + '1,'.repeat(100)); // within its allowance, whatever the others hold
-      b.feed('[' + '1,'.repeat(1000)); // takes the total past the budget
-      expect(b.t.out.slice(-1)).toEqual([`{"error": {"class": "GenericError", "desc": "${INPUT_BUDGET_TEXT}"}}`]);
-      expect(b.t.ended).toBe(true);
-      expect(b.t.endReason).toBe('QMP input limit exceeded');
-      expect(a.t.ended).toBe(false);
-      expect(small.t.ended).toBe(false);
-      // Closing and finishing messages give the budget back.
-      a.feed('1]');
-      small.s.close();
-      expect(inputBudget.used).toBe(base);
-    } finally {
-      Object.assign(inputBudget, saved);
-    }
+    // Three sessions of one daemon share its budget, lowered to exercise the cut-off.
+    const inputBudget = new InputBudget(100_000, 10_000);
+    const a = setup({ inputBudget });
+    const b = setup({ inputBudget });
+    const small = setup({ inputBudget });
+    a.feed('[' + '1,'.repeat(1000)); // ~68 KB estimated: within the budget
+    expect(a.t.ended).toBe(false);
+    small.feed('[' + '1,'.repeat(100)); // within its allowance, whatever the others hold
+    b.feed('[' + '1,'.repeat(1000)); // takes the total past the budget
+    expect(b.t.out.slice(-1)).toEqual([`{"error": {"class": "GenericError", "desc": "${INPUT_BUDGET_TEXT}"}}`]);
+    expect(b.t.ended).toBe(true);
+    expect(b.t.endReason).toBe('QMP input limit exceeded');
+    expect(a.t.ended).toBe(false);
+    expect(small.t.ended).toBe(false);
+    // Closing and finishing messages give the budget back.
+    a.feed('1]');
+    small.s.close();
+    expect(inputBudget.used).toBe(0);
   });
 
   test('admit() false: the rest of the chunk is dropped and the session closed', () => {
