@@ -1,12 +1,14 @@
 // QMP over a UNIX stream socket: owns the listening socket file (mode 0660, optional group,
 // stale file replaced, removed on close) and adapts each connection to a session Transport.
-// It never looks inside the bytes; sessions do.
+// It never looks inside the bytes; sessions do. The same server also serves a TCP port, and
+// connections made elsewhere (a monitor that connects out, an inherited connected fd).
 import * as net from 'node:net';
 import * as fs from 'node:fs';
 import * as native from '../native';
 import type { Monitor } from '../qmp/monitor';
 import type { QmpSession, SessionExport, Transport } from '../qmp/session';
 import { errorText } from '../errors/text';
+import { prettyMessages } from '../json/pretty';
 
 export interface UnixListenOptions {
   path: string;
@@ -18,6 +20,10 @@ export interface UnixListenOptions {
   fd?: number;
   /** With `fd`: remove `path` at close anyway (a socket handed over by an earlier hostmemd). */
   unlinkOnClose?: boolean;
+  /** Listen on a TCP address instead (`path` then only names it in logs). */
+  tcp?: { host: string; port: number };
+  /** QEMU's pretty=on: replies and events indented over several lines. */
+  pretty?: boolean;
 }
 
 /** Pending connections the kernel queues while nobody accepts (a handover's last step). */
@@ -57,6 +63,7 @@ class SocketTransport implements Transport {
   constructor(
     private readonly sock: net.Socket,
     private readonly onStuck: (clientId: string) => void,
+    private readonly pretty = false,
   ) {
     sock.once('close', () => this.stopWatch());
   }
@@ -65,6 +72,7 @@ class SocketTransport implements Transport {
   }
   write(text: string): boolean {
     if (this.sock.destroyed) return false;
+    if (this.pretty) text = prettyMessages(text);
     const ok = this.sock.write(text);
     this.written += text.length; // session output is ASCII
     if (this.sock.writableLength > OUTPUT_PAUSE_BYTES) this.startBacklog();
@@ -214,6 +222,14 @@ export class UnixQmpServer {
   }
 
   async listen(): Promise<void> {
+    if (this.opts.tcp) {
+      const { host, port } = this.opts.tcp;
+      await new Promise<void>((resolve, reject) => {
+        this.server.once('error', reject);
+        this.server.listen({ host, port, backlog: LISTEN_BACKLOG }, () => resolve());
+      });
+      return;
+    }
     if (this.opts.fd !== undefined) {
       await new Promise<void>((resolve, reject) => {
         this.server.once('error', reject);
@@ -232,10 +248,26 @@ export class UnixQmpServer {
 
   /** A connection whose peer stopped reading its replies is cut off. */
   private transportFor(sock: net.Socket): SocketTransport {
-    return new SocketTransport(sock, (clientId) => {
-      this.events.onStuckClient?.(clientId);
-      sock.destroy();
-    });
+    return new SocketTransport(
+      sock,
+      (clientId) => {
+        this.events.onStuckClient?.(clientId);
+        sock.destroy();
+      },
+      this.opts.pretty === true,
+    );
+  }
+
+  /** Serves a connection made elsewhere (a monitor that connects out, an inherited connected
+   *  fd) like one accepted here; a server that only does this never listen()s. */
+  serveConnection(sock: net.Socket): void {
+    this.accept(sock);
+  }
+
+  /** The TCP port listened on (port 0 asks the kernel for one). */
+  tcpPort(): number | undefined {
+    const a = this.server.address();
+    return a !== null && typeof a === 'object' ? a.port : undefined;
   }
 
   private accept(sock: net.Socket): void {
