@@ -1,10 +1,13 @@
-// Command-line options of bin/hostmemd. QEMU's spellings are accepted where they exist
-// (`-qmp unix:PATH,server=on,wait=off`, `-object ...`), so scripts written for QEMU carry over.
+// Command-line options of bin/hostmemd: its own, and QEMU's where they exist (`-object`, the
+// monitor options `-chardev`/`-mon`/`-qmp`, and what launchers always pass), parsed as QEMU
+// 7.2 parses them so that tools that launch QEMU launch hostmemd. Both `-x` and `--x` work.
 // Parsing only: nothing here opens files or sockets.
 import * as os from 'node:os';
 import { HOSTMEMD_VERSION } from '../version';
 import { parseSize } from './object-opt';
 import { DEFAULT_NEGOTIATION_TIMEOUT_MS } from '../qmp/session';
+import { MonitorOptions, MonitorSpec, QemuCliError } from './qemu-monitors';
+import { OptsError, parseOpts } from './qemu-opts';
 
 /** Without --max-backend-bytes, backends may take the machine's memory but this reserve
  *  (kept for the daemon, the kernel and everything else): the larger of 2 GiB and an eighth,
@@ -24,7 +27,17 @@ export function defaultMaxBackendBytes(totalMemory: number): bigint {
 export const MAX_NEGOTIATION_TIMEOUT_S = 86400;
 
 export interface DaemonOptions {
+  /** UNIX socket paths listened on without waiting (`--qmp unix:PATH`, `server=on,wait=off`). */
   qmp: string[];
+  /** Every other QMP monitor (-chardev/-mon/-qmp): connecting out, inherited fds, TCP,
+   *  pretty=on, wait=on. Given any monitor, no default socket is made. */
+  monitors: MonitorSpec[];
+  /** -pidfile FILE: the daemon's pid, removed at exit. */
+  pidfile?: string;
+  /** -name guest=NAME: recorded and logged (hostmemd has no guest to name). */
+  name?: string;
+  /** -S: accepted; hostmemd has no vCPUs to hold, so it runs as without it. */
+  startPaused: boolean;
   stateDir: string;
   accel: 'kvm' | 'none';
   ws?: { host: string; port: number };
@@ -50,16 +63,22 @@ export interface DaemonOptions {
   kvmProbeOverride: Record<string, number | boolean>;
 }
 
-export type CliResult = { kind: 'run'; options: DaemonOptions } | { kind: 'exit'; code: number; output: string };
+/** `warnings`: lines to print on stderr as they are (QEMU's warnings about deprecated
+ *  short-form booleans, each with its hint line). */
+export type CliResult = { kind: 'run'; options: DaemonOptions; warnings: string[] } | { kind: 'exit'; code: number; output: string };
 
 export const HELP = `Usage: hostmemd [options]
 
 Host-side guest-memory daemon controlled over QMP, like QEMU.
 
-Options:
-  --qmp unix:PATH           listen for QMP on a UNIX socket (repeatable); QEMU's
-                            unix:PATH,server=on,wait=off spelling is accepted.
-                            Default: <state-dir>/qmp.sock
+Options (each may be written -x or --x):
+  --qmp unix:PATH           listen for QMP on a UNIX socket (repeatable). Default, when
+                            no monitor option is given: <state-dir>/qmp.sock. The
+                            double-dash spelling listens; single-dash -qmp is QEMU's
+                            (see below): without server=on it connects to PATH
+  --qmp-allow-tcp           allow tcp:HOST:PORT monitors (-qmp, -chardev host=) on a
+                            loopback address; they are unauthenticated, as in QEMU
+  --qmp-allow-remote        with --qmp-allow-tcp: on any address too
   --state-dir DIR           state directory (default: $STATE_DIRECTORY or ./run)
   --accel kvm|none          accelerator for guest_memfd backends (default: kvm)
   --ws HOST:PORT            serve the web console, /metrics and QMP over WebSocket
@@ -86,42 +105,47 @@ Options:
   --log-level LEVEL         trace|debug|info|warn|error (default: info)
   --version                 print the version and exit
   --help                    print this help and exit
+
+QEMU options, parsed as qemu-system 7.2 parses them (QemuOpts syntax and error texts):
+  -chardev socket,id=ID,path=PATH[,server=on|off][,wait=on|off][,reconnect=SECONDS]
+  -chardev socket,id=ID,fd=N[,server=on|off][,wait=on|off]
+  -chardev socket,id=ID,host=HOST,port=PORT[,server=on|off][,wait=on|off][,reconnect=S]
+                            a QMP channel: server=on listens (and by default waits for
+                            the first client before going on); without it hostmemd
+                            connects to PATH. fd=N is an inherited socket: a listening
+                            one is served, a connected one (a socketpair end) is one
+                            QMP session. host= needs --qmp-allow-tcp
+  -mon chardev=ID,mode=control[,pretty=on][,id=ID]
+                            a QMP monitor on the chardev (mode=readline is refused)
+  -qmp unix:PATH[,server=on|off][,wait=on|off][,reconnect=SECONDS]
+  -qmp tcp:HOST:PORT[,server=on|off][,wait=on|off][,reconnect=SECONDS]
+                            shorthand for -chardev and -mon; -qmp-pretty: pretty=on
+  -qmp-pretty SPEC
+  -object TYPE,id=ID,...    same as --object
+  -pidfile FILE             write the pid to FILE, removed at exit
+  -name [guest=]NAME[,process=P][,debug-threads=on|off]
+                            accepted and logged
+  -S                        accepted; hostmemd has no vCPUs, it serves at once
+  -display none, -vga none, -machine none (-M none), -nodefaults, -nographic,
+  -no-shutdown, -no-user-config
+                            accepted and ignored (no display, machine or devices)
+Any other option fails as in QEMU: "hostmemd: -x: invalid option", exit status 1.
 `;
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
 class CliError extends Error {}
 
-/** Normalises `-qmp` style single-dash options to `--qmp`; `--opt=value` is split. */
-function tokens(argv: readonly string[]): string[] {
-  const out: string[] = [];
-  for (const a of argv) {
-    let t = a;
-    if (/^-[a-z]{2,}/.test(t)) t = '-' + t;
-    const eq = t.startsWith('--') ? t.indexOf('=') : -1;
-    if (eq > 0) out.push(t.slice(0, eq), t.slice(eq + 1));
-    else out.push(t);
-  }
-  return out;
-}
+/** QEMU options that take no value and mean nothing for a memory daemon. */
+const QEMU_NO_OP_FLAGS = new Set(['nodefaults', 'nographic', 'no-shutdown', 'no-user-config']);
+/** QEMU options whose only meaningful value here is `none` (no display, vga or machine). */
+const QEMU_NONE_ONLY: Readonly<Record<string, string>> = { display: 'display', vga: 'vga', machine: 'machine', M: 'machine' };
+/** hostmemd's own options that take a value (the rest are flags). */
+const VALUE_OPTIONS = new Set(['qmp', 'qmp-pretty', 'chardev', 'mon', 'pidfile', 'name', 'display', 'vga', 'machine', 'M', 'object', 'incoming-cpr', 'state-dir', 'accel', 'ws', 'ws-limit', 'socket-group', 'socket-mode', 'max-clients', 'negotiation-timeout', 'max-objects', 'max-backend-bytes', 'mem-path-allow', 'log-level', 'x-kvm-probe']);
+const FLAG_OPTIONS = new Set(['help', 'h', 'version', 'V', 'ws-allow-remote', 'qmp-allow-tcp', 'qmp-allow-remote', 'S', ...QEMU_NO_OP_FLAGS]);
 
-/** Accepts `unix:PATH` optionally followed by QEMU's `,server=on,wait=off` (other forms are
- *  refused: hostmemd is always the server and never waits). */
-export function parseQmpAddress(spec: string): string {
-  if (!spec.startsWith('unix:')) throw new CliError(`--qmp ${spec}: only unix:PATH is supported`);
-  const parts = spec.slice(5).split(',');
-  const path = parts[0];
-  if (!path) throw new CliError(`--qmp ${spec}: missing socket path`);
-  for (const p of parts.slice(1)) {
-    const [k, v] = p.split('=', 2);
-    const on = v === undefined || ['on', 'yes', 'true', 'y'].includes(v);
-    const off = ['off', 'no', 'false', 'n'].includes(v ?? '');
-    if (k === 'server' && on) continue;
-    if ((k === 'wait' && off) || k === 'nowait') continue;
-    throw new CliError(`--qmp ${spec}: unsupported option '${p}' (hostmemd is always a non-waiting server)`);
-  }
-  return path;
-}
+/** QEMU's -name list (implied key `guest`). */
+const NAME_OPTS = { name: 'name', implied: 'guest', params: { guest: 'string', process: 'string', 'debug-threads': 'bool' } } as const;
 
 export function parseWsAddress(spec: string): { host: string; port: number } {
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(spec);
@@ -135,6 +159,8 @@ export function parseWsAddress(spec: string): { host: string; port: number } {
 export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv, totalMemory: number = os.totalmem()): CliResult {
   const opts: DaemonOptions = {
     qmp: [],
+    monitors: [],
+    startPaused: false,
     stateDir: env.STATE_DIRECTORY?.split(':')[0] || './run',
     accel: 'kvm',
     wsAllowRemote: false,
@@ -146,25 +172,86 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv, totalM
     logLevel: 'info',
     kvmProbeOverride: {},
   };
-  const t = tokens(argv);
   let backendCapGiven = false;
+  const warnings: string[] = [];
+  const monitors = new MonitorOptions();
+  let allowTcp = false;
+  let allowRemote = false;
   try {
-    for (let i = 0; i < t.length; i++) {
-      const opt = t[i];
+    for (let i = 0; i < argv.length; i++) {
+      const arg = argv[i];
+      // QEMU takes a non-option as a disk image; hostmemd has none.
+      if (!arg.startsWith('-') || arg === '-' || arg === '--') throw new CliError(`${arg}: hostmemd takes no disk image or other argument that is not an option`);
+      let name = arg.slice(arg.startsWith('--') ? 2 : 1);
+      let inline: string | undefined;
+      const eq = arg.startsWith('--') ? name.indexOf('=') : -1;
+      if (eq > 0) {
+        inline = name.slice(eq + 1);
+        name = name.slice(0, eq);
+      }
+      if (!VALUE_OPTIONS.has(name) && !FLAG_OPTIONS.has(name)) throw new CliError(`${arg}: invalid option`);
+      const opt = inline === undefined ? arg : `--${name}`;
       const value = (): string => {
-        const v = t[++i];
-        if (v === undefined) throw new CliError(`option ${opt} needs a value`);
+        if (inline !== undefined) return inline;
+        const v = argv[++i];
+        if (v === undefined) throw new CliError(`${arg}: requires an argument`);
         return v;
       };
-      switch (opt) {
+      if (QEMU_NO_OP_FLAGS.has(name)) continue;
+      if (name in QEMU_NONE_ONLY) {
+        const v = value();
+        const what = QEMU_NONE_ONLY[name];
+        // -machine is QemuOpts with the implied key `type`.
+        if (v !== 'none' && !(what === 'machine' && v === 'type=none')) throw new CliError(`${opt} ${v}: hostmemd has no ${what}: only '${opt} none' is accepted`);
+        continue;
+      }
+      switch ('--' + name) {
         case '--help':
-        case '-h':
+        case '--h':
           return { kind: 'exit', code: 0, output: HELP };
         case '--version':
-        case '-V':
+        case '--V':
           return { kind: 'exit', code: 0, output: `hostmemd ${HOSTMEMD_VERSION}\n` };
         case '--qmp':
-          opts.qmp.push(parseQmpAddress(value()));
+          // `--qmp unix:PATH` is hostmemd's own and listens; `-qmp` is QEMU's and connects
+          // unless told server=on.
+          monitors.qmp(opt, value(), false, arg.startsWith('--'));
+          break;
+        case '--qmp-pretty':
+          monitors.qmp(opt, value(), true);
+          break;
+        case '--chardev':
+          monitors.chardev(opt, value());
+          break;
+        case '--mon':
+          monitors.mon(opt, value());
+          break;
+        case '--qmp-allow-tcp':
+          allowTcp = true;
+          break;
+        case '--qmp-allow-remote':
+          allowRemote = true;
+          break;
+        case '--pidfile':
+          opts.pidfile = value();
+          break;
+        case '--name': {
+          const v = value();
+          try {
+            const r = parseOpts({ ...NAME_OPTS, params: { ...NAME_OPTS.params } }, v, true);
+            warnings.push(...r.warnings.flatMap(([m, h]) => [`hostmemd: ${opt} ${v}: ${m}`, h]));
+            opts.name = r.opts.values.get('guest') as string | undefined;
+          } catch (e) {
+            if (e instanceof OptsError) {
+              warnings.push(...e.warnings.flatMap(([m, h]) => [`hostmemd: ${opt} ${v}: ${m}`, h]));
+              throw new QemuCliError(`${opt} ${v}`, [e.message], e.hint);
+            }
+            throw e;
+          }
+          break;
+        }
+        case '--S':
+          opts.startPaused = true;
           break;
         case '--incoming-cpr': {
           const v = value();
@@ -259,13 +346,21 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv, totalM
           break;
         }
         default:
-          throw new CliError(`unknown option '${opt}' (see --help)`);
+          throw new CliError(`${arg}: invalid option`);
       }
     }
+    for (const m of monitors.resolve({ allow: allowTcp, allowRemote })) {
+      // A plain listening UNIX socket is what --qmp always was: socket activation, handover
+      // and hostmemd-supervise know those.
+      if (m.endpoint.kind === 'unix-listen' && !m.endpoint.wait && !m.pretty) opts.qmp.push(m.endpoint.path);
+      else opts.monitors.push(m);
+    }
   } catch (e) {
-    if (e instanceof CliError) return { kind: 'exit', code: 1, output: `hostmemd: ${e.message}\n` };
+    const w = monitors.warnings.concat(warnings, e instanceof QemuCliError ? e.warnings : []).map((l) => l + '\n').join('');
+    if (e instanceof CliError) return { kind: 'exit', code: 1, output: `${w}hostmemd: ${e.message}\n` };
+    if (e instanceof QemuCliError) return { kind: 'exit', code: 1, output: w + e.text('hostmemd') };
     throw e;
   }
   if (!backendCapGiven) opts.maxBackendBytes = defaultMaxBackendBytes(totalMemory);
-  return { kind: 'run', options: opts };
+  return { kind: 'run', options: opts, warnings: monitors.warnings.concat(warnings) };
 }

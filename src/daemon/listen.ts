@@ -1,6 +1,7 @@
 // Listen, the daemon's third phase: the QMP sockets (passed by socket activation, handed over
 // by a predecessor, or bound at the --qmp paths), the connections a predecessor handed over,
-// and the web endpoint with --ws. Each server registers its close on the teardown stack.
+// QEMU's other monitor forms (-chardev/-mon/-qmp: monitors.ts), and the web endpoint with
+// --ws. Each server registers its close on the teardown stack.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as native from '../native';
@@ -11,6 +12,7 @@ import { DaemonOptions } from './cli';
 import { defaultQmpPath, resolveGroup } from './socket-paths';
 import { EventBus } from './event-bus';
 import { Teardown } from './teardown';
+import { openMonitors } from './monitors';
 import type { Parts } from './assemble';
 import type { Logger } from './logger';
 import type { CapsView, WebServer } from '../web/server';
@@ -36,7 +38,8 @@ function listenSpecs(options: DaemonOptions, env: NodeJS.ProcessEnv, activated: 
   const given = [...passed, ...handed];
   // A --qmp path already served by a passed socket is that socket (no second bind).
   const specs: ListenSpec[] = [...given, ...options.qmp.filter((p) => !given.some((h) => path.resolve(h.path) === path.resolve(p))).map((p) => ({ path: p }))];
-  if (specs.length === 0) specs.push({ path: defaultQmpPath(options, env) });
+  // The default socket only when no monitor at all is given (QEMU has none by default either).
+  if (specs.length === 0 && options.monitors.length === 0) specs.push({ path: defaultQmpPath(options, env) });
   return specs;
 }
 
@@ -59,18 +62,15 @@ export async function listen(ctx: ListenContext): Promise<Listening> {
   const { options, parts, bus, teardown, logger, takeover, incoming, servers } = ctx;
   const specs = listenSpecs(options, ctx.env, ctx.activated, takeover);
   const gid = options.socketGroup !== undefined ? resolveGroup(options.socketGroup) : undefined;
+  const events = {
+    onClientRefused: (where: string) => logger.warn({ socket: where, limit: options.maxClients }, 'client refused: too many clients'),
+    onStuckClient: (client: string) => logger.warn({ client }, 'client disconnected: not reading its replies'),
+    onConnect: (client: string) => bus.emit('client-connected', { transport: 'unix', client }),
+    onDisconnect: (client: string) => bus.emit('client-disconnected', { transport: 'unix', client }),
+  };
   for (const l of specs) {
     if (l.fd === undefined) fs.mkdirSync(path.dirname(l.path), { recursive: true });
-    const srv = new UnixQmpServer(
-      parts.monitor,
-      { path: l.path, fd: l.fd, unlinkOnClose: l.unlinkOnClose, mode: options.socketMode, gid },
-      {
-        onClientRefused: (where) => logger.warn({ socket: where, limit: options.maxClients }, 'client refused: too many clients'),
-        onStuckClient: (client) => logger.warn({ client }, 'client disconnected: not reading its replies'),
-        onConnect: (client) => bus.emit('client-connected', { transport: 'unix', client }),
-        onDisconnect: (client) => bus.emit('client-disconnected', { transport: 'unix', client }),
-      },
-    );
+    const srv = new UnixQmpServer(parts.monitor, { path: l.path, fd: l.fd, unlinkOnClose: l.unlinkOnClose, mode: options.socketMode, gid }, events);
     await srv.listen();
     servers.push(srv);
     teardown.add(`socket ${l.path}`, () => srv.close());
@@ -80,8 +80,9 @@ export async function listen(ctx: ListenContext): Promise<Listening> {
     await confirmHandover(incoming);
     logger.info({ from: incoming.fromPid, clients: takeover.clients.length, objects: parts.objects.usage.objects }, 'handover: took over');
   }
+  const monitors = await openMonitors(options.monitors, { monitor: parts.monitor, teardown, logger, events, socketMode: options.socketMode, gid, stderr: (line) => process.stderr.write(`hostmemd: ${line}\n`) });
   const web = ctx.web ? await startWeb(ctx, ctx.web.mod, ctx.web.metrics) : undefined;
-  return { servers, paths: specs.map((l) => l.path), web };
+  return { servers, paths: [...specs.map((l) => l.path), ...monitors], web };
 }
 
 async function startWeb(ctx: ListenContext, mod: typeof import('../web/server'), metrics: DaemonMetrics): Promise<WebServer> {

@@ -236,7 +236,56 @@ export async function runFromCommandLine(argv: readonly string[]): Promise<numbe
     (cli.code === 0 ? process.stdout : process.stderr).write(cli.output);
     return cli.code;
   }
+  for (const line of cli.warnings) process.stderr.write(line + '\n');
   const logger = createLogger(cli.options.logLevel);
+  // -pidfile: written before anything starts, as QEMU does, and removed at exit.
+  const pidfile = cli.options.pidfile;
+  if (pidfile !== undefined) {
+    try {
+      writePidfile(pidfile);
+    } catch (e) {
+      process.stderr.write(`hostmemd: cannot create PID file: ${errorText(e)}\n`);
+      return 1;
+    }
+  }
+  try {
+    return await serve(cli.options, logger);
+  } finally {
+    if (pidfile !== undefined) removePidfile(pidfile);
+  }
+}
+
+/** Writes `<pid>\n` (mode 0600), as QEMU's -pidfile does. Unlike QEMU's, the file is not
+ *  locked: a second daemon given the same file overwrites it. */
+function writePidfile(file: string): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT, 0o600);
+  } catch (e) {
+    throw new Error(`Cannot open pid file: ${native.strerror(Math.abs((e as NodeJS.ErrnoException).errno ?? 0))}`);
+  }
+  try {
+    fs.ftruncateSync(fd, 0);
+    fs.writeSync(fd, `${process.pid}\n`);
+  } catch (e) {
+    throw new Error(`Failed to write PID file: ${native.strerror(Math.abs((e as NodeJS.ErrnoException).errno ?? 0))}`);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Removes the pid file if it is still this process's. */
+function removePidfile(file: string): void {
+  try {
+    if (fs.readFileSync(file, 'utf8') === `${process.pid}\n`) fs.unlinkSync(file);
+  } catch {
+    /* gone already */
+  }
+}
+
+async function serve(options: DaemonOptions, logger: Logger): Promise<number> {
+  if (options.name !== undefined) logger.info({ name: options.name }, '-name: recorded (hostmemd has no guest to name)');
+  if (options.startPaused) logger.info('-S: hostmemd has no vCPUs to hold; it serves at once');
   // Under hostmemd-supervise: SIGTERM when it dies, and if it already has, no start at all (an
   // orphan could preserve nothing and would hold its sockets from the next supervisor).
   let supervisor: Supervisor | undefined;
@@ -255,7 +304,7 @@ export async function runFromCommandLine(argv: readonly string[]): Promise<numbe
   process.on('SIGHUP', () => logger.warn({ signal: 'SIGHUP' }, 'SIGHUP ignored: hostmemd keeps running with its objects and memory (SIGTERM or quit stops it)'));
   let daemon: Daemon;
   try {
-    daemon = await startDaemon(cli.options, logger);
+    daemon = await startDaemon(options, logger);
   } catch (e) {
     process.stderr.write(`hostmemd: ${errorText(e)}\n`);
     return 1;
@@ -269,6 +318,10 @@ export async function runFromCommandLine(argv: readonly string[]): Promise<numbe
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // Running until stopped, even with nothing else left to wait for: a monitor whose peer went
+  // away (an fd or connected-out monitor) leaves no socket, and QEMU keeps running then too.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
   await daemon.stopped;
+  clearInterval(keepAlive);
   return 0;
 }

@@ -46,7 +46,8 @@ export async function runSupervisor(argv: readonly string[], env: NodeJS.Process
 
   // The QMP sockets live here, not in the daemon: clients wait in them while it restarts.
   const gid = o.socketGroup !== undefined ? resolveGroup(o.socketGroup) : undefined;
-  const paths = o.qmp.length > 0 ? o.qmp : [defaultQmpPath(o, env)];
+  // The default socket only when no monitor of any kind is given, as in the daemon (listen.ts).
+  const paths = o.qmp.length > 0 || o.monitors.length > 0 ? o.qmp : [defaultQmpPath(o, env)];
   const listeners: { path: string; fd: native.Fd }[] = [];
   try {
     for (const p of paths) {

@@ -35,6 +35,11 @@ export class RawQmpClient extends QmpLineClient {
     });
   }
 
+  /** A client on a connection made elsewhere (a socketpair end, an accepted connection). */
+  static over(sock: net.Socket): RawQmpClient {
+    return new RawQmpClient(sock);
+  }
+
   /** Connects, reads the greeting and negotiates (optionally enabling oob). */
   static async negotiated(path: string, enable?: string[]): Promise<RawQmpClient> {
     return (await RawQmpClient.connect(path)).negotiate(enable);

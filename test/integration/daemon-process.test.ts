@@ -113,8 +113,10 @@ describe('hostmemd as a process', () => {
   });
 
   test.each([
-    [['--bogus'], "hostmemd: unknown option '--bogus' (see --help)"],
-    [['--qmp', 'tcp:1.2.3.4:5'], 'hostmemd: --qmp tcp:1.2.3.4:5: only unix:PATH is supported'],
+    [['--bogus'], 'hostmemd: --bogus: invalid option'],
+    [['--qmp', 'tcp:1.2.3.4:5'], 'hostmemd: --qmp tcp:1.2.3.4:5: a TCP monitor is unauthenticated: anyone who can connect to it controls hostmemd; pass --qmp-allow-tcp to allow one on a loopback address'],
+    [['--qmp-allow-tcp', '--qmp', 'tcp:1.2.3.4:5'], "hostmemd: --qmp tcp:1.2.3.4:5: '1.2.3.4' is not a loopback address; pass --qmp-allow-remote as well to allow an unauthenticated monitor there"],
+    [['--state-dir'], 'hostmemd: --state-dir: requires an argument'],
     [['--accel', 'tcg'], 'hostmemd: --accel tcg: expected kvm or none'],
     [['--max-clients', '0'], 'hostmemd: --max-clients 0: expected a positive integer'],
     [['--incoming-cpr', 'tcp:1.2.3.4:5'], 'hostmemd: --incoming-cpr tcp:1.2.3.4:5: must be unix:PATH'],
