@@ -171,6 +171,34 @@ test('-qmp-pretty unix:PATH,server=on waits for its first client (wait=on) and a
   c.destroy();
 }, 30000);
 
+test('TCP with --qmp-allow-tcp on loopback: a listening monitor, and one connecting out (reconnect=1) that quit ends', async () => {
+  const d = dir();
+  const free = net.createServer();
+  await new Promise<void>((r) => free.listen(0, '127.0.0.1', r));
+  const listenPort = (free.address() as net.AddressInfo).port;
+  await new Promise((r) => free.close(r));
+  const harness = net.createServer();
+  await new Promise<void>((r) => harness.listen(0, '127.0.0.1', r));
+  const harnessPort = (harness.address() as net.AddressInfo).port;
+  try {
+    const h = launch(['--qmp-allow-tcp', '-qmp', `tcp:127.0.0.1:${listenPort},server=on,wait=off`, '-chardev', `socket,id=out,host=127.0.0.1,port=${harnessPort},reconnect=1`, '-mon', 'chardev=out,mode=control', '--state-dir', d, '--accel', 'none']);
+    procs.push(h.proc);
+    const out = RawQmpClient.over(await accepted(harness));
+    await out.negotiate();
+    const inbound = RawQmpClient.over(net.connect(listenPort, '127.0.0.1'));
+    await inbound.negotiate();
+    expect(await inbound.execute('query-version')).toHaveProperty('return');
+    out.send('{"execute": "quit"}');
+    expect(await out.json()).toMatchObject({ event: 'SHUTDOWN' });
+    expect(await out.line()).toBe('{"return": {}}');
+    await out.waitClosed();
+    await inbound.waitClosed();
+    expect(await h.exited).toBe(0);
+  } finally {
+    await new Promise((r) => harness.close(r));
+  }
+}, 30000);
+
 describe('command-line errors as qemu-system-x86_64 7.2 prints them (live comparison)', () => {
   const have = qemuAvailable();
   if (!have) announceSkip('qemu-launch CLI differential', `${QEMU_BIN} not found`);
