@@ -83,6 +83,27 @@ test('launched exactly as qemu.machine.QEMUMachine launches QEMU: fd 3, negotiat
   }
 }, 30000);
 
+test("an fd monitor's peer going away ends that monitor, not hostmemd (as in QEMU)", async () => {
+  const d = dir();
+  const [child, ours] = native.sockets.socketPair(native.sockets.SOCK_STREAM);
+  const h = launch(['-chardev', 'socket,id=mon,fd=3', '-mon', 'chardev=mon,mode=control', '--qmp', `unix:${path.join(d, 'other.sock')}`, '--state-dir', d, '--accel', 'none'], child);
+  procs.push(h.proc);
+  child.close();
+  const qmp = RawQmpClient.over(new net.Socket({ fd: ours.fd, readable: true, writable: true }));
+  await qmp.negotiate();
+  qmp.close();
+  const deadline = Date.now() + 10000;
+  while (!h.stderr().includes('this monitor is gone')) {
+    if (Date.now() > deadline || h.proc.exitCode !== null) throw new Error(`no notice: ${h.stderr()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  // Still serving on its other socket.
+  const other = await RawQmpClient.negotiated(path.join(d, 'other.sock'));
+  expect(await other.execute('query-version')).toHaveProperty('return');
+  other.close();
+  expect(h.proc.exitCode).toBeNull();
+}, 30000);
+
 test('a harness that listens and passes -qmp unix:PATH gets the greeting on its own socket; hostmemd outlives the peer', async () => {
   const d = dir();
   const sock = path.join(d, 'harness.sock');
