@@ -42,6 +42,13 @@ describe('the monitor forms QEMU launchers use', () => {
     expect(o.qmp).toEqual([]);
     expect(o).toMatchObject({ name: 'vm1', pidfile: '/tmp/p', startPaused: true });
   });
+  test('the same with --x spellings (QEMU takes both)', () => {
+    const one = run('-display', 'none', '-vga', 'none', '-chardev', 'socket,id=mon,fd=3', '-mon', 'chardev=mon,mode=control', '-S', '-M', 'none');
+    const two = run('--display', 'none', '--vga', 'none', '--chardev', 'socket,id=mon,fd=3', '--mon', 'chardev=mon,mode=control', '--S', '--M', 'none');
+    expect(two.monitors.map((m) => m.endpoint)).toEqual(one.monitors.map((m) => m.endpoint));
+    expect(two.startPaused).toBe(true);
+    expect(run('--qmp-pretty', 'unix:/a').monitors[0].endpoint).toEqual(run('-qmp-pretty', 'unix:/a').monitors[0].endpoint);
+  });
   test('QEMUMachine with a path: the launcher listens, hostmemd connects', () => {
     expect(run('-chardev', 'socket,id=mon,path=/run/m.sock', '-mon', 'chardev=mon,mode=control').monitors[0].endpoint).toEqual({ kind: 'unix-connect', path: '/run/m.sock', reconnectS: 0 });
   });
