@@ -1,7 +1,8 @@
 // hostmemd launched the way tools launch QEMU 7.2 (the real process from dist/): exactly as
 // qemu.machine.QEMUMachine does (a socketpair whose end the child gets as fd 3, `-chardev
 // socket,id=mon,fd=3 -mon chardev=mon,mode=control -display none -vga none`, negotiate,
-// commands, `quit`, wait for exit 0); a harness that listens and passes `-qmp unix:PATH`; a
+// commands, `quit`, wait for exit 0; and 7.2's own variant, which listens on a path that the
+// child connects to); a harness that listens and passes `-qmp unix:PATH`; a
 // libvirt-style listening fd; reconnect; wait=on with pretty=on; and command-line errors
 // compared live with qemu-system-x86_64's stderr and exit status.
 import * as fs from 'node:fs';
@@ -80,6 +81,27 @@ test('launched exactly as qemu.machine.QEMUMachine launches QEMU: fd 3, negotiat
     expect(fs.existsSync(path.join(state, 'pid'))).toBe(false);
   } finally {
     qmp.close();
+  }
+}, 30000);
+
+test("launched as QEMU 7.2's QEMUMachine does with a monitor path: it listens, -chardev socket,id=mon,path=P connects, quit, exit 0", async () => {
+  const d = dir();
+  const sock = path.join(d, 'machine.qmp');
+  const server = net.createServer(); // QEMUMonitorProtocol(address, server=True)
+  await new Promise<void>((r) => server.listen(sock, r));
+  try {
+    const h = launch(['-display', 'none', '-vga', 'none', '-chardev', `socket,id=mon,path=${sock}`, '-mon', 'chardev=mon,mode=control', '--state-dir', d, '--accel', 'none']);
+    procs.push(h.proc);
+    const qmp = RawQmpClient.over(await accepted(server));
+    await qmp.negotiate();
+    expect(await qmp.execute('query-version')).toHaveProperty('return');
+    qmp.send('{"execute": "quit"}');
+    expect(await qmp.json()).toMatchObject({ event: 'SHUTDOWN' });
+    expect(await qmp.line()).toBe('{"return": {}}');
+    await qmp.waitClosed();
+    expect(await h.exited).toBe(0);
+  } finally {
+    await new Promise((r) => server.close(r));
   }
 }, 30000);
 
