@@ -104,6 +104,8 @@ async function openFd(spec: MonitorSpec, n: number, serverMode: boolean, wait: b
     throw notSocket; // EBADF: nothing open at that number
   }
   if (kind === 'file') throw notSocket;
+  // Inherited without close-on-exec; it is the monitor's, not for anything this process runs.
+  fd.setCloexec(true);
   if (kind === 'listening-socket') {
     // QEMU without server=on would take a listening fd for a connection and never greet;
     // it can only mean "serve this", so hostmemd does.
