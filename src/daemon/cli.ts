@@ -7,7 +7,7 @@ import { HOSTMEMD_VERSION } from '../version';
 import { parseSize } from './object-opt';
 import { DEFAULT_NEGOTIATION_TIMEOUT_MS } from '../qmp/session';
 import { MonitorOptions, MonitorSpec, QemuCliError } from './qemu-monitors';
-import { OptsError, parseOpts } from './qemu-opts';
+import { OptsError, OptsList, parseOpts } from './qemu-opts';
 
 /** Without --max-backend-bytes, backends may take the machine's memory but this reserve
  *  (kept for the daemon, the kernel and everything else): the larger of 2 GiB and an eighth,
@@ -145,7 +145,7 @@ const VALUE_OPTIONS = new Set(['qmp', 'qmp-pretty', 'chardev', 'mon', 'pidfile',
 const FLAG_OPTIONS = new Set(['help', 'h', 'version', 'V', 'ws-allow-remote', 'qmp-allow-tcp', 'qmp-allow-remote', 'S', ...QEMU_NO_OP_FLAGS]);
 
 /** QEMU's -name list (implied key `guest`). */
-const NAME_OPTS = { name: 'name', implied: 'guest', params: { guest: 'string', process: 'string', 'debug-threads': 'bool' } } as const;
+const NAME_OPTS: OptsList = { name: 'name', implied: 'guest', params: { guest: 'string', process: 'string', 'debug-threads': 'bool' } };
 
 export function parseWsAddress(spec: string): { host: string; port: number } {
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(spec);
@@ -238,7 +238,7 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv, totalM
         case '--name': {
           const v = value();
           try {
-            const r = parseOpts({ ...NAME_OPTS, params: { ...NAME_OPTS.params } }, v, true);
+            const r = parseOpts(NAME_OPTS, v, true);
             warnings.push(...r.warnings.flatMap(([m, h]) => [`hostmemd: ${opt} ${v}: ${m}`, h]));
             opts.name = r.opts.values.get('guest') as string | undefined;
           } catch (e) {
