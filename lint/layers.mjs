@@ -33,6 +33,7 @@ export const layers = {
   transport: ['qmp', 'native', 'json', 'errors'],
   handover: ['qmp', 'fds', 'native', 'json', 'errors'],
   web: ['qmp', 'transport', 'json', 'errors'],
+  vmm: ['native', 'json', 'errors'], //                     driving VMMs (QEMU's QMP): the upgrade tool
   daemon: ['*'], //                                         wires everything together
 };
 
