@@ -33,6 +33,8 @@ export const layers = {
   transport: ['qmp', 'native', 'json', 'errors'],
   handover: ['qmp', 'fds', 'native', 'json', 'errors'],
   web: ['qmp', 'transport', 'json', 'errors'],
+  client: ['native', 'json', 'errors'], //                   QMP client that receives fds (memdev-export)
+  launcher: ['client', 'native', 'errors'], //               hostmemd-run: fetch fds, exec a VMM
   daemon: ['*'], //                                         wires everything together
 };
 
