@@ -17,6 +17,7 @@ import { controlHandlers } from '../commands/control';
 import { accelHandlers } from '../commands/accel';
 import { qomHandlers } from '../commands/qom';
 import { cprHandlers } from '../commands/cpr';
+import { exportHandlers } from '../commands/export';
 import { KvmAccelerator, KvmProbe } from '../accel/kvm';
 import { TypeRegistry, registerBaseTypes } from '../qom/object';
 import { ObjectTree } from '../qom/tree';
@@ -86,6 +87,7 @@ export function assemble(ctx: AssemblyContext): Parts {
       return r.kind === 'found' ? { typeName: r.obj.typeName } : r.kind;
     },
     createGuestMemfd: (size) => kvm.createSharedGuestMemfd(size),
+    guestMemfdVm: () => kvm.dupVmFd(),
   });
   const journal = new ObjectJournal(new Journal(options.stateDir), fds, logger);
   teardown.add('journal probe', () => journal.close());
@@ -108,6 +110,12 @@ export function assemble(ctx: AssemblyContext): Parts {
     accelHandlers({ kvm: kvm.facts, preallocs: () => preallocs.list() }),
     cprHandlers({ journalDir: journal.journal.dir, fdStore: notifier.enabled, objects: () => objects.list(), cpr: journal, handover: ctx.handover }),
     qomHandlers(tree, objects),
+    exportHandlers({
+      get: (id) => objects.get(id),
+      objects: () => objects.list(),
+      preallocating: (id) => [...preallocs.running.values()].some((e) => e.id === id),
+      exported: (e) => bus.emit('memdev-exported', e),
+    }),
   ];
   for (const g of groups) g.forEach((h, n) => handlers.set(n, h));
   const commands = new Map<string, DispatchCommand>(table.map((c) => [c.name, { name: c.name, allowOob: c.allowOob, handler: handlers.get(c.name) }]));
