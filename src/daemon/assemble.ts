@@ -20,6 +20,7 @@ import { cprHandlers } from '../commands/cpr';
 import { vmmHandlers } from '../commands/vmm';
 import { VmmRegistry, fileKey } from './vmms';
 import * as native from '../native';
+import { exportHandlers } from '../commands/export';
 import { KvmAccelerator, KvmProbe } from '../accel/kvm';
 import { TypeRegistry, registerBaseTypes } from '../qom/object';
 import { ObjectTree } from '../qom/tree';
@@ -91,6 +92,7 @@ export function assemble(ctx: AssemblyContext): Parts {
       return r.kind === 'found' ? { typeName: r.obj.typeName } : r.kind;
     },
     createGuestMemfd: (size) => kvm.createSharedGuestMemfd(size),
+    guestMemfdVm: () => kvm.dupVmFd(),
   });
   const journal = new ObjectJournal(new Journal(options.stateDir), fds, logger);
   teardown.add('journal probe', () => journal.close());
@@ -118,6 +120,15 @@ export function assemble(ctx: AssemblyContext): Parts {
       vmms: () => vmms.list((id) => backendFileKey(backends().find((b) => b.name === id))) as unknown as JsonValue[],
       upgrades: () => vmms.upgrades() as unknown as JsonValue[],
       recordUpgrade: (r) => vmms.recordUpgrade(r),
+    }),
+    exportHandlers({
+      get: (id) => objects.get(id),
+      objects: () => objects.list(),
+      preallocating: (id) => [...preallocs.running.values()].some((e) => e.id === id),
+      exported: (e) => {
+        if (e.peer) vmms.exported(e.peer, e.id);
+        bus.emit('memdev-exported', e);
+      },
     }),
   ];
   for (const g of groups) g.forEach((h, n) => handlers.set(n, h));
