@@ -62,7 +62,7 @@ async function measure(label, gib, command) {
   const mon = await QemuMonitor.connect(vmSock, 30000, () => first.exitCode === null);
   const before = await counting(mon);
   mon.close();
-  const r = await upgradeVmm({ vmmQmp: vmSock, command: command(vmSock), stdio: ['ignore', 'ignore', 'inherit'], migrateTimeoutMs: 600000 });
+  const r = await upgradeVmm({ vmmQmp: vmSock, command: command(vmSock), migrateTimeoutMs: 600000 });
   const succ = await QemuMonitor.connect(vmSock, 5000);
   const after = await counting(succ);
   if (after < before) throw new Error(`${label}: the counter went back (${before} -> ${after})`);

@@ -21,6 +21,8 @@ stopped once the successor runs. On any failure the successor is killed and the 
   --qmp unix:PATH       hostmemd's QMP socket: start COMMAND through hostmemd-run with the
   --memdev ID[:FD]      given backends at the given fd numbers (as the old VMM was started)
   --timeout MS          bound on the migration (default 60000); cancelled after that
+  --successor-log FILE  append the successor's stdout and stderr to FILE (default: kept
+                        only while upgrading, its last lines shown if the upgrade fails)
   --json                print the timings as one JSON object
   --write-counter-guest FILE   write a 512-byte test guest (a counter at 0x7e00) and exit
   -h, --help            this text
@@ -34,6 +36,7 @@ export interface UpgradeCli {
   hostmemd?: string;
   memdevs: string[];
   timeoutMs?: number;
+  logFile?: string;
   json: boolean;
   command: string[];
 }
@@ -63,7 +66,8 @@ export function parseUpgradeCli(args: readonly string[]): UpgradeCli | { help: t
       const v = Number(value());
       if (!Number.isInteger(v) || v <= 0) throw new Error('--timeout: expected a positive number of milliseconds');
       out.timeoutMs = v;
-    } else if (a === '--json') out.json = true;
+    } else if (a === '--successor-log') out.logFile = value();
+    else if (a === '--json') out.json = true;
     else if (a === '--write-counter-guest') return { counterGuest: value() };
     else throw new Error(`unknown option '${a}'`);
   }
@@ -101,6 +105,7 @@ export async function runUpgradeCli(args: readonly string[]): Promise<number> {
       vmmQmp: cli.vmmQmp,
       command: successorArgv(cli, launcher),
       migrateTimeoutMs: cli.timeoutMs,
+      logFile: cli.logFile,
       log: (l) => process.stderr.write(`hostmemd-upgrade: ${l}\n`),
     });
     await report(cli, { 'old-pid': r.oldPid, 'new-pid': r.newPid, status: 'completed', 'total-time-ms': r.totalTimeMs, 'downtime-ms': r.downtimeMs, 'wall-time-ms': r.wallMs });

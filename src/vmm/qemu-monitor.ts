@@ -48,7 +48,13 @@ export class QemuMonitor {
           s.once('error', reject);
         });
         const mon = new QemuMonitor(sock);
-        await mon.negotiate(Math.max(1000, deadline - Date.now()));
+        try {
+          await mon.negotiate(Math.max(1000, deadline - Date.now()));
+        } catch (e) {
+          // Not left queued: QEMU would accept it later and be busy with a client nobody reads.
+          mon.close();
+          throw e;
+        }
         return mon;
       } catch (e) {
         if (!alive()) throw new Error(`the VMM exited before its monitor ${path} answered`);

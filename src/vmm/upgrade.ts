@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn, ChildProcess, StdioOptions } from 'node:child_process';
+import { spawn, ChildProcess } from 'node:child_process';
 import { QemuMonitor, MonitorError } from './qemu-monitor';
 import { serverSocketPaths, successorCommand } from './argv';
 import { sockets, Fd } from '../native';
@@ -24,8 +24,10 @@ export interface UpgradeOptions {
   migrateTimeoutMs?: number;
   /** Bound on the successor's start, until its monitor answers (default 30 s). */
   startTimeoutMs?: number;
-  /** The successor's stdio (default: inherited). */
-  stdio?: StdioOptions;
+  /** Where the successor's stdout and stderr go (appended). By default a file of the tool's
+   *  own that is removed at the end: the successor outlives the tool, and a pipe it inherited
+   *  would keep whoever reads the tool's output waiting until the VMM exits. */
+  logFile?: string;
   log?: (line: string) => void;
   /** Fault injection for tests: called right after `migrate` was accepted by the old VMM. */
   afterMigrateStarted?: (successorPid: number) => void | Promise<void>;
@@ -62,6 +64,8 @@ export class UpgradeError extends Error {
 const MIGRATE_BANDWIDTH = 100 * 1024 * 1024 * 1024; // bytes/s: device state only, never RAM
 const DOWNTIME_LIMIT_MS = 10;
 const POLL_MS = 1;
+const CONNECT_TIMEOUT_MS = 5000;
+const LOG_TAIL_BYTES = 4096;
 const SWITCH_TIMEOUT_MS = 5000;
 const EXIT_TIMEOUT_MS = 10_000;
 /** States in which a migration is over (query-migrate). */
@@ -91,13 +95,21 @@ type Migrate = { status?: string; 'total-time'?: number; downtime?: number; 'set
 export async function upgradeVmm(opts: UpgradeOptions): Promise<UpgradeResult> {
   const t0 = performance.now();
   const log = opts.log ?? (() => undefined);
-  const old = await QemuMonitor.connect(opts.vmmQmp, 10_000);
+  let old: QemuMonitor;
+  try {
+    old = await QemuMonitor.connect(opts.vmmQmp, CONNECT_TIMEOUT_MS);
+  } catch (e) {
+    // Nothing was changed yet. QEMU serves one client per QMP monitor: a management stack
+    // that stays connected keeps the tool out (the VMM needs a second -qmp for upgrades).
+    throw new UpgradeError(`cannot reach the VMM's monitor: ${errorText(e)} (QEMU serves one client per QMP monitor at a time: if another client stays connected, start the VMM with a second -qmp socket for upgrades)`, true);
+  }
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'hostmemd-upgrade-'));
   let successor: ChildProcess | undefined;
   let succMon: QemuMonitor | undefined;
   let renames: { from: string; to: string }[] = [];
   let oldIgnoreShared = false;
   let migrationStarted = false;
+  let logFile: string | undefined;
   const oldPid = sockets.peerCredentials(new Fd((old.socket as unknown as { _handle: { fd: number } })._handle.fd)).pid;
   try {
     const status = (await old.execute<{ status: string }>('query-status')).status;
@@ -113,7 +125,13 @@ export async function upgradeVmm(opts: UpgradeOptions): Promise<UpgradeResult> {
     renames = cmd.renames;
     for (const r of renames) fs.rmSync(r.from, { force: true });
     const tStart = performance.now();
-    successor = spawn(cmd.argv[0], cmd.argv.slice(1), { stdio: opts.stdio ?? 'inherit', detached: true });
+    logFile = opts.logFile ?? path.join(work, 'successor.log');
+    const out = fs.openSync(logFile, 'a', 0o600);
+    try {
+      successor = spawn(cmd.argv[0], cmd.argv.slice(1), { stdio: ['ignore', out, out], detached: true });
+    } finally {
+      fs.closeSync(out);
+    }
     const spawned = successor;
     const spawnError = new Promise<never>((_, reject) => spawned.once('error', (e) => reject(new UpgradeError(`cannot start the successor: ${errorText(e)}`, true))));
     spawnError.catch(() => undefined);
@@ -183,9 +201,20 @@ export async function upgradeVmm(opts: UpgradeOptions): Promise<UpgradeResult> {
     const resumed = await rollBack(old, successor, succMon, renames, migrationStarted, oldIgnoreShared, log);
     old.close();
     const why = e instanceof MonitorError ? `${e.command}: ${e.desc}` : errorText(e);
-    throw new UpgradeError(`upgrade failed: ${why}; ${resumed ? 'the old VMM runs on' : 'the old VMM could not be confirmed running'}`, resumed, oldPid, successor?.pid);
+    const said = logFile ? lastLines(logFile) : '';
+    throw new UpgradeError(`upgrade failed: ${why}; ${resumed ? 'the old VMM runs on' : 'the old VMM could not be confirmed running'}${said ? `\nthe successor said:\n${said}` : ''}`, resumed, oldPid, successor?.pid);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** The end of the successor's output, for the failure message (bounded). */
+function lastLines(file: string): string {
+  try {
+    const text = fs.readFileSync(file, 'utf8');
+    return text.slice(-LOG_TAIL_BYTES).trim().split('\n').slice(-10).join('\n');
+  } catch {
+    return '';
   }
 }
 
