@@ -5,7 +5,7 @@
 // the reference. Reported per size: QEMU's migration total-time and downtime (query-migrate),
 // the switch (from `migrate` to the successor confirmed running) and the whole operation's wall
 // time (including the successor's start). Each guest is checked to keep counting afterwards.
-// Run: npm run bench:upgrade -- [--json FILE]  (or node bench/vmm-upgrade.mjs after a build) [--json FILE]
+// Run: npm run bench:upgrade -- [--json FILE]   (or node bench/vmm-upgrade.mjs after a build)
 //   SIZES_GIB="1,4,16" (hostmemd sizes), REFERENCE_GIB=1 (0 skips the reference), REPEATS=1.
 /* global setInterval, clearInterval */
 import * as fs from 'node:fs';
