@@ -106,7 +106,11 @@ async function start(): Promise<void> {
   byId('daemon-version').textContent = info.version;
   byId('qemu-level').textContent = `QMP interface of QEMU ${info.qemu.major}.${info.qemu.minor}.${info.qemu.micro}`;
   byId('app').hidden = false;
-  setInterval(() => void refreshResident(), RESIDENT_POLL_MS);
+  setInterval(() => {
+    void refreshResident();
+    // A VMM starting or ending sends no QMP event: the list is polled with the memory figures.
+    void refreshVmms();
+  }, RESIDENT_POLL_MS);
   await connect();
 }
 
@@ -213,15 +217,14 @@ type CprInfo = { objects: CprObject[]; problems: { id?: string; problem: string 
 async function readTree(): Promise<void> {
   const c = ui;
   if (!c) return;
-  const [root, objects, memdevs, , cpr, vmms] = (await Promise.all([
+  const [root, objects, memdevs, , cpr] = (await Promise.all([
     c.execute('qom-list', { path: '/' }),
     c.execute('qom-list', { path: '/objects' }),
     c.execute('query-memdev'),
     refreshResident(false),
     c.execute('query-cpr').catch(() => undefined),
-    c.execute('query-vmms').catch(() => undefined),
-  ])) as unknown as [Prop[], Prop[], Memdev[], void, CprInfo | undefined, VmmsInfo | undefined];
-  renderVmms(vmms);
+    refreshVmms(),
+  ])) as unknown as [Prop[], Prop[], Memdev[], void, CprInfo | undefined];
   const md = new Map(memdevs.map((m) => [m.id, m]));
   const restart = new Map((cpr?.objects ?? []).map((o) => [o.id, o]));
   const children = objects.filter((p) => p.type.startsWith('child<'));
@@ -325,6 +328,11 @@ type VmmsInfo = {
   vmms: { pid: number; command: string; since: string; memdevs: string[]; mapped: string[]; 'upgraded-from'?: number }[];
   upgrades: { time: string; 'old-pid': number; 'new-pid': number; status: string; 'total-time-ms'?: number; 'downtime-ms'?: number; error?: string }[];
 };
+
+async function refreshVmms(): Promise<void> {
+  const info = (await ui?.execute('query-vmms').catch(() => undefined)) as unknown as VmmsInfo | undefined;
+  renderVmms(info);
+}
 
 function renderVmms(info: VmmsInfo | undefined): void {
   const box = byId('vmms');
