@@ -33,6 +33,9 @@ export const layers = {
   transport: ['qmp', 'native', 'json', 'errors'],
   handover: ['qmp', 'fds', 'native', 'json', 'errors'],
   web: ['qmp', 'transport', 'json', 'errors'],
+  vmm: ['native', 'json', 'errors'], //                     driving VMMs (QEMU's QMP): the upgrade tool
+  client: ['native', 'json', 'errors'], //                   QMP client that receives fds (memdev-export)
+  launcher: ['client', 'native', 'errors'], //               hostmemd-run: fetch fds, exec a VMM
   daemon: ['*'], //                                         wires everything together
 };
 

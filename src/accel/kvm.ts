@@ -85,6 +85,11 @@ export class KvmAccelerator {
     }
   }
 
+  /** A copy of the VM fd that owns every guest_memfd (memdev-export), or undefined. */
+  dupVmFd(): native.Fd | undefined {
+    return this.vmFd?.isOpen ? this.vmFd.dup() : undefined;
+  }
+
   close(): void {
     this.vmFd?.close();
     this.kvmFd?.close();

@@ -81,6 +81,8 @@ export abstract class HostMemoryBackend extends UserCreatable {
 
   fd?: native.Fd;
   mapping?: native.Mapping;
+  /** memdev-export replies sent for this backend by this process. */
+  exports = 0;
   /** Set by complete(): the memory came from a preserved fd (restart, handover). */
   reattached = false;
   /** The RAMBlock name, fixed when complete() starts. The fd registry, the fd store and the

@@ -11,6 +11,8 @@ import { GuestMemfdBackend } from './guest-memfd';
 export { HostMemoryBackend, PreallocTracker } from './hostmem';
 export type { BackendServices, PreallocEntry } from './hostmem';
 export type { MemfdServices } from './memfd';
+export { exportMemory, notABackend, EXPORT_PRIVATE_TEXT, EXPORT_PREALLOC_TEXT, EXPORT_NOT_BACKEND_TEXT, EXPORT_NO_FD_TEXT } from './export';
+export type { ExportedMemory } from './export';
 
 export const MEMORY_BACKEND = 'memory-backend';
 

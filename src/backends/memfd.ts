@@ -14,6 +14,9 @@ export type GuestMemfdFactory = (size: bigint) => native.Fd;
 
 export interface MemfdServices extends BackendServices {
   createGuestMemfd: GuestMemfdFactory;
+  /** A copy of the KVM VM fd every guest_memfd belongs to (memdev-export passes it along):
+   *  undefined without KVM. */
+  guestMemfdVm?(): native.Fd | undefined;
 }
 
 export class MemfdBackend extends HostMemoryBackend {

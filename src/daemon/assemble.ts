@@ -17,6 +17,10 @@ import { controlHandlers } from '../commands/control';
 import { accelHandlers } from '../commands/accel';
 import { qomHandlers } from '../commands/qom';
 import { cprHandlers } from '../commands/cpr';
+import { vmmHandlers } from '../commands/vmm';
+import { VmmRegistry, fileKey } from './vmms';
+import * as native from '../native';
+import { exportHandlers } from '../commands/export';
 import { KvmAccelerator, KvmProbe } from '../accel/kvm';
 import { TypeRegistry, registerBaseTypes } from '../qom/object';
 import { ObjectTree } from '../qom/tree';
@@ -46,6 +50,8 @@ export interface Parts {
   preallocs: PreallocTracker;
   monitor: Monitor;
   backends(): HostMemoryBackend[];
+  /** Processes running on exported backends (memdev-export feeds it). */
+  vmms: VmmRegistry;
 }
 
 /** What assembly needs from outside: the bus, the teardown stack, the notifier, and the
@@ -86,6 +92,7 @@ export function assemble(ctx: AssemblyContext): Parts {
       return r.kind === 'found' ? { typeName: r.obj.typeName } : r.kind;
     },
     createGuestMemfd: (size) => kvm.createSharedGuestMemfd(size),
+    guestMemfdVm: () => kvm.dupVmFd(),
   });
   const journal = new ObjectJournal(new Journal(options.stateDir), fds, logger);
   teardown.add('journal probe', () => journal.close());
@@ -99,6 +106,7 @@ export function assemble(ctx: AssemblyContext): Parts {
   teardown.add('objects', (mode) => objects.releaseAll(mode === 'exit' ? 'exit' : 'kept'));
   const backends = (): HostMemoryBackend[] => [...objects.list()].filter((o): o is HostMemoryBackend => o instanceof HostMemoryBackend);
 
+  const vmms = new VmmRegistry();
   const version: VersionInfo = { qemu: { ...QEMU_LEVEL }, package: PACKAGE_STRING };
   const handlers = new Map<string, Handler>();
   const implemented = (): string[] => table.filter((c) => handlers.has(c.name)).map((c) => c.name);
@@ -108,6 +116,20 @@ export function assemble(ctx: AssemblyContext): Parts {
     accelHandlers({ kvm: kvm.facts, preallocs: () => preallocs.list() }),
     cprHandlers({ journalDir: journal.journal.dir, fdStore: notifier.enabled, objects: () => objects.list(), cpr: journal, handover: ctx.handover }),
     qomHandlers(tree, objects),
+    vmmHandlers({
+      vmms: () => vmms.list((id) => backendFileKey(backends().find((b) => b.name === id))) as unknown as JsonValue[],
+      upgrades: () => vmms.upgrades() as unknown as JsonValue[],
+      recordUpgrade: (r) => vmms.recordUpgrade(r),
+    }),
+    exportHandlers({
+      get: (id) => objects.get(id),
+      objects: () => objects.list(),
+      preallocating: (id) => [...preallocs.running.values()].some((e) => e.id === id),
+      exported: (e) => {
+        if (e.peer) vmms.exported(e.peer, e.id);
+        bus.emit('memdev-exported', e);
+      },
+    }),
   ];
   for (const g of groups) g.forEach((h, n) => handlers.set(n, h));
   const commands = new Map<string, DispatchCommand>(table.map((c) => [c.name, { name: c.name, allowOob: c.allowOob, handler: handlers.get(c.name) }]));
@@ -116,7 +138,18 @@ export function assemble(ctx: AssemblyContext): Parts {
     onUnexpected: (e, command) => logger.error({ err: e, command }, 'unexpected error in command'),
   });
   const monitor = new Monitor({ dispatcher, version, maxClients: options.maxClients, negotiationTimeoutMs: options.negotiationTimeoutMs });
-  return { model, validator, schemaCommands: table.map((c) => c.name), kvm, fds, objects, journal, preallocs, monitor, backends };
+  return { model, validator, schemaCommands: table.map((c) => c.name), kvm, fds, objects, journal, preallocs, monitor, backends, vmms };
+}
+
+/** The "major:minor inode" of a backend's memory file, as /proc/PID/maps shows it. */
+function backendFileKey(b: HostMemoryBackend | undefined): string | undefined {
+  if (!b?.fd?.isOpen) return undefined;
+  try {
+    const st = native.fstat(b.fd);
+    return fileKey(st.dev, st.ino);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Every backend fd goes to systemd's fd store as soon as it exists (before the reply), and

@@ -5,6 +5,7 @@
 import type { UserCreatable } from '../qom/user-creatable';
 import type { PreallocEntry } from '../backends';
 import type { QmpErrorBody } from '../errors/to-qmp';
+import type { ExportRecord } from '../commands/export';
 
 export type ShutdownReason = 'host-qmp-quit' | 'host-signal';
 
@@ -17,6 +18,8 @@ export interface DaemonEvents {
   'command-done': { command: string; client: string; error?: QmpErrorBody; startNs: bigint };
   'client-connected': { transport: 'unix'; client: string };
   'client-disconnected': { transport: 'unix'; client: string };
+  /** memdev-export answered: a copy of a backend's fd goes to a client. */
+  'memdev-exported': ExportRecord;
 }
 
 type Listener<K extends keyof DaemonEvents> = (payload: DaemonEvents[K]) => void;

@@ -36,5 +36,10 @@ export function observe(bus: EventBus, to: { monitor: Monitor; logger: Logger; m
     metrics?.clientDisconnected(transport);
     logger.debug({ client }, 'client disconnected');
   });
+  bus.on('memdev-exported', (e) => {
+    metrics?.memdevExported(e.qomType);
+    // Who got the memory, in the kernel's words (SO_PEERCRED): an audit trail of fd holders.
+    logger.info({ id: e.id, type: e.qomType, client: e.client, pid: e.peer?.pid, uid: e.peer?.uid, gid: e.peer?.gid, fds: e.fds }, 'memory exported');
+  });
   if (metrics) bus.on('prealloc-progress', (e) => metrics.preallocProgress(e));
 }

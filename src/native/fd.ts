@@ -7,6 +7,8 @@ import { FD_CLOEXEC, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD } from './constants';
 
 /** F_DUPFD (<asm-generic/fcntl.h>): duplicate to the lowest free number, without FD_CLOEXEC. */
 const F_DUPFD = 0;
+const F_GETFL = 3;
+const O_ACCMODE = 3;
 
 export class Fd {
   #open = true;
@@ -44,6 +46,12 @@ export class Fd {
    *  (facts §6.2, §10.2). */
   get cloexec(): boolean {
     return (check('fcntl(F_GETFD)', ffi.fcntl(this.raw('fcntl(F_GETFD)'), F_GETFD, 0)) & FD_CLOEXEC) !== 0;
+  }
+
+  /** The open file description's access mode: O_RDONLY, O_WRONLY or O_RDWR (F_GETFL &
+   *  O_ACCMODE). A copy passed to another process keeps it. */
+  get accessMode(): number {
+    return check('fcntl(F_GETFL)', ffi.fcntl(this.raw('fcntl(F_GETFL)'), F_GETFL, 0)) & O_ACCMODE;
   }
 
   setCloexec(on: boolean): void {

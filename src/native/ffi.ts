@@ -45,6 +45,10 @@ const f = {
   prctl: libc.func('int prctl(int option, ...)'),
   getppid: libc.func('int getppid()'),
   setrlimit: libc.func('int setrlimit(int resource, const void *rlim)'),
+  dup2: libc.func('int dup2(int oldfd, int newfd)'),
+  execve: libc.func('int execve(const char *path, const char **argv, const char **envp)'),
+  exit: libc.func('void _exit(int status)'),
+  signal: libc.func('void *signal(int sig, void *handler)'),
   strerror: libc.func('const char *strerror(int errnum)'),
   socket: libc.func('int socket(int domain, int type, int protocol)'),
   socketpair: libc.func('int socketpair(int domain, int type, int protocol, void *sv)'),
@@ -148,6 +152,20 @@ export const prctl = (option: number, arg: number): number => f.prctl(option, 'u
 export const prctlPtr = (option: number, arg: Buffer): number => f.prctl(option, 'void *', arg);
 export const getppid = (): number => f.getppid();
 export const setrlimit = (resource: number, buf: Buffer): number => f.setrlimit(resource, buf);
+
+// ---- exec (hostmemd-run: native/exec.ts) ------------------------------------------------------
+export const dup2 = (oldfd: number, newfd: number): number => f.dup2(oldfd, newfd);
+/** execve(2). koffi turns each JS array into a C array of C strings; the arrays end with null,
+ *  which becomes the NULL terminator execve needs. Returns only on failure (-1). */
+export const execve = (path: string, argv: (string | null)[], envp: (string | null)[]): number => f.execve(path, argv, envp);
+/** _exit(2): ends the process at once, without atexit handlers or Node's teardown. */
+export const exitNow = (status: number): void => {
+  f.exit(status);
+};
+/** signal(sig, SIG_DFL): SIG_DFL is the null handler. */
+export const signalDefault = (sig: number): void => {
+  f.signal(sig, null);
+};
 
 // ---- sockets (sd_notify, fd passing: guest-memfd-facts §6.10) -------------------------------
 export const socket = (domain: number, type: number, protocol: number): number => f.socket(domain, type, protocol);

@@ -12,3 +12,5 @@ export type { PreallocOptions, PreallocProgress } from './prealloc';
 export * from './kvm';
 export * as sockets from './socket';
 export type { Received } from './socket';
+export { execWithFds, exitNow, openFilesLimit, FIRST_FREE_FD } from './exec';
+export type { Placement, ExecFailure } from './exec';

@@ -103,11 +103,12 @@ export interface PeerCredentials {
   gid: number;
 }
 
-export function peerCredentials(sock: Fd): PeerCredentials {
+export function peerCredentials(sock: Fd | number): PeerCredentials {
   const val = Buffer.alloc(12); // struct ucred { pid_t pid; uid_t uid; gid_t gid; }
   const len = Buffer.alloc(4);
   len.writeUInt32LE(val.length, 0);
-  check('getsockopt(SO_PEERCRED)', ffi.getsockopt(sock.raw('getsockopt'), SOL_SOCKET, SO_PEERCRED, val, len));
+  const fd = typeof sock === 'number' ? sock : sock.raw('getsockopt');
+  check('getsockopt(SO_PEERCRED)', ffi.getsockopt(fd, SOL_SOCKET, SO_PEERCRED, val, len));
   return { pid: val.readInt32LE(0), uid: val.readUInt32LE(4), gid: val.readUInt32LE(8) };
 }
 
@@ -266,5 +267,28 @@ export async function receiveWithFds(sock: Fd, maxData: number, maxFds = MAX_FDS
     return { data: Buffer.from(b.subarray(m.data, m.data + rc)), fds };
   } finally {
     m.block.free();
+  }
+}
+
+/** MSG_DONTWAIT: this one call does not block, whatever the socket's mode. */
+const MSG_DONTWAIT = 0x40;
+const EAGAIN = 11;
+
+/** One nonblocking sendmsg(2) of `data` with `fds` as SCM_RIGHTS on a connected stream socket
+ *  this process does not own as an Fd (a Node socket's handle: `sock` is its number). Returns
+ *  the bytes the kernel took (the fds travel with the first of them), or 0 when the socket
+ *  buffer is full (EAGAIN: nothing and no fd was sent). Never blocks the event loop. */
+export function sendNow(sock: number, data: Buffer, fds: readonly Fd[]): number {
+  const { block } = prepareSend(data, fds);
+  try {
+    const rc = ffi.sendmsg(sock, block.addr, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (rc < 0) {
+      const e = ffi.errno();
+      if (e === EAGAIN) return 0;
+      throw new SysError('sendmsg', e);
+    }
+    return rc;
+  } finally {
+    block.free();
   }
 }

@@ -9,7 +9,34 @@ export class PreEncoded {
   constructor(readonly json: string) {}
 }
 
-export type CommandResult = JsonValue | PreEncoded | undefined;
+/** An fd a reply carries: opaque here (the native layer's Fd fits); the transport passes its
+ *  number with SCM_RIGHTS and closes it once sent or once the connection is gone. */
+export interface PassedFd {
+  raw(syscall: string): number;
+  close(): void;
+}
+
+/** A result whose reply carries fds (memdev-export). Only transports that can pass fds (the
+ *  UNIX socket) are given one: handlers check SessionControl.fdPassing first. */
+export class WithFds {
+  constructor(
+    readonly result: JsonValue,
+    readonly fds: readonly PassedFd[],
+  ) {}
+  /** The reply was not sent (the connection went away, an error): the fds are let go. */
+  release(): void {
+    for (const fd of this.fds) fd.close();
+  }
+}
+
+export type CommandResult = JsonValue | PreEncoded | WithFds | undefined;
+
+/** Who is at the other end of a connection that can pass fds (SO_PEERCRED). */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
 
 /** What one request produced: a result or an error, and the id to echo if there was one. */
 export interface Reply {
@@ -25,6 +52,9 @@ export interface SessionControl {
   readonly transport: string;
   readonly negotiated: boolean;
   readonly offeredCapabilities: readonly string[];
+  /** Present when the connection can carry fds (a UNIX socket): the peer's credentials as
+   *  the kernel reports them. */
+  readonly fdPassing?: { peer(): PeerCredentials | undefined };
   /** Leaves negotiation mode with the given capabilities enabled. */
   completeNegotiation(caps: readonly string[]): void;
 }

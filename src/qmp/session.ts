@@ -9,7 +9,7 @@ import { JsonStreamParser, StreamItem } from '../json/stream';
 import { encodeJson } from '../json/writer';
 import { JsonValue } from '../json/value';
 import { isOobRequest } from './dispatcher';
-import { PreEncoded, Reply, SessionControl, CommandContext } from './messages';
+import { PreEncoded, Reply, SessionControl, CommandContext, PassedFd, PeerCredentials, WithFds } from './messages';
 
 /** What a session needs of whoever holds the sessions (the Monitor implements it): the
  *  greeting, the dispatcher, and bookkeeping of running commands. */
@@ -37,6 +37,13 @@ export interface Transport {
   /** True while the peer has so much output pending that no more requests should run for it;
    *  `then` is called once when that is no longer so. Absent: never. */
   backlogged?(then: () => void): boolean;
+  /** Transports that can pass fds (UNIX sockets) have these. writeWithFds queues `text` like
+   *  write(), with `fds` sent along with its first byte (SCM_RIGHTS), after everything written
+   *  before it and before anything written after; it closes the fds once sent or once the
+   *  connection is gone. */
+  writeWithFds?(text: string, fds: readonly PassedFd[]): void;
+  /** The peer's credentials (SO_PEERCRED), undefined when they cannot be read. */
+  peerCredentials?(): PeerCredentials | undefined;
   /** Stops/starts delivering input (flow control while the in-band queue is long). */
   pause(): void;
   resume(): void;
@@ -153,6 +160,12 @@ export class QmpSession implements SessionControl {
 
   get transport(): string {
     return this.transportImpl.kind;
+  }
+
+  get fdPassing(): { peer(): PeerCredentials | undefined } | undefined {
+    const t = this.transportImpl;
+    if (!t.writeWithFds) return undefined;
+    return { peer: () => t.peerCredentials?.() };
   }
 
   get negotiated(): boolean {
@@ -453,8 +466,27 @@ export class QmpSession implements SessionControl {
   }
 
   private writeReply(reply: Reply): void {
-    if (this.state === SessionState.Closed) return;
+    const withFds = reply.result instanceof WithFds ? reply.result : undefined;
+    if (this.state === SessionState.Closed) {
+      withFds?.release();
+      return;
+    }
+    if (withFds) return this.sendWithFds(encodeReply(reply), withFds);
     this.send(encodeReply(reply));
+  }
+
+  /** A reply that carries fds: what is batched goes first, then this reply with its fds. */
+  private sendWithFds(line: string, withFds: WithFds): void {
+    const t = this.transportImpl;
+    if (!t.writeWithFds) {
+      // Handlers refuse fd replies on such transports; should one get here, the reply goes
+      // without the fds rather than not at all.
+      withFds.release();
+      return this.send(line);
+    }
+    this.flush();
+    t.writeWithFds(line, withFds.fds);
+    if (!this.outputBlocked && t.backlogged?.(() => this.outputUnblocked())) this.outputBlocked = true;
   }
 
   private send(line: string): void {
@@ -486,6 +518,7 @@ export function encodeReply(reply: Reply): string {
     return reply.hasId ? `{"id": ${encodeJson(reply.id ?? null, { qdictOrder: true })}, ${err}}\r\n` : `{${err}}\r\n`;
   }
   const result = reply.result;
-  const ret = result instanceof PreEncoded ? result.json : encodeJson(result === undefined ? {} : result, { qdictOrder: true });
+  const value = result instanceof WithFds ? result.result : result;
+  const ret = value instanceof PreEncoded ? value.json : encodeJson(value === undefined ? {} : value, { qdictOrder: true });
   return reply.hasId ? `{"return": ${ret}, "id": ${encodeJson(reply.id ?? null, { qdictOrder: true })}}\r\n` : `{"return": ${ret}}\r\n`;
 }

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as native from '../native';
 import type { Monitor } from '../qmp/monitor';
 import type { QmpSession, SessionExport, Transport } from '../qmp/session';
+import type { PassedFd, PeerCredentials } from '../qmp/messages';
 import { errorText } from '../errors/text';
 import { prettyMessages } from '../json/pretty';
 
@@ -42,6 +43,16 @@ const STALL_CHECK_MS = 1000;
  *  64 KiB per poll: a pipelining client would otherwise have 2 MiB of requests (~50,000) run
  *  before anyone else is served. */
 export const READ_BYTES_PER_TURN = 64 * 1024;
+/** How often a reply with fds retries when Node still has output queued or the socket buffer
+ *  is full (Node tells neither when it empties: it is not the one writing). */
+const FD_RETRY_MS = 1;
+const FD_RETRY_MAX_MS = 50;
+
+/** A reply with fds, or text written after one, waiting its turn. */
+interface Outgoing {
+  text: string;
+  fds?: readonly PassedFd[];
+}
 
 class SocketTransport implements Transport {
   readonly kind = 'unix';
@@ -60,12 +71,24 @@ class SocketTransport implements Transport {
   private turnBytes = 0;
   private turnEnding = false;
   private turnPaused = false;
+  /** Replies with fds and what was written after them, in order: a reply with fds goes out
+   *  with sendmsg(2) once Node's own write queue is empty, so that bytes stay in order. */
+  private outgoing: Outgoing[] = [];
+  private outgoingBytes = 0;
+  private fdRetry: NodeJS.Timeout | undefined;
+  private fdRetryMs = FD_RETRY_MS;
+  private fdBlockedSince = 0;
+  private fdTaken = 0;
+  private endWhenSent = false;
   constructor(
     private readonly sock: net.Socket,
     private readonly onStuck: (clientId: string) => void,
     private readonly pretty = false,
   ) {
-    sock.once('close', () => this.stopWatch());
+    sock.once('close', () => {
+      this.stopWatch();
+      this.dropOutgoing();
+    });
   }
   attached(clientId: string): void {
     this.clientId = clientId;
@@ -73,11 +96,108 @@ class SocketTransport implements Transport {
   write(text: string): boolean {
     if (this.sock.destroyed) return false;
     if (this.pretty) text = prettyMessages(text);
+    if (this.outgoing.length > 0) {
+      this.queueOutgoing({ text });
+      return !this.outputPaused;
+    }
+    return this.writeNow(text);
+  }
+  private writeNow(text: string): boolean {
     const ok = this.sock.write(text);
     this.written += text.length; // session output is ASCII
     if (this.sock.writableLength > OUTPUT_PAUSE_BYTES) this.startBacklog();
     return ok;
   }
+  writeWithFds(text: string, fds: readonly PassedFd[]): void {
+    if (this.sock.destroyed) {
+      for (const fd of fds) fd.close();
+      return;
+    }
+    if (this.pretty) text = prettyMessages(text);
+    this.queueOutgoing({ text, fds });
+    if (this.outgoing.length === 1) this.sendOutgoing();
+  }
+
+  peerCredentials(): PeerCredentials | undefined {
+    try {
+      return native.sockets.peerCredentials(pipeHandle(this.sock).fd);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private queueOutgoing(o: Outgoing): void {
+    this.outgoing.push(o);
+    this.outgoingBytes += o.text.length;
+    // Text piling up behind a reply the peer does not take counts as a backlog, as Node's own.
+    if (this.outgoingBytes > OUTPUT_PAUSE_BYTES && !this.outputPaused) {
+      this.outputPaused = true;
+      this.sock.pause();
+    }
+  }
+
+  /** Sends queued replies with fds and the text behind them, in order, never blocking: a
+   *  reply with fds waits until Node has written everything before it, then goes with one
+   *  nonblocking sendmsg; what the kernel did not take of its bytes goes through Node. A
+   *  peer that takes nothing for STALLED_READER_MS is cut off, as for plain output. */
+  private sendOutgoing(): void {
+    this.fdRetry = undefined;
+    while (this.outgoing.length > 0) {
+      if (this.sock.destroyed) return this.dropOutgoing();
+      const head = this.outgoing[0];
+      if (head.fds === undefined) {
+        this.outgoing.shift();
+        this.outgoingBytes -= head.text.length;
+        this.writeNow(head.text);
+        continue;
+      }
+      let sent = 0;
+      if (this.sock.writableLength === 0) {
+        const data = Buffer.from(head.text, 'latin1');
+        try {
+          sent = native.sockets.sendNow(pipeHandle(this.sock).fd, data, head.fds as native.Fd[]);
+        } catch {
+          // EPIPE, ECONNRESET: the peer is gone; 'close' releases what is queued.
+          this.sock.destroy();
+          return this.dropOutgoing();
+        }
+        if (sent > 0) {
+          for (const fd of head.fds) fd.close();
+          this.outgoing.shift();
+          this.outgoingBytes -= head.text.length;
+          this.written += sent;
+          if (sent < data.length) this.writeNow(data.subarray(sent).toString('latin1'));
+          this.fdRetryMs = FD_RETRY_MS;
+          this.fdBlockedSince = 0;
+          continue;
+        }
+      }
+      // Node still writes earlier output, or the socket buffer is full: try again soon.
+      const now = Date.now();
+      const taken = this.written - this.sock.writableLength;
+      if (this.fdBlockedSince === 0 || taken !== this.fdTaken) {
+        this.fdBlockedSince = now;
+        this.fdTaken = taken;
+      } else if (now - this.fdBlockedSince >= STALLED_READER_MS) {
+        this.onStuck(this.clientId);
+        return this.dropOutgoing();
+      }
+      this.fdRetry = setTimeout(() => this.sendOutgoing(), this.fdRetryMs);
+      this.fdRetryMs = Math.min(FD_RETRY_MAX_MS, this.fdRetryMs * 2);
+      return;
+    }
+    if (this.outputPaused && this.sock.writableLength <= OUTPUT_PAUSE_BYTES && !this.drainPending) this.outputDrained();
+    if (this.endWhenSent) this.end();
+  }
+
+  /** The connection is gone: fds not sent are closed, queued text dropped. */
+  private dropOutgoing(): void {
+    if (this.fdRetry !== undefined) clearTimeout(this.fdRetry);
+    this.fdRetry = undefined;
+    for (const o of this.outgoing.splice(0)) for (const fd of o.fds ?? []) fd.close();
+    this.outgoingBytes = 0;
+  }
+
   /** Counts input delivered; past READ_BYTES_PER_TURN, reading resumes only next turn. */
   delivered(bytes: number): void {
     this.turnBytes += bytes;
@@ -103,14 +223,13 @@ class SocketTransport implements Transport {
   }
   /** Stops reading until the backlog is written, and watches that it is being taken. */
   private startBacklog(): void {
-    if (!this.outputPaused) {
+    if (!this.drainPending) {
       this.outputPaused = true;
+      this.drainPending = true;
       this.sock.pause();
       this.sock.once('drain', () => {
-        this.outputPaused = false;
-        this.stopWatch();
-        for (const w of this.drainWaiters.splice(0)) w();
-        if (!this.sessionPaused && !this.outputPaused && !this.turnPaused && !this.sock.destroyed) this.sock.resume();
+        this.drainPending = false;
+        if (this.outgoingBytes <= OUTPUT_PAUSE_BYTES) this.outputDrained();
       });
     }
     if (this.watch !== undefined) return;
@@ -128,6 +247,15 @@ class SocketTransport implements Transport {
       }
     }, STALL_CHECK_MS);
     this.watch.unref();
+  }
+  /** Waiting for Node's 'drain' of a large backlog. */
+  private drainPending = false;
+  /** The output backlog is gone: requests run and input is read again. */
+  private outputDrained(): void {
+    this.outputPaused = false;
+    this.stopWatch();
+    for (const w of this.drainWaiters.splice(0)) w();
+    if (!this.sessionPaused && !this.outputPaused && !this.turnPaused && !this.sock.destroyed) this.sock.resume();
   }
   private stopWatch(): void {
     if (this.watch !== undefined) clearInterval(this.watch);
@@ -153,6 +281,11 @@ class SocketTransport implements Transport {
     if (!this.outputPaused && !this.turnPaused) this.sock.resume();
   }
   end(): void {
+    if (this.outgoing.length > 0) {
+      // Replies with fds still queued go first.
+      this.endWhenSent = true;
+      return;
+    }
     // The connection is done once its output is written: a peer that never closes its side
     // (an idle client timed out) must not keep the socket open.
     this.sock.end(() => this.sock.destroy());
@@ -164,7 +297,7 @@ class SocketTransport implements Transport {
     const gone = (): boolean => this.sock.destroyed || (this.sock as unknown as { _handle?: unknown })._handle == null;
     if (gone()) return undefined; // closed meanwhile: nothing to hand over
     const deadline = Date.now() + HANDOVER_FLUSH_MS;
-    while (this.sock.writableLength > 0) {
+    while (this.sock.writableLength > 0 || this.outgoing.length > 0) {
       if (gone()) return undefined;
       if (Date.now() > deadline) throw new Error('a client did not take its pending output');
       await new Promise((r) => setTimeout(r, 2));

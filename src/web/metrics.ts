@@ -44,6 +44,7 @@ export class DaemonMetrics {
   private readonly refused: Counter<'transport'>;
   private readonly disconnects: Counter<'transport' | 'reason'>;
   private readonly added: Counter<'type'>;
+  private readonly exports: Counter<'type'>;
   private readonly deleted: Counter<'type'>;
   private readonly preallocBytes: Counter<'type'>;
   private readonly preallocRate: Histogram<'type'>;
@@ -130,6 +131,17 @@ export class DaemonMetrics {
         list.forEach((b, i) => this.set({ id: b.name, type: b.typeName }, Number(resident[i])));
       },
     });
+    new Gauge({
+      name: `${PREFIX}backend_exports`,
+      help: 'memdev-export replies sent for each memory backend by this process (backends never exported: absent)',
+      labelNames: ['id', 'type'],
+      registers,
+      collect() {
+        this.reset();
+        for (const b of current().list) if ((b.exports ?? 0) > 0) this.set({ id: b.name, type: b.typeName }, b.exports ?? 0);
+      },
+    });
+    this.exports = new Counter({ name: `${PREFIX}memdev_exports_total`, help: 'memdev-export replies sent (fds given to clients), by QOM type', labelNames: ['type'], registers });
     this.commands = new Counter({ name: `${PREFIX}commands_total`, help: 'QMP commands executed, by command and outcome (ok or the error class)', labelNames: ['command', 'outcome'], registers });
     this.latency = new Histogram({
       name: `${PREFIX}command_duration_seconds`,
@@ -201,6 +213,10 @@ export class DaemonMetrics {
 
   objectAdded(type: string): void {
     this.added.inc({ type });
+  }
+
+  memdevExported(type: string): void {
+    this.exports.inc({ type });
   }
 
   objectDeleted(type: string): void {

@@ -11,6 +11,8 @@ export interface BackendView {
   readonly share?: boolean;
   readonly prealloc?: boolean;
   readonly policy?: string;
+  /** memdev-export replies sent for it by this process. */
+  readonly exports?: number;
   residentBytes?(): bigint | undefined;
 }
 

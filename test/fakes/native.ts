@@ -490,6 +490,10 @@ export class Fd {
   setCloexec(on: boolean): void {
     openOf(this, 'fcntl(F_SETFD)').cloexec = on;
   }
+
+  get accessMode(): number {
+    return openOf(this, 'fcntl(F_GETFL)').writable ? 2 /* O_RDWR */ : O_RDONLY;
+  }
 }
 
 // ---- Mapping ------------------------------------------------------------------------------------

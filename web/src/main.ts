@@ -106,7 +106,11 @@ async function start(): Promise<void> {
   byId('daemon-version').textContent = info.version;
   byId('qemu-level').textContent = `QMP interface of QEMU ${info.qemu.major}.${info.qemu.minor}.${info.qemu.micro}`;
   byId('app').hidden = false;
-  setInterval(() => void refreshResident(), RESIDENT_POLL_MS);
+  setInterval(() => {
+    void refreshResident();
+    // A VMM starting or ending sends no QMP event: the list is polled with the memory figures.
+    void refreshVmms();
+  }, RESIDENT_POLL_MS);
   await connect();
 }
 
@@ -219,6 +223,7 @@ async function readTree(): Promise<void> {
     c.execute('query-memdev'),
     refreshResident(false),
     c.execute('query-cpr').catch(() => undefined),
+    refreshVmms(),
   ])) as unknown as [Prop[], Prop[], Memdev[], void, CprInfo | undefined];
   const md = new Map(memdevs.map((m) => [m.id, m]));
   const restart = new Map((cpr?.objects ?? []).map((o) => [o.id, o]));
@@ -318,6 +323,47 @@ function restartCell(c: CprObject | undefined): HTMLElement {
 
 /** Journal entries or preserved fds that did not come back at the last start, and a state
  *  journal that cannot be written. */
+/** query-vmms: the processes running on exported backends, and the upgrades reported. */
+type VmmsInfo = {
+  vmms: { pid: number; command: string; since: string; memdevs: string[]; mapped: string[]; 'upgraded-from'?: number }[];
+  upgrades: { time: string; 'old-pid': number; 'new-pid': number; status: string; 'total-time-ms'?: number; 'downtime-ms'?: number; error?: string }[];
+};
+
+async function refreshVmms(): Promise<void> {
+  const info = (await ui?.execute('query-vmms').catch(() => undefined)) as unknown as VmmsInfo | undefined;
+  renderVmms(info);
+}
+
+function renderVmms(info: VmmsInfo | undefined): void {
+  const box = byId('vmms');
+  if (!info || (info.vmms.length === 0 && info.upgrades.length === 0)) {
+    clear(box, h('p', { class: 'muted' }, 'None: no process has received a backend (memdev-export, hostmemd-run).'));
+    return;
+  }
+  const vmmRows = info.vmms.map((v) =>
+    h(
+      'li',
+      { 'data-testid': 'vmm', 'data-pid': String(v.pid) },
+      h('span', { class: 'name' }, `pid ${v.pid}`),
+      ' ',
+      h('span', { class: 'type', title: v.command }, v.command.length > 80 ? v.command.slice(0, 80) + '…' : v.command),
+      ' · maps ',
+      h('span', { 'data-testid': 'vmm-mapped' }, v.mapped.length ? v.mapped.join(', ') : 'none of its backends'),
+      v['upgraded-from'] !== undefined ? ` · upgraded from pid ${v['upgraded-from']}` : '',
+    ),
+  );
+  const upgrades = info.upgrades.slice(-5).map((u) =>
+    h(
+      'li',
+      { 'data-testid': 'vmm-upgrade' },
+      `${u.time.slice(11, 19)} pid ${u['old-pid']} → ${u['new-pid']}: ${u.status}`,
+      u['total-time-ms'] !== undefined ? ` in ${u['total-time-ms']} ms (downtime ${u['downtime-ms'] ?? '?'} ms)` : '',
+      u.error ? ` — ${u.error}` : '',
+    ),
+  );
+  clear(box, h('ul', { class: 'vmms' }, ...vmmRows), upgrades.length ? h('h3', {}, 'Upgrades') : '', upgrades.length ? h('ul', {}, ...upgrades) : '');
+}
+
 function renderProblems(problems: { id?: string; problem: string }[]): void {
   const box = byId('cpr-problems');
   box.hidden = problems.length === 0;

@@ -2,7 +2,8 @@
 // and shows the daemon, creates a backend through the schema-generated form (also seen over
 // the UNIX socket), shows preallocation progress, deletes with confirmation, follows changes
 // made by another client within 2 s, shows each cap (--max-objects, --max-backend-bytes,
-// --max-clients) with its current use, runs raw QMP with completion and history, and shows
+// --max-clients) with its current use, lists the processes on exported backends (query-vmms),
+// runs raw QMP with completion and history, and shows
 // only an error for a wrong token. A screenshot is kept in artifacts/. Skips loudly when
 // /usr/bin/chromium is absent.
 import * as fs from 'node:fs';
@@ -13,6 +14,8 @@ import { chromium, BrowserContext, Page } from 'playwright-core';
 import { RawQmpClient } from '../../helpers/qmp-client';
 import { ROOT } from '../../helpers/daemon';
 import { WebDaemon, startWebDaemon } from '../../web/ws-client';
+import { FdQmpClient } from '../../helpers/fd-client';
+import * as native from '../../../src/native';
 
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = fs.existsSync(CHROMIUM);
@@ -158,6 +161,25 @@ maybe('web console in chromium', () => {
     await cell('shot1').filter({ hasText: /^lost \(private\)$/ }).waitFor({ timeout: 5000 });
     expect(await cell('shot1').getAttribute('title')).toBe('share=off: private memory cannot outlive the process');
     expect(await page.getByTestId('cpr-problems').isHidden()).toBe(true);
+  });
+
+  test('lists the processes running on exported backends, what they map, and reported upgrades (query-vmms)', async () => {
+    // This test process plays the VMM: it receives shot2's fd and maps it.
+    const c = await FdQmpClient.negotiated(d.sock);
+    const r = await c.executeWithFds('memdev-export', { id: 'shot2' });
+    expect(r.fds).toHaveLength(1);
+    const m = native.mmap(4096n, native.PROT_READ, native.MAP_SHARED, r.fds[0], 0n);
+    try {
+      const vmm = page.locator(`[data-testid="vmm"][data-pid="${process.pid}"]`);
+      await vmm.getByTestId('vmm-mapped').filter({ hasText: /^shot2$/ }).waitFor({ timeout: 8000 });
+      expect(await unix.execute('record-vmm-upgrade', { 'old-pid': 1, 'new-pid': process.pid, status: 'completed', 'total-time-ms': 14, 'downtime-ms': 3 })).toEqual({ return: {} });
+      await page.locator('[data-testid="vmm-upgrade"]').filter({ hasText: `pid 1 → ${process.pid}: completed in 14 ms (downtime 3 ms)` }).waitFor({ timeout: 8000 });
+      await vmm.filter({ hasText: 'upgraded from pid 1' }).waitFor({ timeout: 8000 });
+    } finally {
+      m.unmap();
+      for (const fd of r.fds) fd.close();
+      await c.close();
+    }
   });
 
   test('shows each cap with its current use, updated as objects come and go', async () => {
