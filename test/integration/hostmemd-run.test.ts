@@ -2,14 +2,16 @@
 // keeps the launcher's pid and has exactly fds 0-2, the memdev fds at the numbers asked for (with
 // collisions between received fds and targets), and what its parent passed on; every refusal
 // comes before exec with a clear text and a nonzero status (the argument checks themselves:
-// test/unit/launcher/args.test.ts); fetchMemdevFds as a library.
+// test/unit/launcher/args.test.ts); fetchMemdevFds as a library; and against the real daemon,
+// the program reads the daemon's bytes and the daemon's refusals reach the user.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn, ChildProcess } from 'node:child_process';
-import { ROOT, killAndWait, tmpDir } from '../helpers/daemon';
+import { ROOT, InProcess, killAndWait, startInProcess, tmpDir } from '../helpers/daemon';
 import { FakeExportServer } from '../helpers/fake-export-server';
 import { fdCount } from '../helpers/proc';
-import { fetchMemdevFds, closeExports } from '../../src/client/memdev-export';
+import { fetchMemdevFds, closeExports, memoryFd } from '../../src/client/memdev-export';
+import * as native from '../../src/native';
 import { ClientError } from '../../src/client/qmp-fd-client';
 
 const RUN = path.join(ROOT, 'bin', 'hostmemd-run');
@@ -73,6 +75,19 @@ async function fdCountSettles(n: number): Promise<number> {
 
 /** The fd numbers the exec'd program must have: stdio and `asked`, nothing else (not even
  *  what the launcher's parent passed on: see native/exec.ts). */
+/** This process's fd count once it has not moved for 150 ms (a connection just closed by a
+ *  client is closed by the daemon's side a moment later). */
+async function steadyFdCount(): Promise<number> {
+  let last = fdCount();
+  for (let same = 0; same < 3; ) {
+    await new Promise((r) => setTimeout(r, 50));
+    const now = fdCount();
+    same = now === last ? same + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
 function expectedFds(asked: number[]): number[] {
   return [0, 1, 2, ...asked].sort((a, b) => a - b);
 }
@@ -210,5 +225,38 @@ describe('hostmemd-run', () => {
     const e = await fetchMemdevFds(server.sock, ['liar']).catch((x: unknown) => x);
     expect((e as Error).message).toBe('memdev-export liar: unexpected reply (it names 2 fds, 1 arrived)');
     expect(await fdCountSettles(before)).toBe(before);
+  });
+});
+
+describe('hostmemd-run with the real daemon', () => {
+  let d: InProcess;
+  beforeAll(async () => {
+    d = await startInProcess(['--object', 'memory-backend-memfd,id=ram0,size=1M', '--object', 'memory-backend-ram,id=priv0,size=1M', '--object', 'memory-backend-memfd,id=ram1,size=2M']);
+  });
+  afterAll(async () => {
+    await d.stop();
+  });
+
+  test('the exec\'d program reads the bytes hostmemd holds, at the fds asked for; the daemon keeps no fd per run', async () => {
+    const mark = Buffer.from('hostmemd-run-e2e');
+    const [ram0] = await fetchMemdevFds(d.sock, ['ram0']);
+    const m = native.mmap(ram0.size, native.PROT_READ | native.PROT_WRITE, native.MAP_SHARED, memoryFd(ram0), 0n);
+    m.write(4096, mark);
+    m.unmap();
+    closeExports([ram0]);
+    const before = await steadyFdCount();
+    for (let i = 0; i < 3; i++) {
+      const r = await run(['--qmp', `unix:${d.sock}`, '--memdev', 'ram1:3', '--memdev', 'ram0:7', '--', 'sh', '-c', 'stat -L -c %s /proc/self/fd/3; tail -c +4097 /proc/self/fd/7 | head -c 16']);
+      expect(r).toEqual({ code: 0, stdout: `2097152\n${mark.toString()}`, stderr: '' });
+    }
+    expect(await fdCountSettles(before)).toBe(before);
+  });
+
+  test('the daemon\'s refusals reach the user as its own texts, before exec', async () => {
+    const unknown = await run(['--qmp', `unix:${d.sock}`, '--memdev', 'ram0:3', '--memdev', 'nope', '--', 'true']);
+    expect(unknown).toEqual({ code: 1, stdout: '', stderr: "hostmemd-run: memdev-export nope: object 'nope' not found\n" });
+    const priv = await run(['--qmp', `unix:${d.sock}`, '--memdev', 'priv0', '--', 'true']);
+    expect(priv.code).toBe(1);
+    expect(priv.stderr).toMatch(/^hostmemd-run: memdev-export priv0: .*share=off.*\n$/);
   });
 });
