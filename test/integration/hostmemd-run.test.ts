@@ -36,8 +36,20 @@ async function run(args: string[]): Promise<Ran> {
   return { code, stdout, stderr };
 }
 
-/** Waits until process `pid` runs `comm` (the launcher has exec'd), then returns its fds as
- *  number → readlink target, and its HOSTMEMD_FDS. */
+/** Waits until the launcher has exec'd `sleep` and sleep sits in clock_nanosleep (before that
+ *  it may hold a locale file open for a moment), then returns its fds as number → readlink
+ *  target, their close-on-exec flags, and its HOSTMEMD_FDS. */
+/** x86-64 clock_nanosleep, where an idle sleep(1) waits (/proc/PID/syscall's first field). */
+const SYS_CLOCK_NANOSLEEP = '230';
+
+function sleeping(pid: number): boolean {
+  try {
+    return fs.readFileSync(`/proc/${pid}/syscall`, 'utf8').split(' ')[0] === SYS_CLOCK_NANOSLEEP;
+  } catch {
+    return false;
+  }
+}
+
 async function afterExec(p: ChildProcess, comm: string): Promise<{ fds: Map<number, string>; cloexec: Map<number, boolean>; env: string | undefined }> {
   const deadline = Date.now() + 15000;
   for (;;) {
@@ -47,7 +59,7 @@ async function afterExec(p: ChildProcess, comm: string): Promise<{ fds: Map<numb
     } catch {
       /* not yet, or gone */
     }
-    if (now === comm) break;
+    if (now === comm && sleeping(p.pid!)) break;
     if (p.exitCode !== null || Date.now() > deadline) throw new Error(`the launcher did not exec ${comm} (comm ${now}, exit ${p.exitCode})`);
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -258,5 +270,33 @@ describe('hostmemd-run with the real daemon', () => {
     const priv = await run(['--qmp', `unix:${d.sock}`, '--memdev', 'priv0', '--', 'true']);
     expect(priv.code).toBe(1);
     expect(priv.stderr).toMatch(/^hostmemd-run: memdev-export priv0: .*share=off.*\n$/);
+  });
+});
+
+describe('native execWithFds (the launcher\'s last step)', () => {
+  test('fds that sit on each other\'s targets are swapped, one already on its target loses close-on-exec, nothing else passes', async () => {
+    // In a child node (execWithFds replaces the process): three memfds, close-on-exec, at the
+    // numbers the kernel gave (A < B < C); A goes to B, B to A, C stays at C.
+    const script = `
+      const n = require(${JSON.stringify(path.join(ROOT, 'dist', 'native'))});
+      const [a, b, c] = ['fa', 'fb', 'fc'].map((x) => n.memfdCreate(x, n.MFD_CLOEXEC));
+      const f = n.execWithFds('/bin/sh', ['sh', '-c', 'for f in ' + [a.fd, b.fd, c.fd].join(' ') + '; do echo "$f $(readlink /proc/$$/fd/$f) $(grep flags /proc/$$/fdinfo/$f | cut -f2)"; done; ls /proc/$$/fd | sort -n | tr "\\\\n" " "'], [],
+        [{ fd: a, target: b.fd }, { fd: b, target: a.fd }, { fd: c, target: c.fd }]);
+      process.stderr.write('exec failed: ' + f.error.message);
+    `;
+    const p = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((r) => p.on('exit', (x) => r(x)));
+    expect({ code, err }).toEqual({ code: 0, err: '' });
+    const lines = out.trim().split('\n');
+    const [a, b, c] = lines.slice(0, 3).map((l) => l.split(' '));
+    expect(a[1]).toBe('/memfd:fb'); // fd number A now holds B's file
+    expect(b[1]).toBe('/memfd:fa');
+    expect(c[1]).toBe('/memfd:fc');
+    for (const x of [a, b, c]) expect(parseInt(x[3], 8) & 0o2000000).toBe(0);
+    expect(lines[3].trim().split(' ').map(Number)).toEqual(expectedFds([Number(a[0]), Number(b[0]), Number(c[0])]));
   });
 });
