@@ -198,6 +198,12 @@ describe('hostmemd-run', () => {
     expect(notExec.code).toBe(126);
   });
 
+  test('a target at the very top of the open-files limit: refused before anything is placed', async () => {
+    const top = native.openFilesLimit() - 1;
+    const r = await run(['--qmp', `unix:${server.sock}`, '--memdev', `ram0:${top}`, '--', 'true']);
+    expect(r).toMatchObject({ code: 2, stderr: `hostmemd-run: fd ${top} leaves too little room below the open-files limit (${top + 1}) to place 1 fds\n` });
+  });
+
   test('exit status of the exec\'d program is its own', async () => {
     const r = await run(['--qmp', `unix:${server.sock}`, '--memdev', 'ram0:3', '--', 'sh', '-c', 'test -e /proc/self/fd/3 && exit 7']);
     expect(r).toMatchObject({ code: 7, stderr: '' });
