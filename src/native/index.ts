@@ -11,4 +11,5 @@ export { populateWrite, preallocate, threadpoolSize, PREALLOC_PIECE } from './pr
 export type { PreallocOptions, PreallocProgress } from './prealloc';
 export * from './kvm';
 export * as sockets from './socket';
+export { Watch } from './poller';
 export type { Received } from './socket';
