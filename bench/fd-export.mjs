@@ -44,9 +44,14 @@ class FdClient {
       this.fds.push(...r.fds);
     }
   }
+  /** Sends a request and returns its reply (events skipped, their fds closed). */
   async request(text) {
     await native.sockets.sendWithFdsAsync(this.sock, Buffer.from(text));
-    return this.line();
+    for (;;) {
+      const r = await this.line();
+      if (!r.line.startsWith('{"timestamp"')) return r;
+      for (const fd of r.fds) fd.close();
+    }
   }
   close() {
     native.sockets.shutdown(this.sock);
