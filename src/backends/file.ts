@@ -12,12 +12,16 @@ import type { ReleaseMode, RestoreSource } from '../qom/user-creatable';
 import { Allocation, BackendServices, HostMemoryBackend } from './hostmem';
 import { mapFor, roundUp } from './map';
 import { fileType, isConfinementErrno, locateMemPath, memPathRefusal } from './mem-path';
+import { parseFdsetPath } from '../fds/imported';
 
 /** errnos file_ram_open looks at (<asm-generic/errno-base.h>). */
 const ENOENT = 2;
 const EEXIST = 17;
 /** Creation races lost (EEXIST, then gone again) before giving up with QEMU's text. */
 const CREATE_RETRIES = 4;
+
+/** An fd set's fd that is not a regular file (a FIFO, socket, device, directory). */
+export const FDSET_NOT_FILE_TEXT = "can't open backing store %s for guest RAM: the fd in the set is not a regular file";
 
 const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
 
@@ -42,10 +46,14 @@ export class FileBackend extends HostMemoryBackend {
       throw genericError("property 'rom' = 'off' is incompatible with 'readonly' = 'on' and 'share' = 'on'");
     }
     const romOn = this.rom === 'on' || (this.rom === 'auto' && this.readonly);
+    // "/dev/fdset/N" names an fd a client passed (add-fd): the file is the one the client
+    // opened itself, so no directory confinement applies to it (newer QEMU accepts fd sets
+    // here; QEMU 7.2 does not).
+    const fromSet = parseFdsetPath(this.memPath) !== undefined;
     // Checked even when a preserved fd will be used: a journal entry is held to the same rule.
-    if (!locateMemPath(this.memPath, this.services.memPathAllow)) throw memPathRefusal(this.memPath);
+    if (!fromSet && !locateMemPath(this.memPath, this.services.memPathAllow)) throw memPathRefusal(this.memPath);
     let fd = this.services.fds.find(this.memName);
-    if (!fd) fd = this.openBackingStore();
+    if (!fd) fd = fromSet ? this.openFromSet() : this.openBackingStore();
     try {
       const page = native.fdPageSize(fd);
       const align = this.align === 0n ? BigInt(page) : this.align;
@@ -89,6 +97,25 @@ export class FileBackend extends HostMemoryBackend {
     } finally {
       dir.close();
     }
+  }
+
+  /** qemu_open of "/dev/fdset/N": a copy of an fd of the set with the access mode this
+   *  backend opens with (O_RDWR, or O_RDONLY when readonly). Only a regular file is taken: a
+   *  FIFO, socket or device a client put in the set is refused without being touched. */
+  private openFromSet(): native.Fd {
+    const p = this.memPath;
+    let fd: native.Fd;
+    try {
+      if (!this.services.openFdset) throw new native.SysError('open', ENOENT);
+      fd = this.services.openFdset(p, this.readonly ? native.O_RDONLY : native.O_RDWR);
+    } catch (e) {
+      throw failedWith(`can't open backing store ${p} for guest RAM`, e);
+    }
+    if (fileType(fd) !== 'file') {
+      fd.close();
+      throw genericError(FDSET_NOT_FILE_TEXT.replace('%s', p));
+    }
+    return fd;
   }
 
   /** QEMU's file_ram_open beneath `dir`: open what is there, else create it (O_EXCL, retried
@@ -142,6 +169,8 @@ export class FileBackend extends HostMemoryBackend {
    *  left to complete(), which reports it. */
   protected override pathSource(): RestoreSource {
     const p = this.memPath;
+    // An fd set lived in the connection that made it: a restarted daemon has none.
+    if (parseFdsetPath(p) !== undefined) return { from: 'new', detail: `mem-path '${p}' named an fd set of a client connection, gone with the process` };
     const where = locateMemPath(p, this.services.memPathAllow);
     if (!where) return { from: 'path' };
     const dirText = `mem-path '${p}' is a directory: the memory was an unlinked file in it, gone with the process`;

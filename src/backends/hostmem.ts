@@ -43,6 +43,9 @@ export interface BackendServices {
   cpuCount(): number;
   /** Absolute directories memory-backend-file's mem-path must lie in (--mem-path-allow). */
   memPathAllow: readonly string[];
+  /** "/dev/fdset/N": a copy of an fd a client put in that set (add-fd) with this access mode;
+   *  throws SysError ENOENT / EACCES as open(2) would. Absent: no fd sets. */
+  openFdset?(path: string, accessMode: number): native.Fd;
 }
 
 export interface PreallocEntry {

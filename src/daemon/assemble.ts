@@ -21,6 +21,8 @@ import { vmmHandlers } from '../commands/vmm';
 import { VmmRegistry, fileKey } from './vmms';
 import * as native from '../native';
 import { exportHandlers } from '../commands/export';
+import { fdHandlers } from '../commands/fds';
+import { ImportedFds } from '../fds/imported';
 import { KvmAccelerator, KvmProbe } from '../accel/kvm';
 import { TypeRegistry, registerBaseTypes } from '../qom/object';
 import { ObjectTree } from '../qom/tree';
@@ -49,6 +51,8 @@ export interface Parts {
   journal: ObjectJournal;
   preallocs: PreallocTracker;
   monitor: Monitor;
+  /** Fds clients passed (getfd, add-fd). */
+  imported: ImportedFds;
   backends(): HostMemoryBackend[];
   /** Processes running on exported backends (memdev-export feeds it). */
   vmms: VmmRegistry;
@@ -78,6 +82,9 @@ export function assemble(ctx: AssemblyContext): Parts {
   teardown.add('kvm', () => kvm.close());
   if (kvm.facts.unavailable) logger.warn({ reason: kvm.facts.unavailable }, 'guest_memfd backends unavailable');
   const fds = new FdRegistry(notifier.enabled ? fdStoreMirror(notifier, logger) : undefined);
+  // Fds clients pass (getfd, add-fd): closed with their connection, or at exit.
+  const imported = new ImportedFds();
+  teardown.add('imported fds', () => imported.closeAll());
   const preallocs = new PreallocTracker((e) => bus.emit('prealloc-progress', e));
   const types = new TypeRegistry();
   registerBaseTypes(types);
@@ -93,6 +100,7 @@ export function assemble(ctx: AssemblyContext): Parts {
     },
     createGuestMemfd: (size) => kvm.createSharedGuestMemfd(size),
     guestMemfdVm: () => kvm.dupVmFd(),
+    openFdset: (p, mode) => imported.openFromSet(p, mode),
   });
   const journal = new ObjectJournal(new Journal(options.stateDir), fds, logger);
   teardown.add('journal probe', () => journal.close());
@@ -130,6 +138,7 @@ export function assemble(ctx: AssemblyContext): Parts {
         bus.emit('memdev-exported', e);
       },
     }),
+    fdHandlers(imported),
   ];
   for (const g of groups) g.forEach((h, n) => handlers.set(n, h));
   const commands = new Map<string, DispatchCommand>(table.map((c) => [c.name, { name: c.name, allowOob: c.allowOob, handler: handlers.get(c.name) }]));
@@ -137,8 +146,9 @@ export function assemble(ctx: AssemblyContext): Parts {
     onCommand: (command, cctx, error, startNs) => bus.emit('command-done', { command, client: cctx.session.clientId, error, startNs }),
     onUnexpected: (e, command) => logger.error({ err: e, command }, 'unexpected error in command'),
   });
+  bus.on('client-disconnected', ({ client }) => imported.clientGone(client));
   const monitor = new Monitor({ dispatcher, version, maxClients: options.maxClients, negotiationTimeoutMs: options.negotiationTimeoutMs });
-  return { model, validator, schemaCommands: table.map((c) => c.name), kvm, fds, objects, journal, preallocs, monitor, backends, vmms };
+  return { model, validator, schemaCommands: table.map((c) => c.name), kvm, fds, objects, journal, preallocs, monitor, imported, backends, vmms };
 }
 
 /** The "major:minor inode" of a backend's memory file, as /proc/PID/maps shows it. */

@@ -59,6 +59,15 @@ function execWith(req: LaunchRequest, file: string, exported: ExportedMemdev[], 
     exported.map((x, i) => ({ id: x.id, names: x.fds.map((f) => f.name), fd: req.memdevs[i].fd })),
     [],
   );
+  // Placing needs a spare number above every target for each fd (native/exec.ts moves them
+  // out of the way first), all below the open-files limit.
+  const limit = openFilesLimit();
+  const highest = Math.max(...plan.map((p) => p.target));
+  if (highest + plan.length >= limit) {
+    closeExports(exported);
+    io.err(`${PROG}: fd ${highest} leaves too little room below the open-files limit (${limit}) to place ${plan.length} fds\n`);
+    return 2;
+  }
   const placements: Placement[] = plan.map((p) => ({ fd: exported.find((x) => x.id === p.id)!.fds.find((f) => f.name === p.name)!.fd, target: p.target }));
   const env = Object.entries({ ...process.env, [FDS_VARIABLE]: fdsVariable(plan) })
     .filter((kv): kv is [string, string] => kv[1] !== undefined)

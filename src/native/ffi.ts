@@ -196,6 +196,84 @@ function onPool(fn: { async: (...a: unknown[]) => void }, args: unknown[]): Prom
     }
   });
 }
+// ---- readiness in Node's own event loop (the UNIX transport's reader: poller.ts) -----------
+// libuv's uv_poll, called in the node binary itself (it exports libuv for addons): the main
+// loop's epoll watches a socket for input without reading it, and calls back on the loop
+// thread, as it does for Node's own sockets. No thread is involved.
+const node = koffi.load(null);
+const uv = {
+  defaultLoop: node.func('void *uv_default_loop()'),
+  handleSize: node.func('size_t uv_handle_size(int type)'),
+  pollInit: node.func('int uv_poll_init(void *loop, void *handle, int fd)'),
+  pollStart: node.func('int uv_poll_start(void *handle, int events, void *cb)'),
+  pollStop: node.func('int uv_poll_stop(void *handle)'),
+  close: node.func('void uv_close(void *handle, void *cb)'),
+  strerror: node.func('const char *uv_strerror(int err)'),
+};
+/** uv_handle_type UV_POLL (uv.h). */
+const UV_POLL = 8;
+/** uv_poll_event: UV_READABLE | UV_DISCONNECT. */
+export const UV_READABLE = 1;
+export const UV_DISCONNECT = 4;
+
+type PollCallback = (status: number, events: number) => void;
+const pollCallbacks = new Map<Address, PollCallback>();
+const closeCallbacks = new Map<Address, () => void>();
+// One registered callback of each kind for all handles: they find theirs by address. A throw
+// must not unwind through libuv's C frames: it is rethrown on the next turn instead.
+const rethrow = (e: unknown): void => {
+  setImmediate(() => {
+    throw e;
+  });
+};
+const onPoll = koffi.register(
+  (handle: Address, status: number, events: number) => {
+    try {
+      pollCallbacks.get(BigInt(handle))?.(status, events);
+    } catch (e) {
+      rethrow(e);
+    }
+  },
+  koffi.pointer(koffi.proto('void (void *handle, int status, int events)')),
+);
+const onClose = koffi.register(
+  (handle: Address) => {
+    const key = BigInt(handle);
+    const then = closeCallbacks.get(key);
+    closeCallbacks.delete(key);
+    koffi.free(key);
+    try {
+      then?.();
+    } catch (e) {
+      rethrow(e);
+    }
+  },
+  koffi.pointer(koffi.proto('void (void *handle)')),
+);
+
+/** A uv_poll handle on `fd` in Node's main loop; its memory lives until uvPollClose's callback. */
+export function uvPollOpen(fd: number, cb: PollCallback): { handle: Address; rc: number } {
+  const handle = BigInt(koffi.alloc('uint8_t', Number(uv.handleSize(UV_POLL))) as bigint);
+  const rc: number = uv.pollInit(uv.defaultLoop(), handle, fd);
+  if (rc < 0) {
+    koffi.free(handle);
+    return { handle: 0n, rc };
+  }
+  pollCallbacks.set(handle, cb);
+  return { handle, rc };
+}
+export const uvPollStart = (handle: Address, events: number): number => uv.pollStart(handle, events, onPoll);
+export const uvPollStop = (handle: Address): number => uv.pollStop(handle);
+/** Stops and closes the handle; `then` runs once libuv is done with it (its fd may be closed
+ *  then, not before). */
+export function uvPollClose(handle: Address, then: () => void): void {
+  pollCallbacks.delete(handle);
+  closeCallbacks.set(handle, then);
+  uv.close(handle, onClose);
+}
+/** libuv's text for a negative UV_E* code. */
+export const uvStrerror = (err: number): string => uv.strerror(err) ?? `libuv error ${err}`;
+
 export const accept4Async = (fd: number, flags: number): Promise<{ rc: number; errno: number }> => onPool(f.accept4, [fd, null, null, flags]);
 export const sendmsgAsync = (fd: number, msg: Address, flags: number): Promise<{ rc: number; errno: number }> => onPool(f.sendmsg, [fd, msg, flags]);
 export const recvmsgAsync = (fd: number, msg: Address, flags: number): Promise<{ rc: number; errno: number }> => onPool(f.recvmsg, [fd, msg, flags]);

@@ -11,6 +11,7 @@ export { populateWrite, preallocate, threadpoolSize, PREALLOC_PIECE } from './pr
 export type { PreallocOptions, PreallocProgress } from './prealloc';
 export * from './kvm';
 export * as sockets from './socket';
+export { Watch } from './poller';
 export type { Received } from './socket';
 export { execWithFds, exitNow, openFilesLimit, FIRST_FREE_FD } from './exec';
 export type { Placement, ExecFailure } from './exec';

@@ -292,3 +292,48 @@ export function sendNow(sock: number, data: Buffer, fds: readonly Fd[]): number 
     block.free();
   }
 }
+
+/** What one nonblocking receive got. `bytes` empty and no fds: the peer closed its side. */
+export interface Incoming {
+  bytes: Buffer;
+  fds: Fd[];
+  /** MSG_CTRUNC: more fds came than `maxFds`; the kernel closed those that did not fit. */
+  fdsCut: boolean;
+}
+
+/** A receive buffer reused by every receiveNow call (they run one at a time, on the event loop). */
+let rx: { m: ReturnType<typeof buildMessage>; size: number; maxFds: number } | undefined;
+
+/** One nonblocking recvmsg(2) (MSG_DONTWAIT, fds close-on-exec) of at most `maxBytes` and
+ *  `maxFds` fds on a stream socket this process does not own as an Fd (a Node socket's).
+ *  Returns undefined when nothing is there (EAGAIN). Never blocks the event loop. */
+export function receiveNow(sock: number, maxBytes: number, maxFds: number): Incoming | undefined {
+  if (!rx || rx.size !== maxBytes || rx.maxFds !== maxFds) {
+    rx?.m.block.free();
+    rx = { m: buildMessage(maxBytes, maxFds), size: maxBytes, maxFds };
+  }
+  const m = rx.m;
+  const b = m.block.bytes;
+  // The kernel rewrites controllen and flags: restore them before each call.
+  b.writeBigUInt64LE(BigInt(m.controlLen), MSG.controllen);
+  b.writeInt32LE(0, MSG.flags);
+  const rc = ffi.recvmsg(sock, m.block.addr, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (rc < 0) {
+    const e = ffi.errno();
+    if (e === EAGAIN) return undefined;
+    throw new SysError('recvmsg', e);
+  }
+  const fds: Fd[] = [];
+  const controlLen = Number(b.readBigUInt64LE(MSG.controllen));
+  let off = m.control;
+  while (off + CMSG_HDR <= m.control + controlLen) {
+    const len = Number(b.readBigUInt64LE(off));
+    if (len < CMSG_HDR) break;
+    if (b.readInt32LE(off + 8) === SOL_SOCKET && b.readInt32LE(off + 12) === SCM_RIGHTS) {
+      for (let p = off + CMSG_HDR; p + 4 <= off + len; p += 4) fds.push(new Fd(b.readInt32LE(p)));
+    }
+    off += align8(len);
+  }
+  const flags = b.readInt32LE(MSG.flags);
+  return { bytes: Buffer.from(b.subarray(m.data, m.data + rc)), fds, fdsCut: (flags & MSG_CTRUNC) !== 0 };
+}

@@ -55,6 +55,9 @@ export interface SessionControl {
   /** Present when the connection can carry fds (a UNIX socket): the peer's credentials as
    *  the kernel reports them. */
   readonly fdPassing?: { peer(): PeerCredentials | undefined };
+  /** Takes the fd the client sent (SCM_RIGHTS) and no command took yet; extra fds of the same
+   *  batch are closed. Undefined when none is held (or the transport cannot carry fds). */
+  takeReceivedFd?(): PassedFd | undefined;
   /** Leaves negotiation mode with the given capabilities enabled. */
   completeNegotiation(caps: readonly string[]): void;
 }

@@ -217,8 +217,10 @@ export class QmpSession implements SessionControl {
     this.close();
   }
 
-  /** Feeds bytes from the peer. Replies produced synchronously are written in one batch. */
-  receive(chunk: Buffer): void {
+  /** Feeds bytes from the peer, and the fds that came with them (SCM_RIGHTS). Replies
+   *  produced synchronously are written in one batch. */
+  receive(chunk: Buffer, fds?: readonly PassedFd[]): void {
+    if (fds && fds.length > 0) this.holdFds(fds);
     if (this.state === SessionState.Closed) return;
     if (this.frozen) return this.receiveFrozen(chunk);
     this.inReceive = true;
@@ -256,10 +258,32 @@ export class QmpSession implements SessionControl {
     this.inputCharged = 0;
   }
 
+  /** fds received and not taken by a command yet: QEMU's way (qemu-facts: tcp_chr_recv) is to
+   *  hold the latest batch until a command takes it (getfd, add-fd) or another arrives, which
+   *  replaces it (the older one is closed). So one connection holds at most one batch. */
+  private receivedFds: readonly PassedFd[] = [];
+
+  private holdFds(fds: readonly PassedFd[]): void {
+    for (const fd of this.receivedFds) fd.close();
+    this.receivedFds = this.state === SessionState.Closed ? [] : fds;
+    if (this.state === SessionState.Closed) for (const fd of fds) fd.close();
+  }
+
+  /** A command takes the fds held (getfd, add-fd): the first is the caller's, the others are
+   *  closed here, as QEMU closes the ones a command does not take. Undefined: none held. */
+  takeReceivedFd(): PassedFd | undefined {
+    const [first, ...rest] = this.receivedFds;
+    this.receivedFds = [];
+    for (const fd of rest) fd.close();
+    return first;
+  }
+
   /** The peer went away: queued requests are dropped, partial input discarded (§1.7). A
    *  command already running finishes; its reply goes nowhere. */
   close(): void {
     if (this.state === SessionState.Closed) return;
+    for (const fd of this.receivedFds) fd.close();
+    this.receivedFds = [];
     this.state = SessionState.Closed;
     this.clearNegotiationDeadline();
     this.queue.length = 0;

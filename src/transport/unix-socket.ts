@@ -2,6 +2,10 @@
 // stale file replaced, removed on close) and adapts each connection to a session Transport.
 // It never looks inside the bytes; sessions do. The same server also serves a TCP port, and
 // connections made elsewhere (a monitor that connects out, an inherited connected fd).
+// Node writes; Node never reads: input is taken
+// with recvmsg(2) when a libuv poll handle in Node's own loop (native/poller.ts) reports it,
+// so fds a client sends with a request (SCM_RIGHTS, getfd/add-fd) reach the session instead of
+// being dropped by the kernel, as Node's read(2) would make it.
 import * as net from 'node:net';
 import * as fs from 'node:fs';
 import * as native from '../native';
@@ -43,6 +47,11 @@ const STALL_CHECK_MS = 1000;
  *  64 KiB per poll: a pipelining client would otherwise have 2 MiB of requests (~50,000) run
  *  before anyone else is served. */
 export const READ_BYTES_PER_TURN = 64 * 1024;
+/** Bytes asked for per recvmsg (libuv's read size). */
+const READ_CHUNK = 64 * 1024;
+/** fds taken per recvmsg: QEMU's TCP_MAX_FDS. More in one message are cut (MSG_CTRUNC), and
+ *  the kernel closes those that did not fit; each connection holds at most one such batch. */
+export const MAX_FDS_PER_READ = 16;
 /** How often a reply with fds retries when Node still has output queued or the socket buffer
  *  is full (Node tells neither when it empties: it is not the one writing). */
 const FD_RETRY_MS = 1;
@@ -54,10 +63,23 @@ interface Outgoing {
   fds?: readonly PassedFd[];
 }
 
+/** Where a connection's input goes. */
+interface InputSink {
+  data(chunk: Buffer, fds: native.Fd[]): void;
+  /** The peer shut down its sending side. */
+  end(): void;
+}
+
 class SocketTransport implements Transport {
   readonly kind = 'unix';
   clientId = 'unix-?';
   private handedOver = false;
+  /** The reader: a copy of the socket's fd (the poll handle watches it, so that the handle
+   *  never outlives its fd when Node closes its own) and the poll handle. */
+  private rfd: native.Fd | undefined;
+  private watch_: native.Watch | undefined;
+  private eof = false;
+  private sink: InputSink | undefined;
   /** Reading stopped by the session (long queue, handover) / by the output backlog. */
   private sessionPaused = false;
   private outputPaused = false;
@@ -88,8 +110,62 @@ class SocketTransport implements Transport {
     sock.once('close', () => {
       this.stopWatch();
       this.dropOutgoing();
+      this.stopReader();
     });
   }
+
+  /** Starts reading into `sink`. */
+  startReading(sink: InputSink): void {
+    this.sink = sink;
+    if (this.sock.destroyed) return;
+    this.rfd = new native.Fd(pipeHandle(this.sock).fd).dup();
+    this.watch_ = new native.Watch(this.rfd.fd, () => this.readSome());
+    this.kick();
+  }
+
+  private stopReader(): void {
+    const rfd = this.rfd;
+    this.watch_?.close(() => rfd?.close());
+    this.watch_ = undefined;
+    this.rfd = undefined;
+  }
+
+  private get mayRead(): boolean {
+    return !this.sessionPaused && !this.outputPaused && !this.turnPaused && !this.handedOver && !this.eof && !this.sock.destroyed && this.rfd !== undefined;
+  }
+
+  /** Reading may go on (a pause ended): watch for input again. */
+  private kick(): void {
+    if (this.mayRead) this.watch_?.start();
+  }
+
+  /** Input is there: take up to READ_BYTES_PER_TURN of it this turn (the poll handle is
+   *  level-triggered: what is left is read on the next turn), and stop watching while reading
+   *  is not allowed (kick() starts again). */
+  private readSome(): void {
+    while (this.mayRead) {
+      let r: native.sockets.Incoming | undefined;
+      try {
+        r = native.sockets.receiveNow(this.rfd!.fd, READ_CHUNK, MAX_FDS_PER_READ);
+      } catch {
+        // ECONNRESET and the like: the connection is gone.
+        this.sock.destroy();
+        return;
+      }
+      if (r === undefined) return; // drained: the handle stays started
+      if (r.bytes.length === 0 && r.fds.length === 0) {
+        this.eof = true;
+        this.watch_?.stop();
+        this.sink?.end();
+        return;
+      }
+      if (this.sink) this.sink.data(r.bytes, r.fds);
+      else for (const fd of r.fds) fd.close();
+      this.delivered(r.bytes.length);
+    }
+    this.watch_?.stop();
+  }
+
   attached(clientId: string): void {
     this.clientId = clientId;
   }
@@ -132,7 +208,6 @@ class SocketTransport implements Transport {
     // Text piling up behind a reply the peer does not take counts as a backlog, as Node's own.
     if (this.outgoingBytes > OUTPUT_PAUSE_BYTES && !this.outputPaused) {
       this.outputPaused = true;
-      this.sock.pause();
     }
   }
 
@@ -208,13 +283,10 @@ class SocketTransport implements Transport {
         this.turnBytes = 0;
         if (!this.turnPaused) return;
         this.turnPaused = false;
-        if (!this.sessionPaused && !this.outputPaused && !this.sock.destroyed) this.sock.resume();
+        this.kick();
       });
     }
-    if (this.turnBytes >= READ_BYTES_PER_TURN && !this.turnPaused) {
-      this.turnPaused = true;
-      this.sock.pause();
-    }
+    if (this.turnBytes >= READ_BYTES_PER_TURN && !this.turnPaused) this.turnPaused = true;
   }
   backlogged(then: () => void): boolean {
     if (!this.outputPaused) return false;
@@ -226,7 +298,6 @@ class SocketTransport implements Transport {
     if (!this.drainPending) {
       this.outputPaused = true;
       this.drainPending = true;
-      this.sock.pause();
       this.sock.once('drain', () => {
         this.drainPending = false;
         if (this.outgoingBytes <= OUTPUT_PAUSE_BYTES) this.outputDrained();
@@ -255,30 +326,21 @@ class SocketTransport implements Transport {
     this.outputPaused = false;
     this.stopWatch();
     for (const w of this.drainWaiters.splice(0)) w();
-    if (!this.sessionPaused && !this.outputPaused && !this.turnPaused && !this.sock.destroyed) this.sock.resume();
+    this.kick();
   }
   private stopWatch(): void {
     if (this.watch !== undefined) clearInterval(this.watch);
     this.watch = undefined;
   }
   pause(): void {
+    // Input already armed in the poller is simply not read when it comes (readSome checks).
     this.sessionPaused = true;
-    this.sock.pause();
   }
   resume(): void {
     this.sessionPaused = false;
-    if (this.handedOver) {
-      // A handover that took this connection failed: libuv stopped reading behind the
-      // stream's back (handOver), and the stream still counts a read in progress, so its own
-      // resume() would never start one. Start it here, as Node's tryReadStart does.
-      this.handedOver = false;
-      const h = pipeHandle(this.sock);
-      if (!this.sock.destroyed && !h.reading) {
-        h.reading = true;
-        h.readStart();
-      }
-    }
-    if (!this.outputPaused && !this.turnPaused) this.sock.resume();
+    // A handover that took this connection failed: read it again.
+    this.handedOver = false;
+    this.kick();
   }
   end(): void {
     if (this.outgoing.length > 0) {
@@ -290,9 +352,9 @@ class SocketTransport implements Transport {
     // (an idle client timed out) must not keep the socket open.
     this.sock.end(() => this.sock.destroy());
   }
-  /** Waits for written output to reach the kernel, stops libuv reading, and takes what Node
-   *  read but did not deliver (it goes to the session as input). Uses the Pipe handle's fd and readStop (Node internals, stable
-   *  on Unix): core Node has no public way to give a connection to another process. */
+  /** Waits for written output to reach the kernel and stops reading. Nothing is read ahead of
+   *  what was delivered, so nothing is pending. Uses the Pipe handle's fd (Node internals,
+   *  stable on Unix): core Node has no public way to give a connection to another process. */
   async handOver(): Promise<{ fd: number; pending: Buffer } | undefined> {
     const gone = (): boolean => this.sock.destroyed || (this.sock as unknown as { _handle?: unknown })._handle == null;
     if (gone()) return undefined; // closed meanwhile: nothing to hand over
@@ -304,12 +366,8 @@ class SocketTransport implements Transport {
     }
     if (gone()) return undefined;
     const h = pipeHandle(this.sock);
-    h.readStop();
-    h.reading = false;
+    this.watch_?.stop();
     this.handedOver = true; // resume() starts reading again if the handover fails
-    // What Node read but did not deliver: read() emits it as 'data', so the session takes it
-    // like any other input (and holds it, being frozen).
-    while (this.sock.read() !== null);
     return { fd: h.fd, pending: Buffer.alloc(0) };
   }
 }
@@ -319,9 +377,6 @@ const HANDOVER_FLUSH_MS = 5000;
 
 interface PipeHandle {
   fd: number;
-  reading: boolean;
-  readStop(): number;
-  readStart(): number;
 }
 function pipeHandle(s: net.Socket | net.Server): PipeHandle {
   const h = (s as unknown as { _handle?: PipeHandle })._handle;
@@ -347,7 +402,7 @@ export class UnixQmpServer {
     private readonly opts: UnixListenOptions,
     private readonly events: UnixServerEvents = {},
   ) {
-    this.server = net.createServer({ allowHalfOpen: true }, (sock) => this.accept(sock));
+    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (sock) => this.accept(sock));
   }
 
   get path(): string {
@@ -422,12 +477,8 @@ export class UnixQmpServer {
     this.sockets.add(sock);
     this.sessionOf.set(s, sock);
     this.events.onConnect?.(s.clientId);
-    sock.on('data', (chunk: Buffer) => {
-      s.receive(chunk);
-      transport.delivered(chunk.length);
-    });
     // Half-close: the session answers what it received, then ends the connection itself.
-    sock.on('end', () => s.peerEnded());
+    transport.startReading({ data: (chunk, fds) => s.receive(chunk, fds), end: () => s.peerEnded() });
     sock.on('error', () => sock.destroy());
     sock.on('close', () => {
       this.sockets.delete(sock);
@@ -439,7 +490,8 @@ export class UnixQmpServer {
 
   /** Takes over a connection handed over by another hostmemd (its fd and session state). */
   adoptClient(fd: number, state: SessionExport): QmpSession {
-    const sock = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+    // pauseOnCreate: Node must not start reading it (the transport reads with recvmsg).
+    const sock = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true, pauseOnCreate: true } as net.SocketConstructorOpts);
     const transport = this.transportFor(sock);
     const session = this.monitor.adopt(transport, state);
     this.track(sock, session, transport);
@@ -460,7 +512,7 @@ export class UnixQmpServer {
 
   /** The handover failed after closeForHandover: listen again on a copy of the old socket. */
   async relisten(fd: number): Promise<void> {
-    this.server = net.createServer({ allowHalfOpen: true }, (sock) => this.accept(sock));
+    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (sock) => this.accept(sock));
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen({ fd }, () => resolve());

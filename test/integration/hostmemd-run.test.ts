@@ -2,14 +2,16 @@
 // keeps the launcher's pid and has exactly fds 0-2, the memdev fds at the numbers asked for (with
 // collisions between received fds and targets), and what its parent passed on; every refusal
 // comes before exec with a clear text and a nonzero status (the argument checks themselves:
-// test/unit/launcher/args.test.ts); fetchMemdevFds as a library.
+// test/unit/launcher/args.test.ts); fetchMemdevFds as a library; and against the real daemon,
+// the program reads the daemon's bytes and the daemon's refusals reach the user.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn, ChildProcess } from 'node:child_process';
-import { ROOT, killAndWait, tmpDir } from '../helpers/daemon';
+import { ROOT, InProcess, killAndWait, startInProcess, tmpDir } from '../helpers/daemon';
 import { FakeExportServer } from '../helpers/fake-export-server';
 import { fdCount } from '../helpers/proc';
-import { fetchMemdevFds, closeExports } from '../../src/client/memdev-export';
+import { fetchMemdevFds, closeExports, memoryFd } from '../../src/client/memdev-export';
+import * as native from '../../src/native';
 import { ClientError } from '../../src/client/qmp-fd-client';
 
 const RUN = path.join(ROOT, 'bin', 'hostmemd-run');
@@ -34,8 +36,20 @@ async function run(args: string[]): Promise<Ran> {
   return { code, stdout, stderr };
 }
 
-/** Waits until process `pid` runs `comm` (the launcher has exec'd), then returns its fds as
- *  number → readlink target, and its HOSTMEMD_FDS. */
+/** Waits until the launcher has exec'd `sleep` and sleep sits in clock_nanosleep (before that
+ *  it may hold a locale file open for a moment), then returns its fds as number → readlink
+ *  target, their close-on-exec flags, and its HOSTMEMD_FDS. */
+/** x86-64 clock_nanosleep, where an idle sleep(1) waits (/proc/PID/syscall's first field). */
+const SYS_CLOCK_NANOSLEEP = '230';
+
+function sleeping(pid: number): boolean {
+  try {
+    return fs.readFileSync(`/proc/${pid}/syscall`, 'utf8').split(' ')[0] === SYS_CLOCK_NANOSLEEP;
+  } catch {
+    return false;
+  }
+}
+
 async function afterExec(p: ChildProcess, comm: string): Promise<{ fds: Map<number, string>; cloexec: Map<number, boolean>; env: string | undefined }> {
   const deadline = Date.now() + 15000;
   for (;;) {
@@ -45,7 +59,7 @@ async function afterExec(p: ChildProcess, comm: string): Promise<{ fds: Map<numb
     } catch {
       /* not yet, or gone */
     }
-    if (now === comm) break;
+    if (now === comm && sleeping(p.pid!)) break;
     if (p.exitCode !== null || Date.now() > deadline) throw new Error(`the launcher did not exec ${comm} (comm ${now}, exit ${p.exitCode})`);
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -73,6 +87,19 @@ async function fdCountSettles(n: number): Promise<number> {
 
 /** The fd numbers the exec'd program must have: stdio and `asked`, nothing else (not even
  *  what the launcher's parent passed on: see native/exec.ts). */
+/** This process's fd count once it has not moved for 150 ms (a connection just closed by a
+ *  client is closed by the daemon's side a moment later). */
+async function steadyFdCount(): Promise<number> {
+  let last = fdCount();
+  for (let same = 0; same < 3; ) {
+    await new Promise((r) => setTimeout(r, 50));
+    const now = fdCount();
+    same = now === last ? same + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
 function expectedFds(asked: number[]): number[] {
   return [0, 1, 2, ...asked].sort((a, b) => a - b);
 }
@@ -171,6 +198,12 @@ describe('hostmemd-run', () => {
     expect(notExec.code).toBe(126);
   });
 
+  test('a target at the very top of the open-files limit: refused before anything is placed', async () => {
+    const top = native.openFilesLimit() - 1;
+    const r = await run(['--qmp', `unix:${server.sock}`, '--memdev', `ram0:${top}`, '--', 'true']);
+    expect(r).toMatchObject({ code: 2, stderr: `hostmemd-run: fd ${top} leaves too little room below the open-files limit (${top + 1}) to place 1 fds\n` });
+  });
+
   test('exit status of the exec\'d program is its own', async () => {
     const r = await run(['--qmp', `unix:${server.sock}`, '--memdev', 'ram0:3', '--', 'sh', '-c', 'test -e /proc/self/fd/3 && exit 7']);
     expect(r).toMatchObject({ code: 7, stderr: '' });
@@ -210,5 +243,66 @@ describe('hostmemd-run', () => {
     const e = await fetchMemdevFds(server.sock, ['liar']).catch((x: unknown) => x);
     expect((e as Error).message).toBe('memdev-export liar: unexpected reply (it names 2 fds, 1 arrived)');
     expect(await fdCountSettles(before)).toBe(before);
+  });
+});
+
+describe('hostmemd-run with the real daemon', () => {
+  let d: InProcess;
+  beforeAll(async () => {
+    d = await startInProcess(['--object', 'memory-backend-memfd,id=ram0,size=1M', '--object', 'memory-backend-ram,id=priv0,size=1M', '--object', 'memory-backend-memfd,id=ram1,size=2M']);
+  });
+  afterAll(async () => {
+    await d.stop();
+  });
+
+  test('the exec\'d program reads the bytes hostmemd holds, at the fds asked for; the daemon keeps no fd per run', async () => {
+    const mark = Buffer.from('hostmemd-run-e2e');
+    const [ram0] = await fetchMemdevFds(d.sock, ['ram0']);
+    const m = native.mmap(ram0.size, native.PROT_READ | native.PROT_WRITE, native.MAP_SHARED, memoryFd(ram0), 0n);
+    m.write(4096, mark);
+    m.unmap();
+    closeExports([ram0]);
+    const before = await steadyFdCount();
+    for (let i = 0; i < 3; i++) {
+      const r = await run(['--qmp', `unix:${d.sock}`, '--memdev', 'ram1:3', '--memdev', 'ram0:7', '--', 'sh', '-c', 'stat -L -c %s /proc/self/fd/3; tail -c +4097 /proc/self/fd/7 | head -c 16']);
+      expect(r).toEqual({ code: 0, stdout: `2097152\n${mark.toString()}`, stderr: '' });
+    }
+    expect(await fdCountSettles(before)).toBe(before);
+  });
+
+  test('the daemon\'s refusals reach the user as its own texts, before exec', async () => {
+    const unknown = await run(['--qmp', `unix:${d.sock}`, '--memdev', 'ram0:3', '--memdev', 'nope', '--', 'true']);
+    expect(unknown).toEqual({ code: 1, stdout: '', stderr: "hostmemd-run: memdev-export nope: object 'nope' not found\n" });
+    const priv = await run(['--qmp', `unix:${d.sock}`, '--memdev', 'priv0', '--', 'true']);
+    expect(priv.code).toBe(1);
+    expect(priv.stderr).toMatch(/^hostmemd-run: memdev-export priv0: .*share=off.*\n$/);
+  });
+});
+
+describe('native execWithFds (the launcher\'s last step)', () => {
+  test('fds that sit on each other\'s targets are swapped, one already on its target loses close-on-exec, nothing else passes', async () => {
+    // In a child node (execWithFds replaces the process): three memfds, close-on-exec, at the
+    // numbers the kernel gave (A < B < C); A goes to B, B to A, C stays at C.
+    const script = `
+      const n = require(${JSON.stringify(path.join(ROOT, 'dist', 'native'))});
+      const [a, b, c] = ['fa', 'fb', 'fc'].map((x) => n.memfdCreate(x, n.MFD_CLOEXEC));
+      const f = n.execWithFds('/bin/sh', ['sh', '-c', 'for f in ' + [a.fd, b.fd, c.fd].join(' ') + '; do echo "$f $(readlink /proc/$$/fd/$f) $(grep flags /proc/$$/fdinfo/$f | cut -f2)"; done; ls /proc/$$/fd | sort -n | tr "\\\\n" " "'], [],
+        [{ fd: a, target: b.fd }, { fd: b, target: a.fd }, { fd: c, target: c.fd }]);
+      process.stderr.write('exec failed: ' + f.error.message);
+    `;
+    const p = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((r) => p.on('exit', (x) => r(x)));
+    expect({ code, err }).toEqual({ code: 0, err: '' });
+    const lines = out.trim().split('\n');
+    const [a, b, c] = lines.slice(0, 3).map((l) => l.split(' '));
+    expect(a[1]).toBe('/memfd:fb'); // fd number A now holds B's file
+    expect(b[1]).toBe('/memfd:fa');
+    expect(c[1]).toBe('/memfd:fc');
+    for (const x of [a, b, c]) expect(parseInt(x[3], 8) & 0o2000000).toBe(0);
+    expect(lines[3].trim().split(' ').map(Number)).toEqual(expectedFds([Number(a[0]), Number(b[0]), Number(c[0])]));
   });
 });

@@ -37,6 +37,8 @@ interface Backend {
   memdev?: Memdev;
   resident?: number;
   cpr?: CprObject;
+  /** memdev-export replies sent for it (absent: never exported). */
+  exports?: number;
 }
 
 let token = '';
@@ -217,18 +219,20 @@ type CprInfo = { objects: CprObject[]; problems: { id?: string; problem: string 
 async function readTree(): Promise<void> {
   const c = ui;
   if (!c) return;
-  const [root, objects, memdevs, , cpr] = (await Promise.all([
+  const [root, objects, memdevs, , cpr, exported] = (await Promise.all([
     c.execute('qom-list', { path: '/' }),
     c.execute('qom-list', { path: '/objects' }),
     c.execute('query-memdev'),
     refreshResident(false),
     c.execute('query-cpr').catch(() => undefined),
+    c.execute('query-memdev-exports').catch(() => []),
     refreshVmms(),
-  ])) as unknown as [Prop[], Prop[], Memdev[], void, CprInfo | undefined];
+  ])) as unknown as [Prop[], Prop[], Memdev[], void, CprInfo | undefined, { id: string; exports: number }[], void];
+  const exports = new Map(exported.map((e) => [e.id, e.exports]));
   const md = new Map(memdevs.map((m) => [m.id, m]));
   const restart = new Map((cpr?.objects ?? []).map((o) => [o.id, o]));
   const children = objects.filter((p) => p.type.startsWith('child<'));
-  backends = children.map((p) => ({ id: p.name, type: p.type.slice(6, -1), memdev: md.get(p.name), cpr: restart.get(p.name) }));
+  backends = children.map((p) => ({ id: p.name, type: p.type.slice(6, -1), memdev: md.get(p.name), cpr: restart.get(p.name), exports: exports.get(p.name) }));
   // A journal that cannot be written heads the list: it refuses new objects until it can.
   const journal = cpr?.['journal-state'] === 'degraded' ? [{ problem: `state journal degraded: ${cpr['journal-error'] ?? 'writes fail'}; new objects are refused until it is writable` }] : [];
   renderProblems([...journal, ...(cpr?.problems ?? [])]);
@@ -298,7 +302,8 @@ function renderBackends(): void {
       'tr',
       { 'data-testid': 'backend-row', 'data-id': b.id },
       h('td', {}, b.id),
-      h('td', {}, b.type),
+      // An exported backend's memory is also mapped by another process (a VMM).
+      h('td', {}, b.type, b.exports ? h('span', { class: 'exported', 'data-testid': 'exported', title: 'memdev-export replies sent: another process holds its fd' }, ` · exported ×${b.exports}`) : null),
       h('td', { class: 'num' }, m ? formatSize(m.size) : '—'),
       h('td', {}, m ? String(m.share) : '—'),
       h('td', {}, m ? String(m.prealloc) : '—'),

@@ -103,15 +103,30 @@ async function withHostmemdMemory<T>(sock: string, fn: (m: native.Mapping) => T 
   }
 }
 
-/** Waits until the guest's IVT (its first 16 bytes) is non-zero in hostmemd's memory; returns
- *  those bytes and how long it took. */
+/** How long the first IVT entries must stay the same before the test takes them as written:
+ *  SeaBIOS fills every vector with a default handler and then sets some (NMI) to their own, and
+ *  under load its vCPU thread may be descheduled in between. */
+const IVT_SETTLE_MS = 500;
+
+/** Waits until the guest has written its IVT into hostmemd's memory: returns how long after
+ *  `since` the first 16 bytes became non-zero, and those bytes once all four vectors are set
+ *  and have not changed for IVT_SETTLE_MS. */
 async function guestWroteIvt(sock: string, since: number): Promise<{ ivt: Buffer; ms: number }> {
   return withHostmemdMemory(sock, async (m) => {
     const deadline = Date.now() + IVT_WAIT_MS;
+    let ms: number | undefined;
+    let last: Buffer = Buffer.alloc(16);
+    let stableSince = Date.now();
     for (;;) {
       const ivt = m.read(0, 16);
-      if (ivt.some((b) => b !== 0)) return { ivt, ms: Date.now() - since };
-      if (Date.now() > deadline) throw new Error('the guest wrote no IVT into hostmemd memory');
+      if (ms === undefined && ivt.some((b) => b !== 0)) ms = Date.now() - since;
+      if (!ivt.equals(last)) {
+        last = ivt;
+        stableSince = Date.now();
+      }
+      const allSet = [0, 4, 8, 12].every((o) => ivt.readUInt32LE(o) !== 0);
+      if (allSet && Date.now() - stableSince >= IVT_SETTLE_MS) return { ivt, ms: ms! };
+      if (Date.now() > deadline) throw new Error(`the guest wrote no complete IVT into hostmemd memory (last: ${ivt.toString('hex')})`);
       await new Promise((r) => setTimeout(r, 5));
     }
   });
