@@ -31,9 +31,10 @@ describe('qom handlers', () => {
     const props = (await fx.run('qom-list', { path: 'm' })) as { name: string; type: string }[];
     expect(props.map((p) => p.name)).toEqual([
       'type', 'share', 'size', 'dump', 'prealloc-threads', 'x-use-canonical-path-for-ramblock-id', 'policy', 'prealloc-context', 'prealloc', 'reserve', 'host-nodes', 'merge',
-      'hugetlb', 'seal', 'hugetlbsize', 'guest-memfd',
+      'hugetlb', 'seal', 'hugetlbsize', 'guest-memfd', 'm[0]',
     ]);
     expect(props.find((p) => p.name === 'prealloc-context')!.type).toBe('link<thread-context>');
+    expect(props.find((p) => p.name === 'm[0]')!.type).toBe('child<memory-region>');
     expect(await fx.error('qom-list', { path: '/nope' })).toEqual({ class: 'DeviceNotFound', desc: "Device '/nope' not found" });
     await fx.run('object-add', { 'qom-type': 'memory-backend-ram', id: 'objects', size: MiB });
     expect(await fx.error('qom-list', { path: 'objects' })).toEqual({ class: 'GenericError', desc: "Path 'objects' is ambiguous" });
