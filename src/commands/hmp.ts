@@ -148,9 +148,11 @@ function hmpTable(svc: HmpServices): HmpCommandDef<Run>[] {
       params: '[-j] path property value',
       help: 'set a property of an object\n\t\t\t-j: the value is JSON',
       run: async (a) => {
+        // With -j QEMU parses the value before it looks for the object; without, after.
+        const json = a.json === true ? parseOneJson(a.value as string) : undefined;
         const obj = tree.lookup(a.path as string);
         const property = a.property as string;
-        const value = a.json === true ? parseOneJson(a.value as string) : valueFromText(obj, property, a.value as string);
+        const value = json !== undefined ? json : valueFromText(obj, property, a.value as string);
         try {
           await objects.setProperty(obj, property, value);
         } finally {

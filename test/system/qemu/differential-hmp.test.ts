@@ -14,7 +14,15 @@ const SAME: string[] = [
   'object_add memory-backend-memfd,id=m1,size=2M,share=on,dump=off',
   'object_add memory-backend-ram,id=r2,size=4096,host-nodes.0=0,policy=bind,merge=no',
   'object_add {"qom-type":"memory-backend-ram","id":"j1","size":8192}',
+  'object_add memory-backend-ram,id=c1,size=4096,x-use-canonical-path-for-ramblock-id=on',
+  'object_add memory-backend-file,id=f1,size=4096,mem-path=/nonexistent/x',
+  'object_add memory-backend-memfd,id=m3,size=4096,hugetlb=on,hugetlbsize=x',
   'info status',
+  'info qom-tree /objects/c1',
+  'qom-list c1',
+  'qom-get m1 seal',
+  'qom-set m1 seal off',
+  'qom-set m1 hugetlb on',
   'info qom-tree /objects',
   'info qom-tree objects',
   'info qom-tree /objects/r1',
@@ -112,6 +120,9 @@ const SAME: string[] = [
   'qom-get r1 prealloc-threads',
   'qom-set -j r1 dump 5',
   'qom-set -j r1 dump {',
+  'qom-set -j /nosuch dump {',
+  'qom-set -j /nosuch dump true',
+  'qom-set /nosuch dump {',
   'qom-set -x r1 dump on',
   'qom-set r1 dump',
   // the monitor itself
@@ -136,6 +147,8 @@ const QMP: [string, Record<string, unknown>?][] = [
   ['qom-get', { path: '/objects/r1/r1[0]', property: 'size' }],
   ['qom-get', { path: '/objects/m1/m1[0]', property: 'size' }],
   ['qom-get', { path: '/objects/r1', property: 'r1[0]' }],
+  ['qom-get', { path: '/objects/c1/\\x2fobjects\\x2fc1[0]', property: 'size' }],
+  ['qom-get', { path: '/objects/c1', property: '\\x2fobjects\\x2fc1[0]' }],
   ['qom-get', { path: 'r1[0]', property: 'type' }],
   ['qom-get', { path: 'r1[0]', property: 'container' }],
   ['qom-get', { path: 'r1[0]', property: 'addr' }],
@@ -161,7 +174,9 @@ function synopses(text: string): Map<string, string> {
 const haveQemu = qemuAvailable();
 if (!haveQemu) announceSkip('differential HMP tests against QEMU 7.2', 'qemu-system-x86_64 is not installed');
 (haveQemu ? describe : describe.skip)('differential: human monitor, query-status, memory-region children vs QEMU 7.2', () => {
-  const both = qemuAndHostmemd();
+  // QEMU opens any mem-path; hostmemd only beneath --mem-path-allow: allowing the missing
+  // directory gives both the same failure (ENOENT).
+  const both = qemuAndHostmemd(['--mem-path-allow', '/nonexistent']);
   let qc: RawQmpClient;
   let hc: RawQmpClient;
   beforeAll(async () => {
