@@ -159,7 +159,7 @@ export abstract class HostMemoryBackend extends UserCreatable {
     if (!type) return;
     const childName = memoryRegionChildName(name);
     if (this.children.has(childName)) return;
-    const region = new MemoryRegion(type, childName, () => this.size);
+    const region = new MemoryRegion(type, childName, this);
     region.parent = this;
     this.addChild(region);
   }

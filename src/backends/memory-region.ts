@@ -6,17 +6,22 @@ import { JsonValue } from '../json/value';
 
 export const MEMORY_REGION = 'memory-region';
 
+/** The backend it belongs to, as far as the region needs it (no import of hostmem.ts). */
+interface RegionOwner extends QomObject {
+  readonly size: bigint;
+}
+
 export class MemoryRegion extends QomObject {
   constructor(
     type: RegisteredType,
     name: string,
-    private readonly sizeOf: () => bigint,
+    private readonly owner: RegionOwner,
   ) {
     super(type, name);
   }
 
   get size(): bigint {
-    return this.sizeOf();
+    return this.owner.size;
   }
 }
 
