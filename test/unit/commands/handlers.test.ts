@@ -9,6 +9,7 @@ import { KvmAccelerator } from '../../../src/accel/kvm';
 import { toQmpError } from '../../../src/errors/to-qmp';
 import { CommandContext, PreEncoded } from '../../../src/qmp/messages';
 import { JsonValue } from '../../../src/json/value';
+import { encodeJson } from '../../../src/json/writer';
 
 let fx: ObjectsFixture;
 beforeEach(() => {
@@ -186,5 +187,11 @@ describe('control handlers', () => {
     expect(((await handlers.get('query-qmp-schema')!({}, CTX)) as PreEncoded).json).toBe('[{"name": "x"}]');
     expect(await handlers.get('quit')!({}, CTX)).toEqual({});
     expect(shutdowns).toEqual(['host-qmp-quit']);
+  });
+
+  test('query-status: QEMU 7.2\'s running machine, members in its wire order', async () => {
+    const status = (await handlers.get('query-status')!({}, CTX)) as Record<string, JsonValue>;
+    expect(status).toEqual({ running: true, singlestep: false, status: 'running' });
+    expect(encodeJson(status, { qdictOrder: true })).toBe('{"status": "running", "singlestep": false, "running": true}');
   });
 });
