@@ -68,16 +68,30 @@ function scanTo(text: string, from: number, stops: string): number {
   return i;
 }
 
+/** Reads and writes only own members: a key `__proto__` is a member like any other (plain
+ *  reads and assignments would reach or replace the prototype). */
+function own<T>(obj: Record<string, T>, key: string): T | undefined {
+  return Object.hasOwn(obj, key) ? obj[key] : undefined;
+}
+
+function setOwn<T>(obj: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 function put(tree: Tree, path: string[], value: string): void {
   let t = tree;
   for (let i = 0; i < path.length - 1; i++) {
-    const next = t[path[i]];
+    const next = own(t, path[i]);
     if (typeof next === 'string') throw genericError(`Parameters '${path.slice(0, i + 1).join('.')}.*' used inconsistently`);
-    t = t[path[i]] = next ?? {};
+    if (next === undefined) {
+      const made: Tree = {};
+      setOwn(t, path[i], made);
+      t = made;
+    } else t = next;
   }
   const last = path[path.length - 1];
-  if (typeof t[last] === 'object') throw genericError(`Parameter '${path.join('.')}' used inconsistently`);
-  t[last] = value;
+  if (typeof own(t, last) === 'object') throw genericError(`Parameter '${path.join('.')}' used inconsistently`);
+  setOwn(t, last, value);
 }
 
 /** object_add's argument: a help request, or object-add's arguments typed by the schema (the
@@ -89,22 +103,22 @@ export function parseObjectKeyval(text: string, model: SchemaModel, defined: Rea
     return { help: false, args: v as JsonObject };
   }
   const { tree, help } = keyvalParse(text, 'qom-type');
-  const qomType = tree['qom-type'];
+  const qomType = own(tree, 'qom-type');
   if (help) return { help: true, qomType: typeof qomType === 'string' ? qomType : undefined };
   if (qomType === undefined) throw genericError("Parameter 'qom-type' is missing");
   if (typeof qomType !== 'string') throw genericError("Invalid parameter type for 'qom-type', expected: string");
   const members = branchMembers(model, qomType, defined);
   if (!members) throw genericError(`Parameter 'qom-type' does not accept value '${qomType}'`);
   // The visitor meets `id` (a base member) before the branch's members.
-  if (tree.id === undefined) throw genericError("Parameter 'id' is missing");
+  if (own(tree, 'id') === undefined) throw genericError("Parameter 'id' is missing");
   const args: JsonObject = {};
   for (const [name, type] of members) {
-    const v = tree[name];
+    const v = own(tree, name);
     if (v === undefined) continue;
-    args[name] = typed(name, type, v);
+    setOwn(args, name, typed(name, type, v));
   }
   // Members the branch lacks stay as they are: the object-add check names them.
-  for (const [k, v] of Object.entries(tree)) if (!members.has(k)) args[k] = v as JsonValue;
+  for (const [k, v] of Object.entries(tree)) if (!members.has(k)) setOwn(args, k, v as JsonValue);
   return { help: false, args };
 }
 
@@ -114,7 +128,7 @@ function typed(name: string, type: string, v: string | Tree): JsonValue {
     const out: JsonValue[] = [];
     const count = Object.keys(v).length;
     for (let i = 0; i < count; i++) {
-      const e = v[String(i)];
+      const e = own(v, String(i));
       if (e === undefined) throw genericError(`Parameter '${name}.${i}' missing`);
       out.push(typed(`${name}.${i}`, type.slice(1, -1), e));
     }

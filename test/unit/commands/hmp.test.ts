@@ -181,3 +181,12 @@ describe('memory-region children', () => {
     expect(fx.tree.resolve('p[0]').kind).toBe('none');
   });
 });
+
+describe('hostile keys', () => {
+  test('__proto__ in object_add is a member like any other, never the prototype', async () => {
+    expect(await hmp('object_add memory-backend-ram,id=h,size=4096,__proto__.polluted=1')).toBe("Error: Parameter '__proto__' is unexpected\r\n");
+    expect(await hmp('object_add memory-backend-ram,id=h,size=4096,__proto__=x')).toBe("Error: Parameter '__proto__' is unexpected\r\n");
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(keyvalParse('t,__proto__.a=1', 'qom-type').tree).toEqual(Object.defineProperty({ 'qom-type': 't' }, '__proto__', { value: { a: '1' }, enumerable: true }));
+  });
+});
