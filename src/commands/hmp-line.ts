@@ -29,7 +29,8 @@ export type Parsed<R> =
   | { kind: 'output'; text: string }
   | { kind: 'run'; cmd: HmpCommandDef<R>; args: HmpArgs };
 
-const isSpace = (c: string | undefined): boolean => c !== undefined && /^[ \t\n\r\f\v]$/.test(c);
+/** C's isspace: space, \t, \n, \v, \f, \r. */
+const isSpace = (c: string | undefined): boolean => c === ' ' || (c !== undefined && c >= '\t' && c <= '\r');
 
 /** Whether `name` is one of the `|`-separated names of `def`. */
 function matches(def: { name: string }, name: string): boolean {
@@ -95,27 +96,38 @@ export function parseHmpLine<R>(line: string, table: readonly HmpCommandDef<R>[]
   return { kind: 'run', cmd, args };
 }
 
-/** A word up to white space, or a "quoted string" with the escapes \n \r \\ \' \". */
+const SPACE_RE = /[ \t\n\v\f\r]/g;
+const QUOTE_OR_ESCAPE_RE = /["\\]/g;
+
+/** Index of the first match of the global `re` at or after `from`, or the text's length. */
+function nextMatch(re: RegExp, text: string, from: number): number {
+  re.lastIndex = from;
+  return re.exec(text)?.index ?? text.length;
+}
+
+/** A word up to white space, or a "quoted string" with the escapes \n \r \\ \' \". Pieces
+ *  are sliced, not added a character at a time: a line may be megabytes long. */
 function readWord(line: string, p: number): { text: string; end: number } | undefined {
   if (p >= line.length) return undefined;
-  let text = '';
   if (line[p] !== '"') {
-    while (p < line.length && !isSpace(line[p])) text += line[p++];
-    return { text, end: p };
+    const end = nextMatch(SPACE_RE, line, p);
+    return { text: line.slice(p, end), end };
   }
-  p++;
-  while (p < line.length && line[p] !== '"') {
-    if (line[p] === '\\') {
-      const c = line[p + 1];
-      p += 2;
-      if (c === 'n') text += '\n';
-      else if (c === 'r') text += '\r';
-      else if (c === '\\' || c === "'" || c === '"') text += c;
-      else return undefined; // QEMU: unsupported escape code
-    } else text += line[p++];
+  const parts: string[] = [];
+  let from = ++p;
+  while ((p = nextMatch(QUOTE_OR_ESCAPE_RE, line, p)) < line.length && line[p] !== '"') {
+    parts.push(line.slice(from, p));
+    const c = line[p + 1];
+    if (c === 'n') parts.push('\n');
+    else if (c === 'r') parts.push('\r');
+    else if (c === '\\' || c === "'" || c === '"') parts.push(c);
+    else return undefined; // QEMU: unsupported escape code
+    p += 2;
+    from = p;
   }
   if (line[p] !== '"') return undefined; // unterminated string
-  return { text, end: p + 1 };
+  parts.push(line.slice(from, p));
+  return { text: parts.join(''), end: p + 1 };
 }
 
 /** QEMU's help line: `name params -- help`, commands sorted by name. */

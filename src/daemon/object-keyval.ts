@@ -48,12 +48,16 @@ export function keyvalParse(text: string, impliedKey: string): { tree: Tree; hel
     }
     let value = implied ? key : '';
     let i = implied ? keyEnd : keyEnd + 1;
-    for (; !implied && i < text.length; i++) {
-      if (text[i] === ',') {
-        if (text[i + 1] !== ',') break;
-        i++;
+    // Sliced between commas, not added a character at a time: a value may be megabytes long.
+    for (let from = i; !implied; ) {
+      i = scanTo(text, i, ',');
+      if (text[i + 1] !== ',' || i >= text.length) {
+        value += text.slice(from, i);
+        break;
       }
-      value += text[i];
+      value += text.slice(from, i + 1);
+      i += 2;
+      from = i;
     }
     put(tree, path, value);
     p = i + 1;
@@ -62,10 +66,13 @@ export function keyvalParse(text: string, impliedKey: string): { tree: Tree; hel
   return { tree, help };
 }
 
-function scanTo(text: string, from: number, stops: string): number {
-  let i = from;
-  while (i < text.length && !stops.includes(text[i])) i++;
-  return i;
+/** Index of the first of `stops` at or after `from`, or the text's length. */
+function scanTo(text: string, from: number, stops: ',' | '=,'): number {
+  const comma = text.indexOf(',', from);
+  const end = comma < 0 ? text.length : comma;
+  if (stops === ',') return end;
+  const eq = text.indexOf('=', from);
+  return eq >= 0 && eq < end ? eq : end;
 }
 
 /** Reads and writes only own members: a key `__proto__` is a member like any other (plain

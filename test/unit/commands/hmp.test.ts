@@ -190,3 +190,11 @@ describe('hostile keys', () => {
     expect(keyvalParse('t,__proto__.a=1', 'qom-type').tree).toEqual(Object.defineProperty({ 'qom-type': 't' }, '__proto__', { value: { a: '1' }, enumerable: true }));
   });
 });
+
+test('a command line of megabytes is read in linear time', async () => {
+  const big = 'x'.repeat(8 << 20);
+  const t0 = Date.now();
+  expect((await hmp(`qom-get "${big}" y`)).length).toBe(`Error: Device '' not found\r\n`.length + big.length);
+  expect(await hmp(`object_add memory-backend-ram,id=b,size=4096,policy=${big},,`)).toMatch(/^Error: Parameter 'policy' does not accept value 'x{1024}/);
+  expect(Date.now() - t0).toBeLessThan(5000);
+});
