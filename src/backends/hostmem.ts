@@ -11,6 +11,7 @@ import { visitBool, visitEnum, visitStr, visitUint16List, visitUint64, visitUint
 import * as native from '../native';
 import { sizeToStr } from './size-str';
 import { FdRegistry } from '../fds/registry';
+import { MemoryRegion, memoryRegionChildName } from './memory-region';
 
 export const HOST_MEM_POLICIES = ['default', 'preferred', 'bind', 'interleave'] as const;
 export type HostMemPolicy = (typeof HOST_MEM_POLICIES)[number];
@@ -46,6 +47,9 @@ export interface BackendServices {
   /** "/dev/fdset/N": a copy of an fd a client put in that set (add-fd) with this access mode;
    *  throws SysError ENOENT / EACCES as open(2) would. Absent: no fd sets. */
   openFdset?(path: string, accessMode: number): native.Fd;
+  /** The memory-region type (registerBackendTypes sets it): a created backend shows its
+   *  region as the child `<name>[0]`, as QEMU's do. Without it, no child is made. */
+  memoryRegion?: RegisteredType;
 }
 
 export interface PreallocEntry {
@@ -150,6 +154,19 @@ export abstract class HostMemoryBackend extends UserCreatable {
       this.release('deleted');
       throw e;
     }
+    this.addRegionChild(name);
+  }
+
+  /** The `<name>[0]` child, named after the RAMBlock; the tree indexes it when the backend
+   *  joins /objects. */
+  private addRegionChild(name: string): void {
+    const type = this.services.memoryRegion;
+    if (!type) return;
+    const childName = memoryRegionChildName(name);
+    if (this.children.has(childName)) return;
+    const region = new MemoryRegion(type, childName, this);
+    region.parent = this;
+    this.addChild(region);
   }
 
   /** Whether the memory's contents outlive the process: only shared memory behind an fd does

@@ -7,6 +7,7 @@ import { MemfdBackend, MEMFD_PROPERTIES, MemfdServices } from './memfd';
 import { FileBackend, FILE_PROPERTIES } from './file';
 import { ShmBackend } from './shm';
 import { GuestMemfdBackend } from './guest-memfd';
+import { registerMemoryRegionType } from './memory-region';
 
 export { HostMemoryBackend, PreallocTracker } from './hostmem';
 export type { BackendServices, PreallocEntry } from './hostmem';
@@ -16,7 +17,9 @@ export type { ExportedMemory } from './export';
 
 export const MEMORY_BACKEND = 'memory-backend';
 
-export function registerBackendTypes(reg: TypeRegistry, services: MemfdServices): void {
+export function registerBackendTypes(reg: TypeRegistry, memfdServices: MemfdServices): void {
+  // Backends show their memory region as a child, as QEMU's do.
+  const services: MemfdServices = { ...memfdServices, memoryRegion: registerMemoryRegionType(reg) };
   const props = <T>(p: PropertyDef<T & HostMemoryBackend>[]): PropertyDef[] => p as unknown as PropertyDef[];
   reg.register({ name: MEMORY_BACKEND, parent: 'object', abstract: true, userCreatable: true, properties: props(MEMORY_BACKEND_PROPERTIES) });
   const ram = reg.register({ name: 'memory-backend-ram', parent: MEMORY_BACKEND, userCreatable: true, create: (id) => new RamBackend(ram, id, services) });

@@ -1,6 +1,7 @@
-// Handlers of the protocol-control and introspection commands (qapi/control.json,
-// qapi/introspect.json): qmp_capabilities, query-version, query-commands, quit,
-// query-qmp-schema. They return values; the session encodes them.
+// Handlers of the protocol-control, introspection and run-state commands (qapi/control.json,
+// qapi/introspect.json, qapi/run-state.json): qmp_capabilities, query-version,
+// query-commands, quit, query-qmp-schema, query-status. They return values; the session
+// encodes them.
 import { QmpError, genericError } from '../errors/qmp-error';
 import { Handler, PreEncoded } from '../qmp/messages';
 import { JsonValue } from '../json/value';
@@ -38,6 +39,9 @@ export function controlHandlers(svc: ControlServices): Map<string, Handler> {
       },
     ],
     ['query-version', () => versionValue()],
+    // QEMU 7.2's StatusInfo of a running machine; hostmemd has no other state to report.
+    // Members in schema order: QDict output order depends on insertion order within a bucket.
+    ['query-status', () => ({ running: true, singlestep: false, status: 'running' })],
     ['query-commands', () => svc.commandNames().map((name) => ({ name }))],
     ['query-qmp-schema', () => schema],
     [

@@ -17,41 +17,41 @@ export interface CprServices {
   handover(channel: string, freezeTimeoutMs?: number): Promise<() => Promise<void>>;
 }
 
+/** query-cpr's answer (also `info cpr`'s). */
+export function cprInfo(svc: CprServices): JsonValue {
+  const objects: JsonValue[] = [];
+  for (const o of svc.objects()) {
+    const fate = svc.cpr.origin(o.name);
+    const entry: Record<string, JsonValue> = {
+      id: o.name,
+      'qom-type': o.typeName,
+      preserved: o.keeping()?.preservable ?? true,
+      origin: fate.origin,
+    };
+    objects.push(entry);
+  }
+  const problems: JsonValue[] = svc.cpr.problems.map((p) => {
+    const e: Record<string, JsonValue> = { problem: p.problem };
+    if (p.id !== undefined) e.id = p.id;
+    if (p.file !== undefined) e.file = p.file;
+    return e;
+  });
+  const lost: JsonValue[] = svc.cpr.lost.map((l) => {
+    const e: Record<string, JsonValue> = { id: l.id, 'qom-type': l.qomType, reason: l.reason };
+    if (l.file !== undefined) e.file = l.file;
+    return e;
+  });
+  const health = svc.cpr.health();
+  const info: Record<string, JsonValue> = { journal: svc.journalDir, 'fd-store': svc.fdStore, objects, problems, lost, 'journal-state': health.degraded ? 'degraded' : 'writable' };
+  if (health.reason !== undefined) info['journal-error'] = health.reason;
+  if (health.since !== undefined) info['journal-since'] = health.since;
+  info['journal-pending'] = health.pending;
+  return info;
+}
+
 export function cprHandlers(svc: CprServices): Map<string, Handler> {
   return new Map<string, Handler>([
-    [
-      'query-cpr',
-      () => {
-        const objects: JsonValue[] = [];
-        for (const o of svc.objects()) {
-          const fate = svc.cpr.origin(o.name);
-          const entry: Record<string, JsonValue> = {
-            id: o.name,
-            'qom-type': o.typeName,
-            preserved: o.keeping()?.preservable ?? true,
-            origin: fate.origin,
-          };
-          objects.push(entry);
-        }
-        const problems: JsonValue[] = svc.cpr.problems.map((p) => {
-          const e: Record<string, JsonValue> = { problem: p.problem };
-          if (p.id !== undefined) e.id = p.id;
-          if (p.file !== undefined) e.file = p.file;
-          return e;
-        });
-        const lost: JsonValue[] = svc.cpr.lost.map((l) => {
-          const e: Record<string, JsonValue> = { id: l.id, 'qom-type': l.qomType, reason: l.reason };
-          if (l.file !== undefined) e.file = l.file;
-          return e;
-        });
-        const health = svc.cpr.health();
-        const info: Record<string, JsonValue> = { journal: svc.journalDir, 'fd-store': svc.fdStore, objects, problems, lost, 'journal-state': health.degraded ? 'degraded' : 'writable' };
-        if (health.reason !== undefined) info['journal-error'] = health.reason;
-        if (health.since !== undefined) info['journal-since'] = health.since;
-        info['journal-pending'] = health.pending;
-        return info;
-      },
-    ],
+    ['query-cpr', () => cprInfo(svc)],
     [
       'cpr-handover',
       async (a) => {

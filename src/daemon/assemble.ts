@@ -15,8 +15,11 @@ import { Monitor, VersionInfo } from '../qmp/monitor';
 import { Handler } from '../qmp/messages';
 import { controlHandlers } from '../commands/control';
 import { accelHandlers } from '../commands/accel';
-import { qomHandlers } from '../commands/qom';
-import { cprHandlers } from '../commands/cpr';
+import { qomHandlers, MemdevReplies } from '../commands/qom';
+import { cprHandlers, cprInfo, CprServices } from '../commands/cpr';
+import { hmpHandlers } from '../commands/hmp';
+import { genericError } from '../errors/qmp-error';
+import { parseObjectKeyval } from './object-keyval';
 import { vmmHandlers } from '../commands/vmm';
 import { VmmRegistry, fileKey } from './vmms';
 import * as native from '../native';
@@ -119,11 +122,13 @@ export function assemble(ctx: AssemblyContext): Parts {
   const handlers = new Map<string, Handler>();
   const implemented = (): string[] => table.filter((c) => handlers.has(c.name)).map((c) => c.name);
   const schemaJson = encodeJson(buildIntrospection(model, CONFIG_SYMBOLS) as unknown as JsonValue, { qdictOrder: true });
+  const cprServices: CprServices = { journalDir: journal.journal.dir, fdStore: notifier.enabled, objects: () => objects.list(), cpr: journal, handover: ctx.handover };
+  const memdevs = new MemdevReplies();
   const groups = [
     controlHandlers({ version, commandNames: implemented, schemaJson, requestShutdown: (reason) => bus.emit('shutdown-requested', reason) }),
     accelHandlers({ kvm: kvm.facts, preallocs: () => preallocs.list() }),
-    cprHandlers({ journalDir: journal.journal.dir, fdStore: notifier.enabled, objects: () => objects.list(), cpr: journal, handover: ctx.handover }),
-    qomHandlers(tree, objects),
+    cprHandlers(cprServices),
+    qomHandlers(tree, objects, memdevs),
     vmmHandlers({
       vmms: () => vmms.list((id) => backendFileKey(backends().find((b) => b.name === id))) as unknown as JsonValue[],
       upgrades: () => vmms.upgrades() as unknown as JsonValue[],
@@ -139,6 +144,21 @@ export function assemble(ctx: AssemblyContext): Parts {
       },
     }),
     fdHandlers(imported),
+    hmpHandlers({
+      version,
+      tree,
+      objects,
+      // HMP's object_add: keyval (or JSON) text, then the checks of a QMP object-add.
+      objectArgs: (text) => {
+        const parsed = parseObjectKeyval(text, model, CONFIG_SYMBOLS);
+        if (parsed.help) return parsed;
+        const checked = validator.validate('object-add', parsed.args);
+        if (!checked.ok) throw genericError(checked.desc);
+        return { help: false, args: checked.value };
+      },
+      cpr: () => cprInfo(cprServices),
+      changed: (obj) => memdevs.changed(obj),
+    }),
   ];
   for (const g of groups) g.forEach((h, n) => handlers.set(n, h));
   const commands = new Map<string, DispatchCommand>(table.map((c) => [c.name, { name: c.name, allowOob: c.allowOob, handler: handlers.get(c.name) }]));

@@ -63,7 +63,7 @@ export interface ParsedObjectOpt {
 }
 
 /** Member name → QAPI type name of an ObjectOptions branch (base members included). */
-function branchMembers(model: SchemaModel, qomType: string, defined: ReadonlySet<string>): Map<string, string> | undefined {
+export function branchMembers(model: SchemaModel, qomType: string, defined: ReadonlySet<string>): Map<string, string> | undefined {
   const union = model.entities.get('ObjectOptions') as QapiObjectType | undefined;
   const out = new Map<string, string>();
   if (!union || union.meta !== 'object') return undefined;

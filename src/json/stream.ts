@@ -481,6 +481,16 @@ export class JsonStreamParser {
     this.onItem(item);
   }
 
+  /** The input ended (QEMU's json_message_parser_flush, for a text parsed on its own): the
+   *  unfinished message's first error, or premature EOI; undefined when none is open. Call it
+   *  after a delimiter has closed the last token. */
+  endOfInput(): StreamItem | undefined {
+    if (this.tokenCount === 0) return undefined;
+    const item: StreamItem = { kind: 'error', desc: this.expect === P_ERROR ? this.err : `${PARSE_ERROR}premature EOI` };
+    this.resetMessage();
+    return item;
+  }
+
   private fail(desc: string): void {
     this.resetMessage();
     this.onItem({ kind: 'error', desc });

@@ -1,6 +1,7 @@
 // The object tree: root `/` with the `/objects` container (the only other root child:
-// hostmemd has no machine, chardevs or devices). Absolute and partial path resolution with
-// QEMU's errors (qemu-facts §4.1), indexed so lookups do not scan the tree.
+// hostmemd has no machine, chardevs or devices; a backend has its memory-region child).
+// Absolute and partial path resolution with QEMU's errors (qemu-facts §4.1), indexed so
+// lookups do not scan the tree.
 import { QomObject, TypeRegistry, registerBaseTypes } from './object';
 import { QmpError, genericError } from '../errors/qmp-error';
 
@@ -21,26 +22,37 @@ export class ObjectTree {
     this.attach(this.root, this.objects);
   }
 
-  /** Adds `child` under `parent`; the caller has checked the name is free. */
+  /** Adds `child` under `parent`; the caller has checked the name is free. Children the
+   *  object already has (a backend's memory region) are indexed with it. */
   attach(parent: QomObject, child: QomObject): void {
     child.parent = parent;
     parent.addChild(child);
-    const had = this.byName.get(child.name);
-    if (had === undefined) this.byName.set(child.name, child);
-    else if (had instanceof Set) had.add(child);
-    else if (had !== child) this.byName.set(child.name, new Set([had, child]));
+    this.index(child);
   }
 
   detach(child: QomObject): void {
     if (!child.parent) return;
     child.parent.removeChild(child.name);
     child.parent = undefined;
-    const had = this.byName.get(child.name);
-    if (had === child) this.byName.delete(child.name);
+    this.unindex(child);
+  }
+
+  private index(obj: QomObject): void {
+    const had = this.byName.get(obj.name);
+    if (had === undefined) this.byName.set(obj.name, obj);
+    else if (had instanceof Set) had.add(obj);
+    else if (had !== obj) this.byName.set(obj.name, new Set([had, obj]));
+    for (const c of obj.children.values()) this.index(c);
+  }
+
+  private unindex(obj: QomObject): void {
+    const had = this.byName.get(obj.name);
+    if (had === obj) this.byName.delete(obj.name);
     else if (had instanceof Set) {
-      had.delete(child);
-      if (had.size === 1) this.byName.set(child.name, had.values().next().value!);
+      had.delete(obj);
+      if (had.size === 1) this.byName.set(obj.name, had.values().next().value!);
     }
+    for (const c of obj.children.values()) this.unindex(c);
   }
 
   resolve(path: string): Resolution {

@@ -23,9 +23,9 @@ if (!haveSocat) announceSkip('socat test', 'socat is not installed (apt-get inst
   p.stdin.end();
   await new Promise((r) => p.on('exit', r));
   const lines = out.split('\r\n');
-  expect(lines[0]).toMatch(/^\{"QMP": \{"version": \{"qemu": \{"micro": 0, "minor": 1, "major": 11\}, "package": "hostmemd [0-9.]+"\}, "capabilities": \["oob"\]\}\}$/);
+  expect(lines[0]).toMatch(/^\{"QMP": \{"version": \{"qemu": \{"micro": 0, "minor": 2, "major": 7\}, "package": "hostmemd [0-9.]+"\}, "capabilities": \["oob"\]\}\}$/);
   expect(lines[1]).toBe('{"return": {}}');
-  expect(lines[2]).toMatch(/^\{"return": \{"qemu": \{"micro": 0, "minor": 1, "major": 11\}, "package": "hostmemd [0-9.]+"\}\}$/);
+  expect(lines[2]).toMatch(/^\{"return": \{"qemu": \{"micro": 0, "minor": 2, "major": 7\}, "package": "hostmemd [0-9.]+"\}\}$/);
   await d.stop();
 });
 

@@ -208,7 +208,7 @@ maybe('web console in chromium', () => {
     await expect(input.inputValue()).resolves.toBe('query-version ');
     await input.press('Enter');
     const log = page.getByTestId('console-log');
-    await log.locator('.line.in').filter({ hasText: '{"return": {"qemu": {"micro": 0, "minor": 1, "major": 11}, "package": "hostmemd 0.1.0"}}' }).waitFor();
+    await log.locator('.line.in').filter({ hasText: '{"return": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": "hostmemd 0.1.0"}}' }).waitFor();
     await input.fill('{"execute":"qom-li');
     await input.press('Tab');
     await expect(input.inputValue()).resolves.toBe('{"execute":"qom-list');

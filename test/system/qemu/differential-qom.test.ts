@@ -1,7 +1,7 @@
 // Differential test of the object commands against QEMU 7.2: the same object-add/object-del,
 // query-memdev and qom-list/get/set requests go to both; errors must match in class and text,
-// and results must match in value (qom-list as a set of the properties both have: QEMU also
-// lists a memory-region child, hostmemd the guest-memfd property of a later QEMU level).
+// and results must match in value (qom-list as a set, without the guest-memfd property that
+// hostmemd's memfd backend has beyond QEMU 7.2; both list the `<id>[0]` memory-region child).
 import { RawQmpClient } from '../../helpers/qmp-client';
 import { qemuAvailable, qemuAndHostmemd, announceSkip } from '../../helpers/qemu';
 
@@ -60,7 +60,7 @@ const REQUESTS: [string, Record<string, unknown>?][] = [
 function canon(v: unknown, cmd: string): unknown {
   if (Array.isArray(v)) {
     let items = v.map((x) => canon(x, cmd));
-    if (cmd === 'qom-list') items = items.filter((x) => !/\[0\]|guest-memfd/.test(JSON.stringify(x)));
+    if (cmd === 'qom-list') items = items.filter((x) => !/guest-memfd/.test(JSON.stringify(x)));
     return items.map((x) => JSON.stringify(x)).sort();
   }
   if (v && typeof v === 'object') {

@@ -9,6 +9,7 @@ import { KvmAccelerator } from '../../../src/accel/kvm';
 import { toQmpError } from '../../../src/errors/to-qmp';
 import { CommandContext, PreEncoded } from '../../../src/qmp/messages';
 import { JsonValue } from '../../../src/json/value';
+import { encodeJson } from '../../../src/json/writer';
 
 let fx: ObjectsFixture;
 beforeEach(() => {
@@ -31,9 +32,10 @@ describe('qom handlers', () => {
     const props = (await fx.run('qom-list', { path: 'm' })) as { name: string; type: string }[];
     expect(props.map((p) => p.name)).toEqual([
       'type', 'share', 'size', 'dump', 'prealloc-threads', 'x-use-canonical-path-for-ramblock-id', 'policy', 'prealloc-context', 'prealloc', 'reserve', 'host-nodes', 'merge',
-      'hugetlb', 'seal', 'hugetlbsize', 'guest-memfd',
+      'hugetlb', 'seal', 'hugetlbsize', 'guest-memfd', 'm[0]',
     ]);
     expect(props.find((p) => p.name === 'prealloc-context')!.type).toBe('link<thread-context>');
+    expect(props.find((p) => p.name === 'm[0]')!.type).toBe('child<memory-region>');
     expect(await fx.error('qom-list', { path: '/nope' })).toEqual({ class: 'DeviceNotFound', desc: "Device '/nope' not found" });
     await fx.run('object-add', { 'qom-type': 'memory-backend-ram', id: 'objects', size: MiB });
     expect(await fx.error('qom-list', { path: 'objects' })).toEqual({ class: 'GenericError', desc: "Path 'objects' is ambiguous" });
@@ -185,5 +187,11 @@ describe('control handlers', () => {
     expect(((await handlers.get('query-qmp-schema')!({}, CTX)) as PreEncoded).json).toBe('[{"name": "x"}]');
     expect(await handlers.get('quit')!({}, CTX)).toEqual({});
     expect(shutdowns).toEqual(['host-qmp-quit']);
+  });
+
+  test('query-status: QEMU 7.2\'s running machine, members in its wire order', async () => {
+    const status = (await handlers.get('query-status')!({}, CTX)) as Record<string, JsonValue>;
+    expect(status).toEqual({ running: true, singlestep: false, status: 'running' });
+    expect(encodeJson(status, { qdictOrder: true })).toBe('{"status": "running", "singlestep": false, "running": true}');
   });
 });

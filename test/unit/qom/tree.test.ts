@@ -54,3 +54,24 @@ test('an object named like the container is ambiguous by its last component only
   tree.detach(o);
   expect(tree.resolve('objects')).toEqual({ kind: 'found', obj: tree.objects });
 });
+
+test('one child, then two, then one again; children made before attach are indexed with it', () => {
+  const { tree, obj } = setup();
+  const a = obj('a');
+  const a0 = obj('a[0]');
+  a0.parent = a;
+  a.addChild(a0);
+  tree.attach(tree.objects, a);
+  expect(tree.resolve('a[0]')).toEqual({ kind: 'found', obj: a0 });
+  expect([...a.children.keys()]).toEqual(['a[0]']);
+  expect(a.listProperties()).toEqual([{ name: 'type', type: 'string' }, { name: 'a[0]', type: 'child<container>' }]);
+  const b = obj('b');
+  tree.attach(a, b);
+  expect([...a.children.keys()]).toEqual(['a[0]', 'b']);
+  tree.detach(a0);
+  expect([...a.children.entries()]).toEqual([['b', b]]);
+  expect(a.children.has('a[0]')).toBe(false);
+  expect(tree.resolve('a[0]').kind).toBe('none');
+  tree.detach(a);
+  expect(tree.resolve('b').kind).toBe('none');
+});
