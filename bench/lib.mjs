@@ -282,3 +282,41 @@ export function printTable(rows) {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
   for (const r of rows) console.log(r.map((c, i) => String(c).padEnd(widths[i])).join('  '));
 }
+
+/** Flags every bench script takes: `--json FILE` (write the results in the `npm run bench`
+ *  shape), `--quick` (small sizes and few repeats, to validate the script, not to measure). */
+export function benchFlags(argv = process.argv.slice(2)) {
+  const flags = { json: undefined, quick: false, rest: [] };
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--json') flags.json = argv[++i];
+    else if (argv[i] === '--quick') flags.quick = true;
+    else flags.rest.push(argv[i]);
+  }
+  if (flags.quick && process.env.BENCH_QUICK === undefined) process.env.BENCH_QUICK = '1';
+  return flags;
+}
+
+/** Writes `{ bench, results }` to `file` (when given): each result is { name, unit, hostmemd,
+ *  qemu?, floor?, better: 'lower' | 'higher' }, the shape bench/run.mjs reads. */
+export function writeJson(file, bench, results) {
+  if (!file) return;
+  const clean = results.filter((r) => Number.isFinite(r.hostmemd)).map((r) => Object.fromEntries(Object.entries(r).filter(([, v]) => v !== undefined && v !== null && !Number.isNaN(v))));
+  fs.writeFileSync(file, JSON.stringify({ bench, results: clean }, null, 1) + '\n');
+}
+
+export const median = (v) => {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/** Compiles bench/floor/NAME.c with gcc into a temp dir; undefined (with a notice) without gcc.
+ *  The binary is never committed: it is built for the machine that measures. */
+export function buildFloor(name) {
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'hostmemd-floor-')), name);
+  const r = spawnSync('gcc', ['-O2', '-pthread', '-o', out, path.join(ROOT, 'bench', 'floor', `${name}.c`)], { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (r.error || r.status !== 0) {
+    console.log(`*** gcc not available or ${name}.c did not compile: no C floor ***`);
+    return undefined;
+  }
+  return out;
+}
