@@ -15,7 +15,7 @@ import { Monitor, VersionInfo } from '../qmp/monitor';
 import { Handler } from '../qmp/messages';
 import { controlHandlers } from '../commands/control';
 import { accelHandlers } from '../commands/accel';
-import { qomHandlers } from '../commands/qom';
+import { MemdevReplies, QomListReplies, qomHandlers } from '../commands/qom';
 import { cprHandlers } from '../commands/cpr';
 import { KvmAccelerator, KvmProbe } from '../accel/kvm';
 import { TypeRegistry, registerBaseTypes } from '../qom/object';
@@ -99,6 +99,14 @@ export function assemble(ctx: AssemblyContext): Parts {
   teardown.add('objects', (mode) => objects.releaseAll(mode === 'exit' ? 'exit' : 'kept'));
   const backends = (): HostMemoryBackend[] => [...objects.list()].filter((o): o is HostMemoryBackend => o instanceof HostMemoryBackend);
 
+  // query-memdev and qom-list /objects answer from pieces encoded as each object is added.
+  const memdevs = new MemdevReplies();
+  const lists = new QomListReplies();
+  bus.on('object-added', (o) => {
+    memdevs.refresh(o);
+    lists.refresh(o);
+  });
+
   const version: VersionInfo = { qemu: { ...QEMU_LEVEL }, package: PACKAGE_STRING };
   const handlers = new Map<string, Handler>();
   const implemented = (): string[] => table.filter((c) => handlers.has(c.name)).map((c) => c.name);
@@ -107,7 +115,7 @@ export function assemble(ctx: AssemblyContext): Parts {
     controlHandlers({ version, commandNames: implemented, schemaJson, requestShutdown: (reason) => bus.emit('shutdown-requested', reason) }),
     accelHandlers({ kvm: kvm.facts, preallocs: () => preallocs.list() }),
     cprHandlers({ journalDir: journal.journal.dir, fdStore: notifier.enabled, objects: () => objects.list(), cpr: journal, handover: ctx.handover }),
-    qomHandlers(tree, objects),
+    qomHandlers(tree, objects, memdevs, lists),
   ];
   for (const g of groups) g.forEach((h, n) => handlers.set(n, h));
   const commands = new Map<string, DispatchCommand>(table.map((c) => [c.name, { name: c.name, allowOob: c.allowOob, handler: handlers.get(c.name) }]));
