@@ -10,8 +10,9 @@ export interface ControlServices {
   version: VersionInfo;
   /** Names of the implemented commands, in the order query-commands lists them. */
   commandNames(): readonly string[];
-  /** The introspection answer, encoded once at start. */
-  schemaJson: string;
+  /** The introspection answer, encoded once: the text, or what makes it on first use (the
+   *  daemon makes it after the greeting, so that encoding it does not delay start-up). */
+  schemaJson: string | (() => string);
   /** Starts an orderly shutdown after the current reply is written. */
   requestShutdown(reason: 'host-qmp-quit'): void;
 }
@@ -21,7 +22,8 @@ export function controlHandlers(svc: ControlServices): Map<string, Handler> {
     qemu: { major: svc.version.qemu.major, minor: svc.version.qemu.minor, micro: svc.version.qemu.micro },
     package: svc.version.package,
   });
-  const schema = new PreEncoded(svc.schemaJson);
+  let schema: PreEncoded | undefined;
+  const schemaReply = (): PreEncoded => (schema ??= new PreEncoded(typeof svc.schemaJson === 'string' ? svc.schemaJson : svc.schemaJson()));
 
   return new Map<string, Handler>([
     [
@@ -39,7 +41,7 @@ export function controlHandlers(svc: ControlServices): Map<string, Handler> {
     ],
     ['query-version', () => versionValue()],
     ['query-commands', () => svc.commandNames().map((name) => ({ name }))],
-    ['query-qmp-schema', () => schema],
+    ['query-qmp-schema', schemaReply],
     [
       'quit',
       () => {

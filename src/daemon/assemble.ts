@@ -46,6 +46,9 @@ export interface Parts {
   preallocs: PreallocTracker;
   monitor: Monitor;
   backends(): HostMemoryBackend[];
+  /** Work deferred past the greeting (issue 16: start-up), run one step per event-loop turn;
+   *  each step returns whether more is left. The first command still works before they run. */
+  warmUpSteps: (() => boolean)[];
 }
 
 /** What assembly needs from outside: the bus, the teardown stack, the notifier, and the
@@ -110,7 +113,10 @@ export function assemble(ctx: AssemblyContext): Parts {
   const version: VersionInfo = { qemu: { ...QEMU_LEVEL }, package: PACKAGE_STRING };
   const handlers = new Map<string, Handler>();
   const implemented = (): string[] => table.filter((c) => handlers.has(c.name)).map((c) => c.name);
-  const schemaJson = encodeJson(buildIntrospection(model, CONFIG_SYMBOLS) as unknown as JsonValue, { qdictOrder: true });
+  // query-qmp-schema's text (~10,000 members in QDict order): made after the greeting, or on
+  // the first query-qmp-schema if that comes first.
+  let schemaText: string | undefined;
+  const schemaJson = (): string => (schemaText ??= encodeJson(buildIntrospection(model, CONFIG_SYMBOLS) as unknown as JsonValue, { qdictOrder: true }));
   const groups = [
     controlHandlers({ version, commandNames: implemented, schemaJson, requestShutdown: (reason) => bus.emit('shutdown-requested', reason) }),
     accelHandlers({ kvm: kvm.facts, preallocs: () => preallocs.list() }),
@@ -124,7 +130,11 @@ export function assemble(ctx: AssemblyContext): Parts {
     onUnexpected: (e, command) => logger.error({ err: e, command }, 'unexpected error in command'),
   });
   const monitor = new Monitor({ dispatcher, version, maxClients: options.maxClients, negotiationTimeoutMs: options.negotiationTimeoutMs });
-  return { model, validator, schemaCommands: table.map((c) => c.name), kvm, fds, objects, journal, preallocs, monitor, backends };
+  const warmUpSteps = [
+    (): boolean => (schemaJson(), false),
+    (): boolean => validator.warmUpStep(),
+  ];
+  return { model, validator, schemaCommands: table.map((c) => c.name), kvm, fds, objects, journal, preallocs, monitor, backends, warmUpSteps };
 }
 
 /** Every backend fd goes to systemd's fd store as soon as it exists (before the reply), and
