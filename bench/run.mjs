@@ -18,7 +18,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ROOT, fmt, printTable } from './lib.mjs';
 
-const SCRIPTS = ['qmp-protocol', 'websocket', 'backends', 'prealloc', 'scale', 'restart', 'object-add', 'fd-export', 'guest-boot', 'attacks'];
+const SCRIPTS = ['qmp-protocol', 'websocket', 'backends', 'prealloc', 'scale', 'cold-query', 'restart', 'object-add', 'fd-export', 'guest-boot', 'attacks'];
 
 const argv = process.argv.slice(2);
 const opt = (name) => {
