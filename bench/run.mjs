@@ -12,6 +12,7 @@
 //   --final  mark the results as final (a quiet machine, nothing else running); without it the
 //            JSON says "final": false and the chart is titled as preliminary
 //   --out DIR  where results go (default bench/results)
+//   --chart-from FILE [--chart-out SVG]  only draw the chart again from a results file
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -26,12 +27,24 @@ const opt = (name) => {
   return i >= 0 ? argv[i + 1] : undefined;
 };
 const quick = argv.includes('--quick');
+// --chart-from FILE: only draw the chart again from a results file this script wrote.
+const chartFrom = opt('--chart-from');
 const final = argv.includes('--final');
 const only = opt('--only')?.split(',').map((s) => s.trim());
 const outDir = path.resolve(opt('--out') ?? path.join(ROOT, 'bench', 'results'));
 fs.mkdirSync(outDir, { recursive: true });
 const date = new Date().toISOString().slice(0, 10);
 const stem = `${date}${quick ? '-quick' : ''}`;
+if (chartFrom) {
+  const r = JSON.parse(fs.readFileSync(chartFrom, 'utf8'));
+  const curves = r.benches.find((b) => b.name === 'scale')?.curves;
+  if (!curves) throw new Error(`${chartFrom} has no scale curves`);
+  const day = r.date.slice(0, 10);
+  const out = opt('--chart-out') ?? path.join(outDir, `${day}${r.quick ? '-quick' : ''}-scale.svg`);
+  fs.writeFileSync(out, scaleChart(curves, { title: chartTitle(day, r.final, r.quick) }));
+  console.log(`chart: ${out}`);
+  process.exit(0);
+}
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hostmemd-bench-run-'));
 
 function run(name) {
@@ -95,12 +108,16 @@ console.log(`results: ${path.relative(ROOT, jsonFile)}`);
 // ---- the scale chart ----
 const curves = benches.find((b) => b.name === 'scale')?.curves;
 if (curves?.hostmemd) {
-  const svg = scaleChart(curves, { title: `hostmemd vs QEMU 7.2: scale (${date}${final ? '' : ', PRELIMINARY: loaded machine'}${quick ? ', --quick sizes' : ''})` });
+  const svg = scaleChart(curves, { title: chartTitle(date, final, quick) });
   const svgFile = path.join(outDir, `${stem}-scale.svg`);
   fs.writeFileSync(svgFile, svg);
   // The README shows bench/results/scale.svg: only a final, full run replaces it.
   if (final && !quick) fs.writeFileSync(path.join(outDir, 'scale.svg'), svg);
   console.log(`chart: ${path.relative(ROOT, svgFile)}${final && !quick ? ' (and bench/results/scale.svg)' : ''}`);
+}
+
+function chartTitle(day, isFinal, isQuick) {
+  return `hostmemd vs QEMU 7.2: scale (${day}${isFinal ? '' : ', PRELIMINARY: loaded machine'}${isQuick ? ', --quick sizes' : ''})`;
 }
 
 /** Two panels side by side: object-add rate and query-memdev time against the object count. */
@@ -121,16 +138,18 @@ function scaleChart(c, { title }) {
     const series = Object.entries(c).filter(([, v]) => v?.[p.key]?.length).map(([k, v]) => [k, v[p.key]]);
     const xs = series.flatMap(([, pts]) => pts.map((q) => q[0]));
     const ys = series.flatMap(([, pts]) => pts.map((q) => q[1]));
-    const xMax = nice(Math.max(...xs, 1));
-    const yMax = nice(Math.max(...ys, 1e-9));
+    const [xMax, xTicks] = nice(Math.max(...xs, 1));
+    const [yMax, yTicks] = nice(Math.max(...ys, 1e-9));
     const X = (v) => p.x + (v / xMax) * pw;
     const Y = (v) => top + ph - (v / yMax) * ph;
     out += `<text x="${p.x + pw / 2}" y="${top - 12}" text-anchor="middle">${esc(p.label)}</text>\n`;
     out += `<rect x="${p.x}" y="${top}" width="${pw}" height="${ph}" fill="none" stroke="#888"/>\n`;
-    for (let i = 0; i <= 4; i++) {
-      const xv = (xMax * i) / 4;
-      const yv = (yMax * i) / 4;
+    for (let i = 0; i <= xTicks; i++) {
+      const xv = (xMax * i) / xTicks;
       out += `<line x1="${X(xv)}" y1="${top}" x2="${X(xv)}" y2="${top + ph}" stroke="#eee"/><text x="${X(xv)}" y="${top + ph + 16}" text-anchor="middle">${short(xv)}</text>\n`;
+    }
+    for (let i = 0; i <= yTicks; i++) {
+      const yv = (yMax * i) / yTicks;
       out += `<line x1="${p.x}" y1="${Y(yv)}" x2="${p.x + pw}" y2="${Y(yv)}" stroke="#eee"/><text x="${p.x - 6}" y="${Y(yv) + 4}" text-anchor="end">${short(yv)}</text>\n`;
     }
     out += `<text x="${p.x + pw / 2}" y="${top + ph + 34}" text-anchor="middle">objects (1 MiB memfd backends)</text>\n`;
@@ -148,10 +167,11 @@ function scaleChart(c, { title }) {
   return out + '</svg>\n';
 }
 
+/** A round axis end at or above v, and how many ticks divide it into round steps. */
 function nice(v) {
   const e = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * e >= v) return m * e;
-  return 10 * e;
+  for (const [m, ticks] of [[1, 5], [2, 4], [2.5, 5], [5, 5], [10, 5]]) if (m * e >= v) return [m * e, ticks];
+  return [10 * e, 5];
 }
 function short(v) {
   return v >= 1000 ? `${fmt(v / 1000, v % 1000 ? 1 : 0)}k` : v >= 10 || v === 0 ? fmt(v, 0) : fmt(v, 2);
