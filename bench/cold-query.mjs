@@ -7,7 +7,7 @@
 // Goals (issue 16): first query-memdev after 10,000 adds <= 20 ms server-side, <= 50 ms at a
 // Python client; qom-list /objects likewise.
 // Run: npm run build && node bench/cold-query.mjs [--quick] [--json FILE]
-// Env: OBJECTS (default 10,000; --quick 1,000), QEMU_OBJECTS (default: OBJECTS).
+// Env: OBJECTS (default 10,000; --quick 1,000), QEMU_OBJECTS (default: OBJECTS; 0 skips QEMU).
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { ROOT, benchFlags, haveQemu, startHostmemd, startQemu, fmt, printTable, writeJson } from './lib.mjs';
@@ -26,18 +26,19 @@ const h = await startHostmemd();
 let ours;
 try {
   ours = measure(h, N, true);
+  console.log(`hostmemd, ${N} objects: ${JSON.stringify(ours)}`);
 } finally {
   await h.stop();
 }
 let theirs;
-if (haveQemu()) {
+if (haveQemu() && QN > 0) {
   const q = await startQemu();
   try {
     theirs = measure(q, QN, false);
   } finally {
     await q.stop();
   }
-} else console.log('*** qemu-system-x86_64 not installed: no QEMU figures ***');
+} else if (QN > 0) console.log('*** qemu-system-x86_64 not installed: no QEMU figures ***');
 
 const rows = [['call', `hostmemd read ms (${N})`, 'python ms', 'server CPU ms', `qemu read ms (${QN})`, 'python ms']];
 for (const cmd of ['query-memdev', 'qom-list']) {
