@@ -312,7 +312,9 @@ export const median = (v) => {
 /** Compiles bench/floor/NAME.c with gcc into a temp dir; undefined (with a notice) without gcc.
  *  The binary is never committed: it is built for the machine that measures. */
 export function buildFloor(name) {
-  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'hostmemd-floor-')), name);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hostmemd-floor-'));
+  process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  const out = path.join(dir, name);
   const r = spawnSync('gcc', ['-O2', '-pthread', '-o', out, path.join(ROOT, 'bench', 'floor', `${name}.c`)], { stdio: ['ignore', 'ignore', 'inherit'] });
   if (r.error || r.status !== 0) {
     console.log(`*** gcc not available or ${name}.c did not compile: no C floor ***`);
