@@ -282,3 +282,82 @@ export function printTable(rows) {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
   for (const r of rows) console.log(r.map((c, i) => String(c).padEnd(widths[i])).join('  '));
 }
+
+/** Flags every bench script takes: `--json FILE` (write the results in the `npm run bench`
+ *  shape), `--quick` (small sizes and few repeats, to validate the script, not to measure). */
+export function benchFlags(argv = process.argv.slice(2)) {
+  const flags = { json: undefined, quick: false, rest: [] };
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--json') flags.json = argv[++i];
+    else if (argv[i] === '--quick') flags.quick = true;
+    else flags.rest.push(argv[i]);
+  }
+  if (flags.quick && process.env.BENCH_QUICK === undefined) process.env.BENCH_QUICK = '1';
+  return flags;
+}
+
+/** Writes `{ bench, results }` to `file` (when given): each result is { name, unit, hostmemd,
+ *  qemu?, floor?, better: 'lower' | 'higher' }, the shape bench/run.mjs reads. */
+export function writeJson(file, bench, results, extra = {}) {
+  if (!file) return;
+  const clean = results.filter((r) => Number.isFinite(r.hostmemd)).map((r) => Object.fromEntries(Object.entries(r).filter(([, v]) => v !== undefined && v !== null && !Number.isNaN(v))));
+  fs.writeFileSync(file, JSON.stringify({ bench, results: clean, ...extra }, null, 1) + '\n');
+}
+
+export const median = (v) => {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/** Compiles bench/floor/NAME.c with gcc into a temp dir; undefined (with a notice) without gcc.
+ *  The binary is never committed: it is built for the machine that measures. */
+export function buildFloor(name) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hostmemd-floor-'));
+  process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  const out = path.join(dir, name);
+  const r = spawnSync('gcc', ['-O2', '-pthread', '-o', out, path.join(ROOT, 'bench', 'floor', `${name}.c`)], { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (r.error || r.status !== 0) {
+    console.log(`*** gcc not available or ${name}.c did not compile: no C floor ***`);
+    return undefined;
+  }
+  return out;
+}
+
+/** The floor for QMP round trips: a plain node server on a UNIX socket (its own process) that
+ *  sends a greeting line and answers every `{"execute"` it reads with a fixed reply line; no
+ *  parsing, no dispatch. Same client code as for the daemons. */
+export async function startEchoServer() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hostmemd-bench-echo-'));
+  const sock = path.join(dir, 'echo.sock');
+  const script = `
+    const net = require('node:net');
+    const REPLY = '{"return": {}}\\r\\n';
+    net.createServer((c) => {
+      c.setNoDelay?.(true);
+      c.write('{"QMP": {"version": {}, "capabilities": []}}\\r\\n');
+      let tail = '';
+      c.setEncoding('latin1');
+      c.on('data', (d) => {
+        const s = tail + d;
+        let n = 0, i = 0;
+        while ((i = s.indexOf('{"execute"', i)) >= 0) { n++; i += 10; }
+        tail = s.slice(Math.max(0, s.length - 9));
+        if (n) c.write(REPLY.repeat(n));
+      });
+      c.on('error', () => {});
+    }).listen(process.argv[1]);`;
+  const proc = spawn(process.execPath, ['-e', script, sock], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitFor(sock, proc, 'echo server');
+  return { name: 'echo', sock, pid: proc.pid, stop: () => stop(proc, dir) };
+}
+
+/** Median milliseconds of `node -e 0` (spawn to exit): the floor for start-up. */
+export async function nodeStartMs(n = 7) {
+  const t = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = process.hrtime.bigint();
+    await new Promise((r) => spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' }).once('exit', r));
+    t.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  return median(t);
+}

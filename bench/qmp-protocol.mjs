@@ -2,10 +2,14 @@
 // request at a time) and pipelined replies/s with 1 and 16 clients, hostmemd side by side
 // with QEMU 7.2 when qemu-system-x86_64 is installed. Run: npm run bench:qmp
 import { readFileSync } from 'node:fs';
-import { Client, measureRtt, startHostmemd, startQemu, haveQemu, percentile, fmt, printTable } from './lib.mjs';
+import { Client, benchFlags, measureRtt, nodeStartMs, startEchoServer, startHostmemd, startQemu, haveQemu, percentile, fmt, printTable, writeJson } from './lib.mjs';
 
-const RTT_N = Number(process.env.RTT_N ?? 3000);
-const PIPE_N = Number(process.env.PIPE_N ?? 20000);
+const flags = benchFlags();
+
+const RTT_N = Number(process.env.RTT_N ?? (flags.quick ? 300 : 3000));
+const PIPE_N = Number(process.env.PIPE_N ?? (flags.quick ? 2000 : 20000));
+/** Start-up runs per server (median): 7 as issue 16 asks. */
+const STARTS = Number(process.env.STARTS ?? (flags.quick ? 3 : 7));
 const REQ = '{"execute":"query-version","id":1}';
 
 async function latency(sock) {
@@ -59,9 +63,17 @@ if (haveQemu()) {
 } else {
   console.log('*** qemu-system-x86_64 not installed: no side-by-side figures ***');
 }
+// The floor: a plain echo server over a UNIX socket (bench/lib.mjs startEchoServer).
+const e = await startEchoServer();
+let echo;
+try {
+  echo = await measure(e, PIPE_N);
+} finally {
+  await e.stop();
+}
 
 /** Start to greeting (spawn → first line), query-qmp-schema latency and idle RSS. */
-async function startup(start, n = 5) {
+async function startup(start, n = STARTS) {
   const times = [];
   const schemaMs = [];
   let rssKb = 0;
@@ -92,9 +104,12 @@ async function startup(start, n = 5) {
 
 const st = [['hostmemd', await startup(() => startHostmemd())]];
 if (haveQemu()) st.push(['qemu-7.2', await startup(() => startQemu())]);
-const srows = [['server', 'start to greeting ms (median of 5)', 'query-qmp-schema ms (p50 of 30)', 'idle RSS MB']];
+const nodeMs = await nodeStartMs(STARTS);
+const srows = [['server', `start to greeting ms (median of ${STARTS})`, 'query-qmp-schema ms (p50 of 30)', 'idle RSS MB']];
 for (const [name, r] of st) srows.push([name, fmt(r.greet), fmt(r.schema, 2), fmt(r.rssKb / 1024)]);
+srows.push(['node -e 0 (floor)', fmt(nodeMs), '', '']);
 printTable(srows);
+console.log(`start to greeting / node -e 0: ${fmt(st[0][1].greet / nodeMs, 2)} (goal, issue 16: <= 1.3)`);
 console.log('goals (issue 7): start to greeting <= 150 ms, query-qmp-schema <= 5 ms, idle RSS < 80 MB');
 console.log('');
 
@@ -105,4 +120,18 @@ if (results.length === 2) {
   rows.push(['ratio hostmemd/qemu', fmt(ours.p50 / theirs.p50, 2), fmt(ours.p99 / theirs.p99, 2), fmt(ours.p1 / theirs.p1, 1), fmt(ours.p16 / theirs.p16, 1)]);
   console.log(`goal: p50 ratio <= 0.6 (${ours.p50 / theirs.p50 <= 0.6 ? 'met' : 'NOT met'}); pipelined ratio >= 10 (${ours.p1 / theirs.p1 >= 10 && ours.p16 / theirs.p16 >= 10 ? 'met' : 'NOT met'})`);
 }
+rows.push(['echo server (floor)', fmt(echo.p50), fmt(echo.p99), fmt(echo.p1, 0), fmt(echo.p16, 0)]);
 printTable(rows);
+
+const ours = results[0][1];
+const theirs = results[1]?.[1];
+const q = theirs ? st[1][1] : undefined;
+writeJson(flags.json, 'qmp-protocol', [
+  { name: 'query-version round trip p50', unit: 'µs', hostmemd: ours.p50, qemu: theirs?.p50, floor: echo.p50, better: 'lower' },
+  { name: 'query-version round trip p99', unit: 'µs', hostmemd: ours.p99, qemu: theirs?.p99, floor: echo.p99, better: 'lower' },
+  { name: 'pipelined replies, 1 client', unit: '/s', hostmemd: ours.p1, qemu: theirs?.p1, floor: echo.p1, better: 'higher' },
+  { name: 'pipelined replies, 16 clients', unit: '/s', hostmemd: ours.p16, qemu: theirs?.p16, floor: echo.p16, better: 'higher' },
+  { name: `start to greeting (median of ${STARTS})`, unit: 'ms', hostmemd: st[0][1].greet, qemu: q?.greet, floor: nodeMs, better: 'lower' },
+  { name: 'query-qmp-schema p50', unit: 'ms', hostmemd: st[0][1].schema, qemu: q?.schema, better: 'lower' },
+  { name: 'idle RSS', unit: 'MB', hostmemd: st[0][1].rssKb / 1024, qemu: q && q.rssKb / 1024, better: 'lower' },
+]);

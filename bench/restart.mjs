@@ -10,13 +10,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { ROOT, negotiatedClient, request, percentile, fmt, printTable } from './lib.mjs';
+import { ROOT, benchFlags, negotiatedClient, request, percentile, fmt, printTable, writeJson } from './lib.mjs';
+
+const flags = benchFlags();
 
 const require = createRequire(import.meta.url);
 const native = require(path.join(ROOT, 'dist', 'native'));
 const S = native.sockets;
-const { NotifyServer } = require(path.join(ROOT, 'dist', 'cpr', 'notify-server'));
-const N = Number(process.env.OBJECTS ?? 1000);
+const { NotifyServer } = require(path.join(ROOT, 'dist', 'service', 'notify-server'));
+const N = Number(process.env.OBJECTS ?? (flags.quick ? 100 : 1000));
 const MiB = 1 << 20;
 
 function spawnDaemon(args, extraEnv = {}, fds = []) {
@@ -109,8 +111,11 @@ async function sigkillRestart() {
     const passed = [{ name: 'qmp', fd: listener }, ...notify.store];
     return spawnDaemon(['--state-dir', dir], { NOTIFY_SOCKET: notifyPath, LISTEN_FDS: String(passed.length), LISTEN_FDNAMES: passed.map((p) => p.name).join(':') }, passed.map((p) => p.fd.fd));
   };
+  const tCold = process.hrtime.bigint();
   let d = start();
   await ready();
+  // The reference: a cold start (empty state) to READY=1, under the same service manager.
+  const coldMs = Number(process.hrtime.bigint() - tCold) / 1e6;
   const { c } = await addAll(sock);
   c.close?.();
   const stored = notify.store.length;
@@ -128,7 +133,7 @@ async function sigkillRestart() {
   await notify.close();
   listener.close();
   fs.rmSync(dir, { recursive: true, force: true });
-  return { stored, readyMs, reattached, problems: cpr.problems.length };
+  return { stored, readyMs, coldMs, reattached, problems: cpr.problems.length };
 }
 
 const h = await handover();
@@ -146,6 +151,13 @@ printTable([
   ['handover: query-version replies received (none lost: the loop checks each)', h.replies],
   ['SIGKILL restart: fds in the store', `${k.stored}/${N}`],
   ['SIGKILL restart: kill to READY=1 of the new process, ms', fmt(k.readyMs)],
+  ['cold start (empty state) to READY=1, ms', fmt(k.coldMs)],
+  ['SIGKILL restart / cold start (goal, issue 16: <= 2)', fmt(k.readyMs / k.coldMs, 2)],
   ['SIGKILL restart: objects reattached, problems', `${k.reattached}/${N}, ${k.problems}`],
+]);
+writeJson(flags.json, 'restart', [
+  { name: `SIGKILL to READY with ${N} backends (floor: cold start to READY)`, unit: 'ms', hostmemd: k.readyMs, floor: k.coldMs, better: 'lower' },
+  { name: `handover: longest query-version round trip across it`, unit: 'ms', hostmemd: h.maxDuring, better: 'lower' },
+  { name: `handover: cpr-handover command time, ${N} backends`, unit: 'ms', hostmemd: h.cmdMs, better: 'lower' },
 ]);
 process.exit(0);

@@ -35,17 +35,20 @@
 //      MIXED (default 1000; 0 skips the mixed run).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Client, WsClient, freePort, negotiatedClient, request, startHostmemd, startQemu, haveQemu, percentile, fmt, printTable, waitHealthy } from './lib.mjs';
+import { Client, WsClient, benchFlags, freePort, negotiatedClient, request, startHostmemd, startQemu, haveQemu, percentile, fmt, printTable, waitHealthy, writeJson } from './lib.mjs';
 
-const OBJECTS = Number(process.env.OBJECTS ?? 10000);
-const QEMU_OBJECTS = Number(process.env.QEMU_OBJECTS ?? 2000);
-const CLIENTS = String(process.env.CLIENTS ?? '1,10,100,1000')
+const flags = benchFlags();
+const quick = flags.quick;
+const OBJECTS = Number(process.env.OBJECTS ?? (quick ? 500 : 10000));
+const QEMU_OBJECTS = Number(process.env.QEMU_OBJECTS ?? (quick ? 300 : 2000));
+const CLIENTS = String(process.env.CLIENTS ?? (quick ? '1,10' : '1,10,100,1000'))
   .split(',')
   .map((s) => Number(s.trim()))
   .filter((n) => n > 0);
-const MIXED = Number(process.env.MIXED ?? 1000);
+const MIXED = Number(process.env.MIXED ?? (quick ? 20 : 1000));
 const MiB = 1 << 20;
-const CHECKPOINTS = [100, 1000, 5000, 10000];
+// 500, 2000: more points for the scale chart of `npm run bench` (bench/run.mjs).
+const CHECKPOINTS = [100, 500, 1000, 2000, 5000, 10000];
 
 const now = () => process.hrtime.bigint();
 const ms = (t0) => Number(now() - t0) / 1e6;
@@ -211,6 +214,7 @@ let scaling;
 }
 
 // ---- 2. hostmemd vs QEMU 7.2 up to QEMU_OBJECTS ----
+let versus;
 if (haveQemu() && QEMU_OBJECTS > 0) {
   const h = await startHostmemd([], { inspect: true });
   let ours;
@@ -226,6 +230,7 @@ if (haveQemu() && QEMU_OBJECTS > 0) {
   } finally {
     await q.stop();
   }
+  versus = { ours, theirs };
   printScaling(ours);
   printScaling(theirs);
   console.log(`\n== hostmemd vs QEMU 7.2, ${QEMU_OBJECTS} x 1 MiB memfd (ratio = hostmemd / QEMU) ==`);
@@ -423,4 +428,38 @@ for (const e of clientNotes) console.log(`note: ${e}`);
   console.log('\n== acceptance (issue 7) ==');
   for (const c of checks) console.log(c);
   console.log('(the slow-client cut-off, caps and EMFILE are covered by tests, not timed here)');
+}
+
+// ---- 5. --json: figures and the scale curves for bench/run.mjs's chart ----
+{
+  /** object-add rate per window of objects: the curve's points (x: objects at the window's end). */
+  const rateCurve = (r) => {
+    const n = r.addTimes.length;
+    const step = Math.max(50, Math.ceil(n / 20));
+    const pts = [];
+    for (let a = 0; a < n; a += step) {
+      const b = Math.min(a + step, n);
+      pts.push([b, (b - a) / (r.addTimes.slice(a, b).reduce((x, y) => x + y, 0) / 1000)]);
+    }
+    return pts;
+  };
+  const curve = (r) => r && { addRate: rateCurve(r), queryMemdevMs: r.checkpoints.map((p) => [p.n, p.memdev]), qomListMs: r.checkpoints.map((p) => [p.n, p.qomList]) };
+  const largest = scaling.checkpoints[scaling.checkpoints.length - 1];
+  const common = versus && versus.ours.checkpoints.filter((p) => versus.theirs.checkpoints.some((t) => t.n === p.n)).pop();
+  const theirsAt = common && versus.theirs.checkpoints.find((t) => t.n === common.n);
+  const allRate = (r) => r.addTimes.length / (r.addTimes.reduce((x, y) => x + y, 0) / 1000);
+  const results = [
+    { name: `object-add rate, ${scaling.created} x 1 MiB memfd, one client`, unit: '/s', hostmemd: allRate(scaling), better: 'higher' },
+    { name: `query-memdev at ${largest.n} objects`, unit: 'ms', hostmemd: largest.memdev, better: 'lower' },
+    { name: `qom-list /objects at ${largest.n} objects`, unit: 'ms', hostmemd: largest.qomList, better: 'lower' },
+    { name: 'RSS beyond backend memory per object', unit: 'KB', hostmemd: rssPerObject(scaling), better: 'lower' },
+  ];
+  if (versus) {
+    results.push({ name: `object-add rate, ${versus.ours.created} objects, vs QEMU`, unit: '/s', hostmemd: allRate(versus.ours), qemu: allRate(versus.theirs), better: 'higher' });
+    if (common) results.push({ name: `query-memdev at ${common.n} objects, vs QEMU`, unit: 'ms', hostmemd: common.memdev, qemu: theirsAt.memdev, better: 'lower' });
+    if (common) results.push({ name: `qom-list /objects at ${common.n} objects, vs QEMU`, unit: 'ms', hostmemd: common.qomList, qemu: theirsAt.qomList, better: 'lower' });
+  }
+  const r1 = unixRounds.get(Math.max(...unixRounds.keys()));
+  if (r1) results.push({ name: `query-version p99 with ${r1.N} clients`, unit: 'ms', hostmemd: r1.p99, better: 'lower' });
+  writeJson(flags.json, 'scale', results, { curves: { hostmemd: curve(scaling), qemu: curve(versus?.theirs) } });
 }

@@ -7,12 +7,14 @@
 // measured. Run: npm run bench:ws
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Client, WsClient, freePort, measureRtt, startHostmemd, percentile, fmt, printTable, waitHealthy } from './lib.mjs';
+import { Client, WsClient, benchFlags, freePort, measureRtt, startHostmemd, percentile, fmt, printTable, waitHealthy, writeJson } from './lib.mjs';
 
-const RTT_N = Number(process.env.RTT_N ?? 3000);
-const PIPE_N = Number(process.env.PIPE_N ?? 20000);
-const FANOUT_CLIENTS = Number(process.env.FANOUT_CLIENTS ?? 100);
-const FANOUT_ROUNDS = Number(process.env.FANOUT_ROUNDS ?? 30);
+const flags = benchFlags();
+
+const RTT_N = Number(process.env.RTT_N ?? (flags.quick ? 300 : 3000));
+const PIPE_N = Number(process.env.PIPE_N ?? (flags.quick ? 2000 : 20000));
+const FANOUT_CLIENTS = Number(process.env.FANOUT_CLIENTS ?? (flags.quick ? 10 : 100));
+const FANOUT_ROUNDS = Number(process.env.FANOUT_ROUNDS ?? (flags.quick ? 6 : 30));
 const REQ = '{"execute":"query-version","id":1}';
 
 const latency = (c) => measureRtt(c, REQ, RTT_N);
@@ -73,6 +75,7 @@ const h = await startHostmemd(['--accel', 'none', '--ws', `127.0.0.1:${port}`, '
 const url = `http://127.0.0.1:${port}`;
 let rows;
 let fan;
+let figures;
 try {
   await waitHealthy(url);
   const token = fs.readFileSync(path.join(path.dirname(h.sock), 'token'), 'utf8').trim();
@@ -94,6 +97,7 @@ try {
     ['ratio ws/unix', fmt(wLat.p50 / uLat.p50, 2), fmt(wLat.p99 / uLat.p99, 2), fmt(wPipe / uPipe, 2)],
   ];
   fan = await fanout(url, token, h.sock);
+  figures = { uLat, uPipe, wLat, wPipe };
 } finally {
   await h.stop();
 }
@@ -103,4 +107,10 @@ printTable([
   [`event fan-out to ${FANOUT_CLIENTS} WebSocket clients (${FANOUT_ROUNDS} rounds)`, 'p50 µs', 'p99 µs'],
   ['object-add sent → last client has OBJECT_ADDED', fmt(fan.allP50), fmt(fan.allP99)],
   ['object-add sent → first client has OBJECT_ADDED', fmt(fan.firstP50), ''],
+]);
+writeJson(flags.json, 'websocket', [
+  { name: 'WebSocket query-version round trip p50', unit: 'µs', hostmemd: figures.wLat.p50, better: 'lower' },
+  { name: 'UNIX socket query-version round trip p50 (same run)', unit: 'µs', hostmemd: figures.uLat.p50, better: 'lower' },
+  { name: 'WebSocket pipelined replies, 1 client', unit: '/s', hostmemd: figures.wPipe, better: 'higher' },
+  { name: `event fan-out to ${FANOUT_CLIENTS} WebSocket clients p50`, unit: 'µs', hostmemd: fan.allP50, better: 'lower' },
 ]);

@@ -11,8 +11,9 @@ export interface ControlServices {
   version: VersionInfo;
   /** Names of the implemented commands, in the order query-commands lists them. */
   commandNames(): readonly string[];
-  /** The introspection answer, encoded once at start. */
-  schemaJson: string;
+  /** The introspection answer, encoded once: the text, or what makes it on first use (the
+   *  daemon makes it after the greeting, so that encoding it does not delay start-up). */
+  schemaJson: string | (() => string);
   /** Starts an orderly shutdown after the current reply is written. */
   requestShutdown(reason: 'host-qmp-quit'): void;
 }
@@ -22,7 +23,8 @@ export function controlHandlers(svc: ControlServices): Map<string, Handler> {
     qemu: { major: svc.version.qemu.major, minor: svc.version.qemu.minor, micro: svc.version.qemu.micro },
     package: svc.version.package,
   });
-  const schema = new PreEncoded(svc.schemaJson);
+  let schema: PreEncoded | undefined;
+  const schemaReply = (): PreEncoded => (schema ??= new PreEncoded(typeof svc.schemaJson === 'string' ? svc.schemaJson : svc.schemaJson()));
 
   return new Map<string, Handler>([
     [
@@ -43,7 +45,7 @@ export function controlHandlers(svc: ControlServices): Map<string, Handler> {
     // Members in schema order: QDict output order depends on insertion order within a bucket.
     ['query-status', () => ({ running: true, singlestep: false, status: 'running' })],
     ['query-commands', () => svc.commandNames().map((name) => ({ name }))],
-    ['query-qmp-schema', () => schema],
+    ['query-qmp-schema', schemaReply],
     [
       'quit',
       () => {

@@ -15,7 +15,7 @@ import { Monitor, VersionInfo } from '../qmp/monitor';
 import { Handler } from '../qmp/messages';
 import { controlHandlers } from '../commands/control';
 import { accelHandlers } from '../commands/accel';
-import { qomHandlers, MemdevReplies } from '../commands/qom';
+import { MemdevReplies, QomListReplies, qomHandlers } from '../commands/qom';
 import { cprHandlers, cprInfo, CprServices } from '../commands/cpr';
 import { hmpHandlers } from '../commands/hmp';
 import { genericError } from '../errors/qmp-error';
@@ -59,6 +59,9 @@ export interface Parts {
   backends(): HostMemoryBackend[];
   /** Processes running on exported backends (memdev-export feeds it). */
   vmms: VmmRegistry;
+  /** Work deferred past the greeting (issue 16: start-up), run one step per event-loop turn;
+   *  each step returns whether more is left. The first command still works before they run. */
+  warmUpSteps: (() => boolean)[];
 }
 
 /** What assembly needs from outside: the bus, the teardown stack, the notifier, and the
@@ -117,18 +120,28 @@ export function assemble(ctx: AssemblyContext): Parts {
   teardown.add('objects', (mode) => objects.releaseAll(mode === 'exit' ? 'exit' : 'kept'));
   const backends = (): HostMemoryBackend[] => [...objects.list()].filter((o): o is HostMemoryBackend => o instanceof HostMemoryBackend);
 
+  // query-memdev and qom-list /objects answer from pieces encoded as each object is added.
+  const memdevs = new MemdevReplies();
+  const lists = new QomListReplies();
+  bus.on('object-added', (o) => {
+    memdevs.refresh(o);
+    lists.refresh(o);
+  });
+
   const vmms = new VmmRegistry();
   const version: VersionInfo = { qemu: { ...QEMU_LEVEL }, package: PACKAGE_STRING };
   const handlers = new Map<string, Handler>();
   const implemented = (): string[] => table.filter((c) => handlers.has(c.name)).map((c) => c.name);
-  const schemaJson = encodeJson(buildIntrospection(model, CONFIG_SYMBOLS) as unknown as JsonValue, { qdictOrder: true });
+  // query-qmp-schema's text (~10,000 members in QDict order): made after the greeting, or on
+  // the first query-qmp-schema if that comes first.
+  let schemaText: string | undefined;
+  const schemaJson = (): string => (schemaText ??= encodeJson(buildIntrospection(model, CONFIG_SYMBOLS) as unknown as JsonValue, { qdictOrder: true }));
   const cprServices: CprServices = { journalDir: journal.journal.dir, fdStore: notifier.enabled, objects: () => objects.list(), cpr: journal, handover: ctx.handover };
-  const memdevs = new MemdevReplies();
   const groups = [
     controlHandlers({ version, commandNames: implemented, schemaJson, requestShutdown: (reason) => bus.emit('shutdown-requested', reason) }),
     accelHandlers({ kvm: kvm.facts, preallocs: () => preallocs.list() }),
     cprHandlers(cprServices),
-    qomHandlers(tree, objects, memdevs),
+    qomHandlers(tree, objects, memdevs, lists),
     vmmHandlers({
       vmms: () => vmms.list((id) => backendFileKey(backends().find((b) => b.name === id))) as unknown as JsonValue[],
       upgrades: () => vmms.upgrades() as unknown as JsonValue[],
@@ -168,7 +181,11 @@ export function assemble(ctx: AssemblyContext): Parts {
   });
   bus.on('client-disconnected', ({ client }) => imported.clientGone(client));
   const monitor = new Monitor({ dispatcher, version, maxClients: options.maxClients, negotiationTimeoutMs: options.negotiationTimeoutMs });
-  return { model, validator, schemaCommands: table.map((c) => c.name), kvm, fds, objects, journal, preallocs, monitor, imported, backends, vmms };
+  const warmUpSteps = [
+    (): boolean => (schemaJson(), false),
+    (): boolean => validator.warmUpStep(),
+  ];
+  return { model, validator, schemaCommands: table.map((c) => c.name), kvm, fds, objects, journal, preallocs, monitor, imported, backends, vmms, warmUpSteps };
 }
 
 /** The "major:minor inode" of a backend's memory file, as /proc/PID/maps shows it. */

@@ -116,8 +116,11 @@ export class Daemon {
     const { parts, notifier, logger } = this;
     // One small step per event-loop turn so that clients connecting now are greeted in
     // between; a command arriving first compiles its own. Stops when the stop begins.
+    const steps = [...parts.warmUpSteps];
     const warmUp = (): void => {
-      if (!this.stopping && parts.validator.warmUpStep()) setImmediate(warmUp).unref();
+      if (this.stopping || steps.length === 0) return;
+      if (!steps[0]()) steps.shift();
+      setImmediate(warmUp).unref();
     };
     setImmediate(warmUp).unref();
     try {

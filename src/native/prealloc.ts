@@ -6,8 +6,12 @@ import { Mapping } from './mapping';
 import { getpagesize } from './libc';
 
 /** Bytes per threadpool call. At the measured 1.4-2 GiB/s per thread (facts §7) a piece takes
- *  ~150 ms: fine-grained progress, and an abort waits at most that long. */
-export const PREALLOC_PIECE = 256n << 20n;
+ *  0.5-0.7 s: progress several times a second on each thread, and an abort waits at most that
+ *  long. Each piece boundary costs a round trip through the event loop while the other shares
+ *  keep both cores busy (profiled in issue 16: 2-30 ms on a loaded 2-core host), so pieces are
+ *  as large as progress allows: a 1 GiB backend on 2 threads is one call per thread, as in
+ *  QEMU's touch_all_pages. */
+export const PREALLOC_PIECE = 1n << 30n;
 
 /** libuv's default threadpool size (deps/uv/src/threadpool.c: default_threads[4]). */
 const UV_DEFAULT_THREADPOOL_SIZE = 4;

@@ -179,8 +179,9 @@ class SocketTransport implements Transport {
     return this.writeNow(text);
   }
   private writeNow(text: string): boolean {
-    const ok = this.sock.write(text);
-    this.written += text.length; // session output is ASCII
+    // Session output is ASCII: latin1 is a byte copy, where utf8 would scan a 1.5 MB reply.
+    const ok = this.sock.write(text, 'latin1');
+    this.written += text.length;
     if (this.sock.writableLength > OUTPUT_PAUSE_BYTES) this.startBacklog();
     return ok;
   }

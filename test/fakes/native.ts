@@ -821,7 +821,7 @@ export function setrlimit(resource: number, limit: RLimit): void {
 
 // ---- preallocation ------------------------------------------------------------------------------
 
-export const PREALLOC_PIECE = 256n << 20n;
+export const PREALLOC_PIECE = 1n << 30n;
 
 export function threadpoolSize(): number {
   return 4;

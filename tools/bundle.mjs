@@ -1,0 +1,34 @@
+// Build step: bundles the compiled daemon (dist/daemon/main.js and everything it requires,
+// npm packages included) into one file, dist/daemon/main.bundle.js, which bin/hostmemd loads.
+// Start-up was mostly module loading (~110 files resolved, read and wrapped one by one): one
+// file cuts that (issue 16). koffi stays outside (a native addon). The bundle sits next to
+// main.js so that the __dirname-relative paths (qapi/, dist/qapi-model.json, web/dist) are
+// the same; keepNames keeps class and function names as they were (error texts, logs).
+import { build } from 'esbuild';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+await build({
+  entryPoints: [path.join(ROOT, 'dist', 'daemon', 'main.js')],
+  outfile: path.join(ROOT, 'dist', 'daemon', 'main.bundle.js'),
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  // The web console's packages load only with --ws (main.ts imports web/ lazily): left out of the
+  // bundle they cost a start without --ws nothing, not even parsing.
+  external: ['koffi', 'fastify', '@fastify/*', 'prom-client', 'ws'],
+  keepNames: true,
+  logLevel: 'warning',
+  // schema-cache.ts's require.resolve('../qapi/load') finds dist/qapi/load.js, which tsc still writes.
+  logOverride: { 'require-resolve-not-external': 'silent' },
+});
+
+// A V8 code cache of the bundle, made after its modules have run (so the functions start-up
+// calls are compiled in it): bin/hostmemd hands it to vm.Script and skips most compiling. A
+// cache V8 rejects (another node version or flags) only costs the compile it would have anyway.
+const { spawnSync } = await import('node:child_process');
+// eslint-disable-next-line no-undef -- a node script
+const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'hostmemd'), '--write-code-cache'], { stdio: 'inherit' });
+if (r.status !== 0) throw new Error('writing the code cache failed');
