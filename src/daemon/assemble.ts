@@ -174,6 +174,9 @@ export function assemble(ctx: AssemblyContext): Parts {
     }),
   ];
   for (const g of groups) g.forEach((h, n) => handlers.set(n, h));
+  // object-add runs on behalf of its client: /dev/fdset/N names only that client's fds.
+  const objectAdd = handlers.get('object-add');
+  if (objectAdd) handlers.set('object-add', (a, cctx) => imported.runAs(cctx.session.clientId, () => objectAdd(a, cctx)));
   const commands = new Map<string, DispatchCommand>(table.map((c) => [c.name, { name: c.name, allowOob: c.allowOob, handler: handlers.get(c.name) }]));
   const dispatcher = new Dispatcher(commands, validator, {
     onCommand: (command, cctx, error, startNs) => bus.emit('command-done', { command, client: cctx.session.clientId, error, startNs }),

@@ -2,6 +2,7 @@
 // connection, and fd sets that memory-backend-file opens as /dev/fdset/N (qemu_open's rule: a
 // copy of the set's first fd whose access mode fits). Bounded: a client cannot fill the
 // daemon's fd table, and what a connection gave is closed when it ends.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import * as native from '../native';
 import { genericError } from '../errors/qmp-error';
 
@@ -37,6 +38,14 @@ export class ImportedFds {
   private readonly sets = new Map<number, SetFd[]>();
   private setFdCount = 0;
   private readonly perClient = new Map<string, number>();
+  /** The connection whose command is running (object-add), across its awaits. */
+  private readonly requester = new AsyncLocalStorage<string>();
+
+  /** Runs `fn` (an object-add) on behalf of `client`: /dev/fdset/N then names only fds that
+   *  client added, so no client can reach another's files through the fd sets. */
+  runAs<T>(client: string, fn: () => T): T {
+    return this.requester.run(client, fn);
+  }
 
   private static own(fd: ReceivedFd): native.Fd {
     if (fd instanceof native.Fd) return fd;
@@ -137,12 +146,14 @@ export class ImportedFds {
   }
 
   /** qemu_open of "/dev/fdset/N": a copy (close-on-exec) of the first fd of set N whose access
-   *  mode is `accessMode` (O_RDONLY, O_WRONLY, O_RDWR). Errors as errnos, as open(2) would give:
-   *  ENOENT (no such set), EACCES (no fd of that mode). */
+   *  mode is `accessMode` (O_RDONLY, O_WRONLY, O_RDWR), among the fds the requesting
+   *  connection added itself (runAs): another client's fds are as if absent. Errors as errnos,
+   *  as open(2) would give: ENOENT (no such set), EACCES (no fd of that mode). */
   openFromSet(path: string, accessMode: number): native.Fd {
     const id = parseFdsetPath(path);
-    const set = id === undefined ? undefined : this.sets.get(id);
-    if (!set) throw new native.SysError('open', 2 /* ENOENT */);
+    const client = this.requester.getStore();
+    const set = (id === undefined ? [] : (this.sets.get(id) ?? [])).filter((e) => e.owner === client);
+    if (set.length === 0) throw new native.SysError('open', 2 /* ENOENT */);
     for (const e of set) if (e.fd.accessMode === accessMode) return e.fd.dup();
     throw new native.SysError('open', 13 /* EACCES */);
   }

@@ -94,12 +94,21 @@ export const INPUT_BUDGET_BYTES = 512 * 1024 * 1024;
 export const INPUT_ALLOWANCE_PER_CLIENT = 1024 * 1024;
 export const INPUT_BUDGET_TEXT = 'QMP input limit exceeded: unfinished messages of all clients hold too much memory; closing the connection';
 
-/** The running total of unfinished input across the sessions of one monitor. */
+/** Received fds (SCM_RIGHTS) all connections together may hold untaken. Each holds at most
+ *  one batch (the transport takes at most 16 fds per message, QEMU's TCP_MAX_FDS); past this
+ *  total a new batch is closed at once, so strangers cannot fill the daemon's fd table with
+ *  fds no command takes. A command then answers "No file descriptor supplied via SCM_RIGHTS". */
+export const MAX_HELD_FDS = 2048;
+
+/** The running total of unfinished input across the sessions of one monitor (and of the fds
+ *  they hold). */
 export class InputBudget {
   used = 0;
+  fdsHeld = 0;
   constructor(
     readonly limit = INPUT_BUDGET_BYTES,
     readonly allowance = INPUT_ALLOWANCE_PER_CLIENT,
+    readonly fdLimit = MAX_HELD_FDS,
   ) {}
 }
 
@@ -264,15 +273,27 @@ export class QmpSession implements SessionControl {
   private receivedFds: readonly PassedFd[] = [];
 
   private holdFds(fds: readonly PassedFd[]): void {
+    this.releaseHeld();
+    const budget = this.monitor.inputBudget;
+    if (this.state === SessionState.Closed || budget.fdsHeld + fds.length > budget.fdLimit) {
+      for (const fd of fds) fd.close();
+      return;
+    }
+    this.receivedFds = fds;
+    budget.fdsHeld += fds.length;
+  }
+
+  private releaseHeld(): void {
     for (const fd of this.receivedFds) fd.close();
-    this.receivedFds = this.state === SessionState.Closed ? [] : fds;
-    if (this.state === SessionState.Closed) for (const fd of fds) fd.close();
+    this.monitor.inputBudget.fdsHeld -= this.receivedFds.length;
+    this.receivedFds = [];
   }
 
   /** A command takes the fds held (getfd, add-fd): the first is the caller's, the others are
    *  closed here, as QEMU closes the ones a command does not take. Undefined: none held. */
   takeReceivedFd(): PassedFd | undefined {
     const [first, ...rest] = this.receivedFds;
+    this.monitor.inputBudget.fdsHeld -= this.receivedFds.length;
     this.receivedFds = [];
     for (const fd of rest) fd.close();
     return first;
@@ -282,8 +303,7 @@ export class QmpSession implements SessionControl {
    *  command already running finishes; its reply goes nowhere. */
   close(): void {
     if (this.state === SessionState.Closed) return;
-    for (const fd of this.receivedFds) fd.close();
-    this.receivedFds = [];
+    this.releaseHeld();
     this.state = SessionState.Closed;
     this.clearNegotiationDeadline();
     this.queue.length = 0;

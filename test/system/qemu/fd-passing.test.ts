@@ -147,6 +147,18 @@ maybe('fd passing, QEMU 7.2 vs hostmemd', () => {
       await c.executeWithFds('add-fd', { 'fdset-id': 6 }, { sendFds: [f] });
       f.close();
       expect((await c.execute('object-add', { ...add, 'mem-path': '/dev/fdset/6' })).reply).toEqual({ error: { class: 'GenericError', desc: FDSET_NOT_FILE_TEXT.replace('%s', '/dev/fdset/6') } });
+      // Another client cannot use this client's set: to it, the set does not exist.
+      const rw2 = native.open(file, native.O_RDWR | native.O_CLOEXEC);
+      await c.executeWithFds('add-fd', { 'fdset-id': 8 }, { sendFds: [rw2] });
+      rw2.close();
+      const stranger = await FdQmpClient.negotiated(both.hostmemd.sock);
+      try {
+        expect((await stranger.execute('object-add', { ...add, 'mem-path': '/dev/fdset/8' })).reply).toEqual({ error: { class: 'GenericError', desc: "can't open backing store /dev/fdset/8 for guest RAM: No such file or directory" } });
+      } finally {
+        await stranger.close();
+      }
+      expect((await c.execute('object-add', { ...add, 'mem-path': '/dev/fdset/8' })).reply).toEqual({ return: {} });
+      expect((await c.execute('object-del', { id: 'viaset' })).reply).toEqual({ return: {} });
       // No such set: QEMU 7.2's text for every /dev/fdset path.
       expect((await c.execute('object-add', { ...add, 'mem-path': '/dev/fdset/99' })).reply).toEqual({ error: { class: 'GenericError', desc: "can't open backing store /dev/fdset/99 for guest RAM: No such file or directory" } });
       expect((await c.execute('query-memdev')).reply).toEqual({ return: [] });
