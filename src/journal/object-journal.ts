@@ -111,6 +111,7 @@ export class ObjectJournal implements ObjectPersistence {
   /** Stops the periodic probe (teardown). */
   close(): void {
     this.closed = true;
+    this.journal.close();
     clearInterval(this.probeTimer);
     this.probeTimer = undefined;
   }
@@ -180,7 +181,7 @@ export class ObjectJournal implements ObjectPersistence {
       try {
         for (const [id, obj] of [...this.pending]) {
           try {
-            await this.journal.update(id, (e) => ({ ...e, fd: fdIdentity(obj, this.fds) }));
+            await this.journal.update(id, (e) => ({ ...e, fd: fdIdentity(obj, this.fds) }), 'restore');
             if (this.pending.get(id) === obj) this.pending.delete(id);
             this.log.info({ id }, 'state journal: deferred rewrite of the entry made');
           } catch (e) {
@@ -333,7 +334,7 @@ export class ObjectJournal implements ObjectPersistence {
       // system that takes no writes does not stop the start: the rewrite waits for it.
       if (!ro && (fresh.fd?.ino !== e.fd?.ino || fresh.fd?.dev !== e.fd?.dev)) {
         try {
-          await this.journal.put(fresh);
+          await this.journal.put(fresh, 'restore');
         } catch (err) {
           this.failed(err, `rewriting the entry of '${e.id}'`);
           this.pending.set(e.id, obj);
