@@ -17,6 +17,7 @@ import { JsonValue, isJsonObject } from '../json/value';
 import { encodeJson } from '../json/writer';
 import { parseJsonText } from '../json/stream';
 import { errorText } from '../errors/text';
+import { crashPoint } from '../crash-point';
 
 export const JOURNAL_VERSION = 1;
 const SUFFIX = '.json';
@@ -213,7 +214,7 @@ export class Journal {
   /** Durable writes (one fdatasync of the log each) and the changes they carried. */
   readonly stats = { batches: 0, changes: 0 };
   /** The crash-point test hook, called with `<change>:<step>` (src/crash-point.ts). */
-  step: (name: string) => void = () => undefined;
+  step: (name: string) => void = crashPoint;
 
   constructor(stateDir: string) {
     this.dir = path.join(stateDir, 'objects');

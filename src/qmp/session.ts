@@ -5,6 +5,7 @@
 // the negotiation timeout is told so and closed, so idle sockets cannot hold every client slot.
 // Memory is bounded whatever the input: unfinished messages share a budget across connections,
 // and requests wait while the transport reports a large output backlog.
+import { crashPoint } from '../crash-point';
 import { JsonStreamParser, StreamItem } from '../json/stream';
 import { encodeJson } from '../json/writer';
 import { JsonValue } from '../json/value';
@@ -390,12 +391,14 @@ export class QmpSession implements SessionControl {
       if (r instanceof Promise) {
         this.running = true;
         this.monitor.beginCommand();
+        const command = (item.value as { execute?: unknown }).execute;
         void r.then((reply) => {
           this.monitor.endCommand();
           this.running = false;
           this.writeReply(reply);
           this.pump();
           if (!this.inReceive) this.flush();
+          if (typeof command === 'string') crashPoint(`${command}:replied`);
         });
       } else {
         this.writeReply(r);

@@ -2,6 +2,7 @@
 // id syntax → type checks → property setters (QDict order) → duplicate check → complete();
 // any failure releases what was made and leaves the tree as it was. Ids being completed are
 // reserved, so two concurrent object-adds of one id cannot both win.
+import { crashPoint } from '../crash-point';
 import { JsonValue } from '../json/value';
 import { qdictKeyOrder } from '../json/writer';
 import { genericError } from '../errors/qmp-error';
@@ -203,7 +204,9 @@ export class ObjectManager {
             throw genericError(`cannot record object '${id}' in the state journal: ${errorText(e)}`);
           }
         }
+        if (how.persist !== false) crashPoint('object-add:admitted');
         await obj.complete();
+        if (how.persist !== false) crashPoint('object-add:allocated');
         if (this.persistence && how.persist !== false) {
           try {
             await this.persistence.added(obj, options);
@@ -223,6 +226,7 @@ export class ObjectManager {
     }
     this.tree.attach(this.tree.objects, obj);
     this.events.added(obj);
+    if (how.persist !== false) crashPoint('object-add:attached');
     return obj;
   }
 
@@ -241,10 +245,12 @@ export class ObjectManager {
         this.deleting.delete(id);
       }
     }
+    crashPoint('object-del:unjournaled');
     this.tree.detach(obj);
     obj.release('deleted');
     this.unreserve(obj);
     this.events.deleted(obj);
+    crashPoint('object-del:released');
   }
 
   /** After a successful qom-set on `obj`: records the change if `obj` is one of ours and the
@@ -268,6 +274,7 @@ export class ObjectManager {
     const run = async (): Promise<void> => {
       const undo = obj.undoFor(property);
       await obj.setProperty(property, value, 'live');
+      crashPoint('qom-set:set-live');
       try {
         await this.changed(obj, property);
       } catch (e) {
