@@ -412,8 +412,8 @@ export class Journal {
   }
 
   /** Writes (or replaces) the entry; resolves once it is durable. */
-  put(e: JournalEntry, kind: ChangeKind = 'object-add'): Promise<void> {
-    return this.chain(e.id, () => this.commit(kind, e.id, e));
+  put(e: JournalEntry, kind: ChangeKind = 'object-add', staged?: () => void): Promise<void> {
+    return this.chain(e.id, () => this.commit(kind, e.id, e, staged));
   }
 
   /** The entry of `id` as last written. */
@@ -430,21 +430,22 @@ export class Journal {
 
   /** Reads the entry of `id`, changes it with `fn` and writes it back, in turn with the other
    *  writes of that id (nothing is kept in memory between writes). */
-  update(id: string, fn: (e: JournalEntry) => JournalEntry, kind: ChangeKind = 'qom-set'): Promise<void> {
-    return this.chain(id, () => this.commit(kind, id, fn(this.current(id))));
+  update(id: string, fn: (e: JournalEntry) => JournalEntry, kind: ChangeKind = 'qom-set', staged?: () => void): Promise<void> {
+    return this.chain(id, () => this.commit(kind, id, fn(this.current(id)), staged));
   }
 
   /** Removes the entry; resolves once the removal is durable. */
-  remove(id: string, kind: ChangeKind = 'object-del'): Promise<void> {
-    return this.chain(id, () => this.commit(kind, id, null));
+  remove(id: string, kind: ChangeKind = 'object-del', staged?: () => void): Promise<void> {
+    return this.chain(id, () => this.commit(kind, id, null, staged));
   }
 
   /** Queues one change for the next batch; resolves once it is durable (group commit: every
    *  change queued while a batch is being written goes into the next one). */
-  private commit(kind: ChangeKind, id: string, entry: JournalEntry | null): Promise<void> {
+  private commit(kind: ChangeKind, id: string, entry: JournalEntry | null, staged?: () => void): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ kind, id, entry, resolve, reject });
       this.kick();
+      staged?.();
     });
   }
 
@@ -543,18 +544,21 @@ export class Journal {
       return;
     }
     this.steps(ready, 'synced');
-    for (const op of ready) {
-      try {
-        if (op.tmp) await fs.promises.rename(op.tmp, this.fileOf(op.id));
-        else await fs.promises.rm(this.fileOf(op.id), { force: true });
-        this.unapplied.delete(op.id);
-      } catch {
-        // Durable in the log all the same; the next checkpoint writes it.
-        this.unapplied.set(op.id, op.entry);
-        if (op.tmp) await fs.promises.rm(op.tmp, { force: true }).catch(() => undefined);
-      }
-      this.dirty.add(op.id);
-    }
+    // Distinct ids (one change per id per batch): the renames can run at once.
+    await Promise.all(
+      ready.map(async (op) => {
+        try {
+          if (op.tmp) await fs.promises.rename(op.tmp, this.fileOf(op.id));
+          else await fs.promises.rm(this.fileOf(op.id), { force: true });
+          this.unapplied.delete(op.id);
+        } catch {
+          // Durable in the log all the same; the next checkpoint writes it.
+          this.unapplied.set(op.id, op.entry);
+          if (op.tmp) await fs.promises.rm(op.tmp, { force: true }).catch(() => undefined);
+        }
+        this.dirty.add(op.id);
+      }),
+    );
     this.steps(ready, 'applied');
     for (const op of ready) op.resolve();
   }
