@@ -414,7 +414,7 @@ export class QmpSession implements SessionControl {
         this.writeReply({ hasId: false, error: { class: 'GenericError', desc: item.desc } });
         continue;
       }
-      const command = (item.value as { execute?: unknown }).execute;
+      const command = isJsonObject(item.value) ? item.value.execute : undefined;
       const run: Running = { command: typeof command === 'string' ? command : undefined, key, staged: false };
       const ctx: CommandContext =
         key === undefined
