@@ -260,6 +260,13 @@ export class Journal {
       problems.push({ file: this.logFile, reason: `journal log unreadable (${errorText(e)}); its changes are not replayed` });
       return { final, problems, validBytes: -1, size: -1 };
     }
+    return this.parseLog(text);
+  }
+
+  /** The records of a log's text, up to the first that is cut short or damaged. */
+  private parseLog(text: string): Replay {
+    const final = new Map<string, JournalEntry | null>();
+    const problems: JournalProblem[] = [];
     const buf = Buffer.from(text, 'utf8');
     let at = 0;
     while (at < text.length) {
@@ -315,14 +322,16 @@ export class Journal {
     }
     this.logSize = Math.max(0, replay.validBytes);
     this.logCut = replay.size !== replay.validBytes;
-    let names: string[];
-    try {
-      names = fs.readdirSync(this.dir);
-    } catch (e) {
-      // Never created (a read-only state directory at the first start): nothing journaled.
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      names = [];
-    }
+    const list = (): string[] => {
+      try {
+        return fs.readdirSync(this.dir);
+      } catch (e) {
+        // Never created (a read-only state directory at the first start): nothing journaled.
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        return [];
+      }
+    };
+    const names = list();
     for (const name of names) {
       const file = path.join(this.dir, name);
       if (name.endsWith('.tmp')) {
@@ -350,7 +359,7 @@ export class Journal {
         this.unapplied.set(id, e);
       }
     }
-    for (const name of how.keepTemp ? names : fs.readdirSync(this.dir)) {
+    for (const name of how.keepTemp ? names : list()) {
       if (!name.endsWith(SUFFIX)) continue;
       const id = name.slice(0, -SUFFIX.length);
       if (this.unapplied.has(id)) continue;
@@ -572,14 +581,31 @@ export class Journal {
    *  the log back to its last valid record. */
   private async append(text: string, batch: readonly Op[]): Promise<void> {
     if (!this.log) {
-      this.log = await fs.promises.open(this.logFile, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
+      this.log = await fs.promises.open(this.logFile, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK, 0o600);
       const st = await this.log.stat();
       if (!st.isFile()) {
         await this.closeLog();
         throw new Error(`${this.logFile} is not a regular file`);
       }
-      // Opened for the first time since start: anything past the records load() read is cut.
-      this.logCut = st.size !== this.logSize;
+      if (st.size !== this.logSize) {
+        // Changed since load() read it (a handover's predecessor checkpointed or logged after
+        // this process read it), or a cut-short tail: read again, so that new records follow
+        // the last valid one and never leave a hole that would end the log at replay.
+        if (st.size > MAX_LOG_BYTES) {
+          await this.closeLog();
+          throw new Error(`${this.logFile}: ${st.size} bytes, larger than the ${MAX_LOG_BYTES} bytes the journal log may have`);
+        }
+        const buf = Buffer.alloc(st.size);
+        let n = 0;
+        while (n < st.size) {
+          const { bytesRead } = await this.log.read(buf, n, st.size - n, n);
+          if (bytesRead === 0) break;
+          n += bytesRead;
+        }
+        const again = this.parseLog(buf.toString('utf8', 0, n));
+        this.logSize = again.validBytes;
+        this.logCut = st.size !== again.validBytes;
+      }
     }
     if (this.logCut) {
       await this.log.truncate(this.logSize);

@@ -318,4 +318,21 @@ describe('group commit', () => {
       fs.rmSync(outside, { recursive: true, force: true });
     }
   });
+
+  test('a successor that read the log before its predecessor checkpointed appends after what is there now, leaving no hole', async () => {
+    const a = journal();
+    a.load();
+    await a.put(entry('a', 1));
+    const b = journal();
+    // A handover's successor reads the journal read-only while the predecessor still runs.
+    expect(b.load({ keepTemp: true }).entries.map((e) => e.id)).toEqual(['a']);
+    await a.put(entry('c', 2));
+    await a.settle();
+    expect(fs.statSync(a.logFile).size).toBe(0);
+    await b.put(entry('b', 3));
+    expect(fs.statSync(a.logFile).size).toBeGreaterThan(0);
+    // A crash now: the log replays b's record (nothing before it ends the log early).
+    fs.rmSync(b.fileFor('b'));
+    expect(journal().load().entries.map((e) => e.id)).toEqual(['a', 'c', 'b']);
+  });
 });
