@@ -96,11 +96,11 @@ export function qomHandlers(tree: ObjectTree, objects: ObjectManager, memdevs = 
     ['qom-get', (a) => tree.lookup(a.path as string).getProperty(a.property as string)],
     [
       'qom-set',
-      async (a) => {
+      async (a, ctx) => {
         const obj = tree.lookup(a.path as string);
         try {
           // Set and journaled, or undone if the journal cannot record it (a full state disk).
-          await objects.setProperty(obj, a.property as string, a.value);
+          await objects.setProperty(obj, a.property as string, a.value, ctx.staged);
         } finally {
           // Even a refused value may have changed part of it (host-nodes ORs values in).
           memdevs.changed(obj);
@@ -112,15 +112,15 @@ export function qomHandlers(tree: ObjectTree, objects: ObjectManager, memdevs = 
     ['qom-list-properties', (a) => tree.types.listProperties(a.typename as string)],
     [
       'object-add',
-      async (a) => {
-        await objects.add(a);
+      async (a, ctx) => {
+        await objects.add(a, { staged: ctx.staged });
         return {};
       },
     ],
     [
       'object-del',
-      async (a) => {
-        await objects.del(a.id as string);
+      async (a, ctx) => {
+        await objects.del(a.id as string, ctx.staged);
         return {};
       },
     ],

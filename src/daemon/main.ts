@@ -3,6 +3,7 @@
 // handover's takeover), listen (QMP sockets, web), ready (sd_notify), and stop(mode) — one
 // teardown path for a shutdown, a handover and a failed start. The only module that puts real
 // parts together.
+import { CRASH_FILE_ENV, installCrashHook } from './crash-hook';
 import * as fs from 'node:fs';
 import * as native from '../native';
 import { HandoverSender, IncomingStart, receiveHandoverStart } from '../handover/handover';
@@ -305,6 +306,7 @@ async function serve(options: DaemonOptions, logger: Logger): Promise<number> {
   // fds), and SIGHUP usually means "reload" or a closed terminal: logged and ignored, from the
   // start on. There is no configuration to reload, and the log is a stream: nothing to reopen.
   process.on('SIGHUP', () => logger.warn({ signal: 'SIGHUP' }, 'SIGHUP ignored: hostmemd keeps running with its objects and memory (SIGTERM or quit stops it)'));
+  if (installCrashHook(process.env)) logger.warn({ env: CRASH_FILE_ENV }, 'crash-point test hook installed: this daemon kills itself at the step its file names');
   let daemon: Daemon;
   try {
     daemon = await startDaemon(options, logger);

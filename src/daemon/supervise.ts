@@ -18,7 +18,9 @@ import { createLogger } from './logger';
 import type * as native from '../native';
 import { errorText } from '../errors/text';
 
-/** Restarts faster than this many in RESTART_WINDOW_MS back off (a crash loop must not spin). */
+/** Restarts faster than this many in RESTART_WINDOW_MS back off (a crash loop must not spin).
+ *  $HOSTMEMD_RESTART_BURST overrides it (the crash-point test kills the daemon hundreds of
+ *  times in a row). */
 const RESTART_BURST = 5;
 const RESTART_WINDOW_MS = 10000;
 const RESTART_DELAY_MS = 100;
@@ -37,6 +39,7 @@ export async function runSupervisor(argv: readonly string[], env: NodeJS.Process
     return cli.code;
   }
   const o = cli.options;
+  const restartBurst = env.HOSTMEMD_RESTART_BURST !== undefined ? Number(env.HOSTMEMD_RESTART_BURST) : RESTART_BURST;
   const watchdogMs = env.HOSTMEMD_WATCHDOG_SEC !== undefined ? Number(env.HOSTMEMD_WATCHDOG_SEC) * 1000 : WATCHDOG_MS;
   const log = createLogger(o.logLevel).child({ component: 'supervise' });
   fs.mkdirSync(o.stateDir, { recursive: true, mode: 0o750 });
@@ -143,7 +146,7 @@ export async function runSupervisor(argv: readonly string[], env: NodeJS.Process
     const now = Date.now();
     restarts.push(now);
     while (restarts.length > 0 && now - restarts[0] > RESTART_WINDOW_MS) restarts.shift();
-    const wait = restarts.length > RESTART_BURST ? BACKOFF_MS : RESTART_DELAY_MS;
+    const wait = restarts.length > restartBurst ? BACKOFF_MS : RESTART_DELAY_MS;
     log.warn({ exitCode, signal, fds: notify.store.length, restartInMs: wait }, 'daemon died; restarting with its stored fds');
     await new Promise((r) => setTimeout(r, wait));
     if (stopping) break;

@@ -4,6 +4,7 @@
 // until a backend of that name claims them. A mirror (systemd's fd store, a supervisor's)
 // keeps a copy of the set outside this process.
 import type { Fd } from '../native';
+import { crashPoint } from '../crash-point';
 
 /** A copy of the registry kept outside the process, so that memory outlives it. */
 export interface FdStoreMirror {
@@ -38,6 +39,7 @@ export class FdRegistry {
   /** A backend holds `fd` under `name` (claiming a preserved fd, or a new one). */
   save(name: string, fd: Fd, preserve = true): void {
     this.mirror?.saved(name, fd, preserve);
+    crashPoint('fd-stored');
     if (this.preserved.get(name) === fd) this.preserved.delete(name);
     this.fds.set(name, fd);
   }
@@ -45,7 +47,10 @@ export class FdRegistry {
   /** `name` is gone for good (object-del or failed creation): forgotten here and in the
    *  mirror. The caller closes the fd. */
   drop(name: string): void {
-    if (this.fds.delete(name)) this.mirror?.removed(name);
+    if (this.fds.delete(name)) {
+      this.mirror?.removed(name);
+      crashPoint('fd-removed');
+    }
   }
 
   /** This process lets go of `name` but the memory lives on (shutdown, a failed start, a

@@ -1,13 +1,15 @@
 // The state journal: one file per live object under <state-dir>/objects/, holding the validated
-// object-add arguments (kept current by qom-set) and the identity of the backend's fd. Each
-// write is atomic and durable (temp file, fsync, rename, fsync of the directory) and finishes
-// before the command's reply; one file per object keeps every write O(1) and confines damage
-// to the entry it hits. Entries that cannot be used are moved to objects/rejected/, not lost.
+// object-add arguments (kept current by qom-set) and the identity of the backend's fd, with a
+// write-ahead log in front (<state-dir>/journal.log, group commit): every change ready at once
+// is appended in one write and made durable by one fdatasync before any of their replies; the
+// entry files are then renamed into place unsynced, and a checkpoint (idle, or a large log)
+// syncs them and empties the log. At start the log is replayed over the files. Entries that
+// cannot be used are moved to objects/rejected/, not lost.
 // A full or read-only file system is a state of the journal, not a reason not to start: the
 // directory may be missing or unwritable, a failed write leaves no temp file, and probe()
 // tells when writes work again.
-// The directory is read as data, not trusted: only regular files of bounded size are read, no
-// symlink is followed, and nothing that could block (a FIFO, a device) is ever opened for reading.
+// The directory and the log are read as data, not trusted: only regular files of bounded size
+// are read, no symlink is followed, and nothing that could block (a FIFO, a device) is opened.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -15,6 +17,7 @@ import { JsonValue, isJsonObject } from '../json/value';
 import { encodeJson } from '../json/writer';
 import { parseJsonText } from '../json/stream';
 import { errorText } from '../errors/text';
+import { crashPoint } from '../crash-point';
 
 export const JOURNAL_VERSION = 1;
 const SUFFIX = '.json';
@@ -33,7 +36,7 @@ const kindOf = (st: fs.Stats): string =>
 
 /** Reads one entry's text as data: the file itself (not what a symlink names), a regular file
  *  only, at most MAX_ENTRY_BYTES. Throws with the reason otherwise. */
-export function readEntryFile(file: string): string {
+export function readEntryFile(file: string, maxBytes = MAX_ENTRY_BYTES): string {
   // lstat first, so that nothing that is not a regular file is even opened (opening a device
   // can have effects of its own); the fstat after the open settles a race with a swap.
   const pre = fs.lstatSync(file);
@@ -48,7 +51,7 @@ export function readEntryFile(file: string): string {
   try {
     const st = fs.fstatSync(fd);
     if (!st.isFile()) throw new Error(`${kindOf(st)}, not a regular file`);
-    if (st.size > MAX_ENTRY_BYTES) throw new Error(`${st.size} bytes, larger than the ${MAX_ENTRY_BYTES} bytes an entry may have`);
+    if (st.size > maxBytes) throw new Error(`${st.size} bytes, larger than the ${maxBytes} bytes ${maxBytes === MAX_ENTRY_BYTES ? 'an entry' : 'the journal log'} may have`);
     // Room for one byte more than fstat saw: a file that grows meanwhile is caught, not read on.
     const buf = Buffer.allocUnsafe(st.size + 1);
     let n = 0;
@@ -139,21 +142,85 @@ export function isStorageFault(e: unknown): boolean {
  *  would have fitted. */
 const PROBE_BYTES = 1024;
 
+/** The write-ahead log, in the state directory (beside objects/, not in it). */
+export const LOG_NAME = 'journal.log';
+
+/** The largest log read back at start. Checkpoints keep it near CHECKPOINT_BYTES; a log far
+ *  larger is not one of ours. */
+export const MAX_LOG_BYTES = 64 * 1024 * 1024;
+
+/** A log past this size is checkpointed after the batch that took it there. */
+export const CHECKPOINT_BYTES = 1024 * 1024;
+
+/** After this long without a change, the log is checkpointed (the entry files made durable, the
+ *  log emptied), so that an idle daemon leaves one file per object and an empty log. */
+export const CHECKPOINT_IDLE_MS = 1000;
+
+/** Entries checkpointed at once (fdatasyncs in flight on the thread pool). */
+const CHECKPOINT_PARALLEL = 16;
+
+/** Ids the journal may name a file after: what object-add accepts (QEMU's id_wellformed), so
+ *  a forged log record can never name a path outside objects/. */
+const ID_RE = /^[A-Za-z][A-Za-z0-9._-]*$/;
+
+/** Step names for the crash-point test hook (src/crash-point.ts), per kind of change. */
+export type ChangeKind = 'object-add' | 'qom-set' | 'object-del' | 'restore';
+
+type Op = { kind: ChangeKind; id: string; entry: JournalEntry | null; resolve: () => void; reject: (e: unknown) => void; tmp?: string };
+
+/** One log record: a put (the whole entry) or a removal, as one JSON line and its SHA-256. */
+function encodeRecord(id: string, e: JournalEntry | null): string {
+  const body: Record<string, JsonValue> = e ? { version: JOURNAL_VERSION, op: 'put', entry: encodeEntry(e) } : { version: JOURNAL_VERSION, op: 'del', id };
+  const line = encodeJson(body);
+  return `${line}\nsha256:${digest(line)}\n`;
+}
+
+/** What a log replays to: the last record of each id (null: removed), in log order. */
+interface Replay {
+  final: Map<string, JournalEntry | null>;
+  problems: JournalProblem[];
+  /** Bytes of whole, valid records (the rest is a write cut short, or damage). */
+  validBytes: number;
+  size: number;
+}
+
 export class Journal {
   readonly dir: string;
   readonly rejectedDir: string;
   readonly lostDir: string;
+  readonly logFile: string;
   /** Why the objects directory could not be created at start (a read-only or full state
    *  directory); the journal starts empty and degraded then, and probe() creates it later. */
   readonly setupError?: unknown;
   private nextSeq = 1;
-  /** Per-id chain, so a put and a remove of one id land in the order they were asked. */
+  /** Per-id chain, so a put and a remove of one id land in the order they were asked (and an
+   *  id is in a batch at most once). */
   private readonly chains = new Map<string, Promise<void>>();
+  /** Changes waiting for the next batch, and whether a batch is being written. */
+  private queue: Op[] = [];
+  private writing = false;
+  private log?: fs.promises.FileHandle;
+  /** Bytes of valid records in the log; anything past it (a failed append) is cut before the
+   *  next append. */
+  private logSize = 0;
+  private logCut = false;
+  /** Entry files written since the last checkpoint (made durable by the next one). */
+  private readonly dirty = new Set<string>();
+  /** Changes durable in the log whose entry file could not be written or removed yet: the log
+   *  is the record until a checkpoint manages it. */
+  private readonly unapplied = new Map<string, JournalEntry | null>();
+  private checkpointTimer?: NodeJS.Timeout;
+  private checkpointWanted = false;
+  /** Durable writes (one fdatasync of the log each) and the changes they carried. */
+  readonly stats = { batches: 0, changes: 0 };
+  /** The crash-point test hook, called with `<change>:<step>` (src/crash-point.ts). */
+  step: (name: string) => void = crashPoint;
 
   constructor(stateDir: string) {
     this.dir = path.join(stateDir, 'objects');
     this.rejectedDir = path.join(this.dir, 'rejected');
     this.lostDir = path.join(this.dir, 'lost');
+    this.logFile = path.join(stateDir, LOG_NAME);
     try {
       fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     } catch (e) {
@@ -180,18 +247,91 @@ export class Journal {
     }
   }
 
-  /** Reads every entry (creation order) and every problem; leftover temp files are removed. */
+  /** Reads the log as data (a regular file, bounded, no symlink followed): the last record of
+   *  each id. Stops at the first record that is cut short or damaged. */
+  private readLog(): Replay {
+    const final = new Map<string, JournalEntry | null>();
+    const problems: JournalProblem[] = [];
+    let text: string;
+    try {
+      text = readEntryFile(this.logFile, MAX_LOG_BYTES);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { final, problems, validBytes: 0, size: 0 };
+      problems.push({ file: this.logFile, reason: `journal log unreadable (${errorText(e)}); its changes are not replayed` });
+      return { final, problems, validBytes: -1, size: -1 };
+    }
+    return this.parseLog(text);
+  }
+
+  /** The records of a log's text, up to the first that is cut short or damaged. */
+  private parseLog(text: string): Replay {
+    const final = new Map<string, JournalEntry | null>();
+    const problems: JournalProblem[] = [];
+    const buf = Buffer.from(text, 'utf8');
+    let at = 0;
+    while (at < text.length) {
+      const nl = text.indexOf('\n', at);
+      const nl2 = nl < 0 ? -1 : text.indexOf('\n', nl + 1);
+      if (nl2 < 0) break;
+      const line = text.slice(at, nl);
+      const sum = text.slice(nl + 1, nl2);
+      if (sum !== `sha256:${digest(line)}`) break;
+      at = nl2 + 1;
+      try {
+        const v = parseJsonText(line);
+        if (!isJsonObject(v) || v.version !== JOURNAL_VERSION) throw new Error('not a journal record');
+        if (v.op === 'put' && typeof v.entry === 'string') {
+          const e = decodeEntry(v.entry);
+          if (!ID_RE.test(e.id)) throw new Error(`'${e.id}' is not an object id`);
+          checkNamed(e, e.id);
+          final.set(e.id, e);
+        } else if (v.op === 'del' && typeof v.id === 'string') {
+          if (!ID_RE.test(v.id)) throw new Error(`'${v.id}' is not an object id`);
+          final.set(v.id, null);
+        } else throw new Error('neither a put nor a del');
+      } catch (e) {
+        problems.push({ file: this.logFile, reason: `journal log record at byte ${Buffer.byteLength(text.slice(0, at))} ignored: ${errorText(e)}` });
+      }
+    }
+    const validBytes = Buffer.byteLength(text.slice(0, at));
+    if (validBytes < buf.length) {
+      // A crash cuts at most the last append, which was never acknowledged; anything else is
+      // damage. Either way, what follows cannot be trusted, and it is said.
+      problems.push({ file: this.logFile, reason: `journal log: the last ${buf.length - validBytes} bytes are not a whole record (a write cut short, or damage); ignored` });
+    }
+    return { final, problems, validBytes, size: buf.length };
+  }
+
+  /** Reads every entry (creation order) and every problem; leftover temp files are removed.
+   *  The log's changes are applied to the entry files first (not synced: the log stays the
+   *  record until the next checkpoint); where that cannot be done (read-only), they are
+   *  applied in memory. */
   load(how: { keepTemp?: boolean } = {}): { entries: JournalEntry[]; problems: JournalProblem[] } {
     const entries: JournalEntry[] = [];
     const problems: JournalProblem[] = [];
-    let names: string[];
-    try {
-      names = fs.readdirSync(this.dir);
-    } catch (e) {
-      // Never created (a read-only state directory at the first start): nothing journaled.
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      names = [];
+    const replay = this.readLog();
+    problems.push(...replay.problems);
+    if (replay.validBytes < 0 && !how.keepTemp) {
+      // Not a log we can use (too large, not a regular file): kept aside, never written to.
+      try {
+        this.ensureAsideDir(this.rejectedDir);
+        fs.renameSync(this.logFile, path.join(this.rejectedDir, `${LOG_NAME}.${Date.now()}`));
+      } catch (err) {
+        problems.push({ file: this.logFile, reason: `the unusable journal log could not be moved aside: ${errorText(err)}` });
+      }
     }
+    this.logSize = Math.max(0, replay.validBytes);
+    this.logCut = replay.size !== replay.validBytes;
+    const list = (): string[] => {
+      try {
+        return fs.readdirSync(this.dir);
+      } catch (e) {
+        // Never created (a read-only state directory at the first start): nothing journaled.
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        return [];
+      }
+    };
+    const names = list();
     for (const name of names) {
       const file = path.join(this.dir, name);
       if (name.endsWith('.tmp')) {
@@ -206,8 +346,24 @@ export class Journal {
         }
         continue;
       }
+    }
+    for (const [id, e] of replay.final) {
+      if (how.keepTemp) {
+        this.unapplied.set(id, e);
+        continue;
+      }
+      try {
+        this.applySync(id, e);
+        this.dirty.add(id);
+      } catch {
+        this.unapplied.set(id, e);
+      }
+    }
+    for (const name of how.keepTemp ? names : list()) {
       if (!name.endsWith(SUFFIX)) continue;
       const id = name.slice(0, -SUFFIX.length);
+      if (this.unapplied.has(id)) continue;
+      const file = path.join(this.dir, name);
       try {
         const e = decodeEntry(readEntryFile(file));
         checkNamed(e, id);
@@ -216,9 +372,33 @@ export class Journal {
         problems.push({ file, id, reason: errorText(err) });
       }
     }
+    for (const e of this.unapplied.values()) if (e) entries.push(e);
     entries.sort((a, b) => a.seq - b.seq);
     this.nextSeq = (entries.length > 0 ? entries[entries.length - 1].seq : 0) + 1;
+    if (!how.keepTemp && (this.logSize > 0 || this.logCut)) this.scheduleCheckpoint();
     return { entries, problems };
+  }
+
+  /** Writes one replayed change to its entry file (at start, before anything is served). */
+  private applySync(id: string, e: JournalEntry | null): void {
+    const file = this.fileOf(id);
+    if (!e) {
+      fs.rmSync(file, { force: true });
+      return;
+    }
+    const tmp = `${file}.tmp`;
+    try {
+      const fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW, 0o600);
+      try {
+        fs.writeFileSync(fd, encodeEntry(e));
+      } finally {
+        fs.closeSync(fd);
+      }
+      fs.renameSync(tmp, file);
+    } catch (err) {
+      fs.rmSync(tmp, { force: true });
+      throw err;
+    }
   }
 
   allocSeq(): number {
@@ -241,47 +421,298 @@ export class Journal {
   }
 
   /** Writes (or replaces) the entry; resolves once it is durable. */
-  put(e: JournalEntry): Promise<void> {
-    return this.chain(e.id, () => this.write(e));
+  put(e: JournalEntry, kind: ChangeKind = 'object-add', staged?: () => void): Promise<void> {
+    return this.chain(e.id, () => this.commit(kind, e.id, e, staged));
+  }
+
+  /** The entry of `id` as last written. */
+  private current(id: string): JournalEntry {
+    if (this.unapplied.has(id)) {
+      const e = this.unapplied.get(id);
+      if (!e) throw Object.assign(new Error(`no entry for '${id}'`), { code: 'ENOENT' });
+      return e;
+    }
+    const e = decodeEntry(readEntryFile(this.fileOf(id)));
+    checkNamed(e, id);
+    return e;
   }
 
   /** Reads the entry of `id`, changes it with `fn` and writes it back, in turn with the other
    *  writes of that id (nothing is kept in memory between writes). */
-  update(id: string, fn: (e: JournalEntry) => JournalEntry): Promise<void> {
-    return this.chain(id, async () => {
-      const e = decodeEntry(readEntryFile(this.fileOf(id)));
-      checkNamed(e, id);
-      await this.write(fn(e));
-    });
-  }
-
-  private async write(e: JournalEntry): Promise<void> {
-    const file = this.fileOf(e.id);
-    const tmp = `${file}.tmp`;
-    try {
-      const h = await fs.promises.open(tmp, 'w', 0o600);
-      try {
-        await h.writeFile(encodeEntry(e));
-        await h.datasync();
-      } finally {
-        await h.close();
-      }
-      await fs.promises.rename(tmp, file);
-    } catch (err) {
-      // A full file system leaves an empty or partial temp file: it would hold space and wait
-      // for the next start to be removed. The entry itself is untouched (the rename did not run).
-      await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
-      throw err;
-    }
-    await this.syncDir();
+  update(id: string, fn: (e: JournalEntry) => JournalEntry, kind: ChangeKind = 'qom-set', staged?: () => void): Promise<void> {
+    return this.chain(id, () => this.commit(kind, id, fn(this.current(id)), staged));
   }
 
   /** Removes the entry; resolves once the removal is durable. */
-  remove(id: string): Promise<void> {
-    return this.chain(id, async () => {
-      await fs.promises.rm(this.fileOf(id), { force: true });
-      await this.syncDir();
+  remove(id: string, kind: ChangeKind = 'object-del', staged?: () => void): Promise<void> {
+    return this.chain(id, () => this.commit(kind, id, null, staged));
+  }
+
+  /** Queues one change for the next batch; resolves once it is durable (group commit: every
+   *  change queued while a batch is being written goes into the next one). */
+  private commit(kind: ChangeKind, id: string, entry: JournalEntry | null, staged?: () => void): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ kind, id, entry, resolve, reject });
+      this.kick();
+      staged?.();
     });
+  }
+
+  /** Starts a batch once the current turn of the event loop is over, so that every change
+   *  made ready in it (requests of all connections read together) shares the write. */
+  private kick(): void {
+    if (this.writing) return;
+    this.writing = true;
+    setImmediate(() => void this.drain());
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      for (;;) {
+        if (this.queue.length > 0) {
+          const batch = this.queue;
+          this.queue = [];
+          await this.writeBatch(batch);
+          continue;
+        }
+        if (this.checkpointWanted) {
+          this.checkpointWanted = false;
+          await this.checkpoint().catch(() => undefined);
+          continue;
+        }
+        break;
+      }
+    } finally {
+      this.writing = false;
+    }
+    if (this.logSize > CHECKPOINT_BYTES) this.wantCheckpoint();
+    else if (this.logSize > 0) this.scheduleCheckpoint();
+  }
+
+  private steps(batch: readonly Op[], step: string): void {
+    for (const op of batch) this.step(`${op.kind}:${step}`);
+  }
+
+  /** One batch: each new entry written to its temp file; then every change appended to the log
+   *  in one write and made durable by one fdatasync; then the temp files renamed into place
+   *  (and removed entries unlinked), unsynced: the log holds them until the next checkpoint. */
+  private async writeBatch(batch: Op[]): Promise<void> {
+    // The temp files first: a full file system refuses a new entry here, before anything is
+    // logged, and a crash leaves only temp files, which load() removes.
+    const ready: Op[] = [];
+    await Promise.all(
+      batch.map(async (op) => {
+        if (!op.entry) {
+          ready.push(op);
+          return;
+        }
+        const tmp = `${this.fileOf(op.id)}.tmp`;
+        try {
+          const h = await fs.promises.open(tmp, 'w', 0o600);
+          try {
+            await h.writeFile(encodeEntry(op.entry));
+          } finally {
+            await h.close();
+          }
+          op.tmp = tmp;
+          ready.push(op);
+        } catch (err) {
+          // A full file system leaves an empty or partial temp file: it would hold space and
+          // wait for the next start to be removed. The entry itself is untouched.
+          await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
+          op.reject(err);
+        }
+      }),
+    );
+    if (ready.length === 0) return;
+    // In the order asked (the temp writes finish in any order).
+    ready.sort((a, b) => batch.indexOf(a) - batch.indexOf(b));
+    this.steps(ready, 'temp-written');
+    try {
+      await this.append(ready.map((op) => encodeRecord(op.id, op.entry)).join(''), ready);
+    } catch (err) {
+      const removals = ready.filter((op) => !op.entry);
+      // A removal must work on a full file system: a checkpoint empties the log (so no record
+      // of these ids is left to replay), then they are unlinked and the directory synced.
+      if (removals.length > 0 && isStorageFault(err) && (err as NodeJS.ErrnoException).code !== 'EROFS') {
+        try {
+          await this.checkpoint();
+          for (const op of removals) await fs.promises.rm(this.fileOf(op.id), { force: true });
+          await this.syncDir();
+          for (const op of removals) {
+            this.dirty.delete(op.id);
+            op.resolve();
+          }
+          for (const op of ready) if (op.entry) this.fail(op, err);
+          return;
+        } catch {
+          /* answered below with the append's error */
+        }
+      }
+      for (const op of ready) this.fail(op, err);
+      return;
+    }
+    this.steps(ready, 'synced');
+    // Distinct ids (one change per id per batch): the renames can run at once.
+    await Promise.all(
+      ready.map(async (op) => {
+        try {
+          if (op.tmp) await fs.promises.rename(op.tmp, this.fileOf(op.id));
+          else await fs.promises.rm(this.fileOf(op.id), { force: true });
+          this.unapplied.delete(op.id);
+        } catch {
+          // Durable in the log all the same; the next checkpoint writes it.
+          this.unapplied.set(op.id, op.entry);
+          if (op.tmp) await fs.promises.rm(op.tmp, { force: true }).catch(() => undefined);
+        }
+        this.dirty.add(op.id);
+      }),
+    );
+    this.steps(ready, 'applied');
+    for (const op of ready) op.resolve();
+  }
+
+  private fail(op: Op, err: unknown): void {
+    if (op.tmp) void fs.promises.rm(op.tmp, { force: true }).catch(() => undefined);
+    op.reject(err);
+  }
+
+  /** Appends the records and fdatasyncs the log: the batch's one durable write. A failure cuts
+   *  the log back to its last valid record. */
+  private async append(text: string, batch: readonly Op[]): Promise<void> {
+    if (!this.log) {
+      this.log = await fs.promises.open(this.logFile, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK, 0o600);
+      const st = await this.log.stat();
+      if (!st.isFile()) {
+        await this.closeLog();
+        throw new Error(`${this.logFile} is not a regular file`);
+      }
+      if (st.size !== this.logSize) {
+        // Changed since load() read it (a handover's predecessor checkpointed or logged after
+        // this process read it), or a cut-short tail: read again, so that new records follow
+        // the last valid one and never leave a hole that would end the log at replay.
+        if (st.size > MAX_LOG_BYTES) {
+          await this.closeLog();
+          throw new Error(`${this.logFile}: ${st.size} bytes, larger than the ${MAX_LOG_BYTES} bytes the journal log may have`);
+        }
+        const buf = Buffer.alloc(st.size);
+        let n = 0;
+        while (n < st.size) {
+          const { bytesRead } = await this.log.read(buf, n, st.size - n, n);
+          if (bytesRead === 0) break;
+          n += bytesRead;
+        }
+        const again = this.parseLog(buf.toString('utf8', 0, n));
+        this.logSize = again.validBytes;
+        this.logCut = st.size !== again.validBytes;
+      }
+    }
+    if (this.logCut) {
+      await this.log.truncate(this.logSize);
+      this.logCut = false;
+    }
+    const buf = Buffer.from(text, 'utf8');
+    try {
+      let done = 0;
+      while (done < buf.length) {
+        const { bytesWritten } = await this.log.write(buf, done, buf.length - done, this.logSize + done);
+        if (bytesWritten === 0) throw Object.assign(new Error('short write to the journal log'), { code: 'ENOSPC', errno: -28 });
+        done += bytesWritten;
+      }
+      this.steps(batch, 'logged');
+      await this.log.datasync();
+    } catch (err) {
+      this.logCut = true;
+      await this.log.truncate(this.logSize).then(
+        () => (this.logCut = false),
+        () => undefined,
+      );
+      throw err;
+    }
+    this.logSize += buf.length;
+    this.stats.batches++;
+    this.stats.changes += batch.length;
+  }
+
+  private async closeLog(): Promise<void> {
+    const h = this.log;
+    this.log = undefined;
+    await h?.close().catch(() => undefined);
+  }
+
+  private scheduleCheckpoint(): void {
+    clearTimeout(this.checkpointTimer);
+    this.checkpointTimer = setTimeout(() => this.wantCheckpoint(), CHECKPOINT_IDLE_MS);
+    this.checkpointTimer.unref();
+  }
+
+  private wantCheckpoint(): void {
+    clearTimeout(this.checkpointTimer);
+    this.checkpointWanted = true;
+    this.kick();
+  }
+
+  /** Makes every entry file written since the last checkpoint durable (fdatasync each, then the
+   *  directory), then empties the log: its records are no longer needed. Runs between batches.
+   *  A failure leaves the log as it is (it still holds every change). */
+  private async checkpoint(): Promise<void> {
+    for (const [id, e] of [...this.unapplied]) {
+      const file = this.fileOf(id);
+      if (!e) await fs.promises.rm(file, { force: true });
+      else {
+        const tmp = `${file}.tmp`;
+        const h = await fs.promises.open(tmp, 'w', 0o600);
+        try {
+          await h.writeFile(encodeEntry(e));
+        } finally {
+          await h.close();
+        }
+        await fs.promises.rename(tmp, file);
+      }
+      this.unapplied.delete(id);
+      this.dirty.add(id);
+    }
+    const ids = [...this.dirty];
+    for (let i = 0; i < ids.length; i += CHECKPOINT_PARALLEL) {
+      await Promise.all(
+        ids.slice(i, i + CHECKPOINT_PARALLEL).map(async (id) => {
+          let h: fs.promises.FileHandle;
+          try {
+            h = await fs.promises.open(this.fileOf(id), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+          } catch (e) {
+            if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+            throw e;
+          }
+          try {
+            await h.datasync();
+          } finally {
+            await h.close();
+          }
+        }),
+      );
+    }
+    await this.syncDir();
+    this.step('checkpoint:synced');
+    for (const id of ids) this.dirty.delete(id);
+    if (this.log || this.logSize > 0 || this.logCut) {
+      if (!this.log) await this.append('', []);
+      await this.log!.truncate(0);
+      await this.log!.datasync();
+      this.logSize = 0;
+      this.logCut = false;
+    }
+  }
+
+  /** Writes every pending change and checkpoints (tests, an orderly stop); resolves when done. */
+  async settle(): Promise<void> {
+    this.wantCheckpoint();
+    while (this.writing || this.queue.length > 0) await new Promise((r) => setTimeout(r, 1));
+  }
+
+  /** Stops the idle checkpoint timer and closes the log (teardown). */
+  close(): void {
+    clearTimeout(this.checkpointTimer);
+    void this.closeLog();
   }
 
   /** Moves an unusable entry aside (objects/rejected/ID.TIME.json) so nothing is dropped; an
@@ -291,6 +722,13 @@ export class Journal {
     this.ensureAsideDir(dir);
     const to = path.join(dir, `${path.basename(file, SUFFIX)}.${Date.now()}${SUFFIX}`);
     fs.renameSync(file, to);
+    // The log may still hold this id's last put: a removal is logged too, so that a crash
+    // before the next checkpoint does not replay the entry back into objects/.
+    const id = path.basename(file, SUFFIX);
+    if (path.dirname(file) === this.dir && ID_RE.test(id) && (this.logSize > 0 || this.unapplied.has(id))) {
+      this.unapplied.delete(id);
+      void this.remove(id, 'restore').catch(() => undefined);
+    }
     return to;
   }
 

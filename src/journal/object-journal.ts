@@ -111,6 +111,7 @@ export class ObjectJournal implements ObjectPersistence {
   /** Stops the periodic probe (teardown). */
   close(): void {
     this.closed = true;
+    this.journal.close();
     clearInterval(this.probeTimer);
     this.probeTimer = undefined;
   }
@@ -180,7 +181,7 @@ export class ObjectJournal implements ObjectPersistence {
       try {
         for (const [id, obj] of [...this.pending]) {
           try {
-            await this.journal.update(id, (e) => ({ ...e, fd: fdIdentity(obj, this.fds) }));
+            await this.journal.update(id, (e) => ({ ...e, fd: fdIdentity(obj, this.fds) }), 'restore');
             if (this.pending.get(id) === obj) this.pending.delete(id);
             this.log.info({ id }, 'state journal: deferred rewrite of the entry made');
           } catch (e) {
@@ -206,10 +207,10 @@ export class ObjectJournal implements ObjectPersistence {
     throw new Error(`${this.fault!.text}; ${DEGRADED_SUFFIX}`);
   }
 
-  async added(obj: UserCreatable, options: Record<string, JsonValue>): Promise<void> {
+  async added(obj: UserCreatable, options: Record<string, JsonValue>, staged?: () => void): Promise<void> {
     const e: JournalEntry = { id: obj.name, seq: this.journal.allocSeq(), args: { ...options }, fd: fdIdentity(obj, this.fds) };
     try {
-      await this.journal.put(e);
+      await this.journal.put(e, 'object-add', staged);
     } catch (err) {
       const why = this.failed(err, `writing the entry of '${obj.name}'`);
       throw isStorageFault(err) ? new Error(`${why.message}; ${DEGRADED_SUFFIX}`) : why;
@@ -218,9 +219,9 @@ export class ObjectJournal implements ObjectPersistence {
     this.origins.delete(obj.name);
   }
 
-  async deleting(obj: UserCreatable): Promise<void> {
+  async deleting(obj: UserCreatable, staged?: () => void): Promise<void> {
     try {
-      await this.journal.remove(obj.name);
+      await this.journal.remove(obj.name, 'object-del', staged);
     } catch (err) {
       throw this.failed(err, `removing the entry of '${obj.name}'`);
     }
@@ -230,12 +231,12 @@ export class ObjectJournal implements ObjectPersistence {
     delete this.unjournaled[obj.name];
   }
 
-  async changed(obj: UserCreatable, property: string): Promise<void> {
+  async changed(obj: UserCreatable, property: string, staged?: () => void): Promise<void> {
     // Objects from --object are not journaled: nothing to update.
     if (obj.name in this.unjournaled) return;
     const value = obj.getProperty(property);
     try {
-      await this.journal.update(obj.name, (e) => ({ ...e, args: { ...e.args, [property]: value } }));
+      await this.journal.update(obj.name, (e) => ({ ...e, args: { ...e.args, [property]: value } }), 'qom-set', staged);
     } catch (err) {
       throw this.failed(err, `updating the entry of '${obj.name}'`);
     }
@@ -333,7 +334,7 @@ export class ObjectJournal implements ObjectPersistence {
       // system that takes no writes does not stop the start: the rewrite waits for it.
       if (!ro && (fresh.fd?.ino !== e.fd?.ino || fresh.fd?.dev !== e.fd?.dev)) {
         try {
-          await this.journal.put(fresh);
+          await this.journal.put(fresh, 'restore');
         } catch (err) {
           this.failed(err, `rewriting the entry of '${e.id}'`);
           this.pending.set(e.id, obj);

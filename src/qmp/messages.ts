@@ -64,6 +64,10 @@ export interface SessionControl {
 
 export interface CommandContext {
   session: SessionControl;
+  /** Present for a command that may let the connection's next one start early: called once
+   *  only its durable record is left to wait for (the journal has queued it), so that a
+   *  pipeline's changes can share one durable write. Replies still go out in order. */
+  staged?: () => void;
 }
 
 export type Handler = (args: Record<string, JsonValue>, ctx: CommandContext) => CommandResult | Promise<CommandResult>;

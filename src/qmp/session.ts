@@ -5,9 +5,10 @@
 // the negotiation timeout is told so and closed, so idle sockets cannot hold every client slot.
 // Memory is bounded whatever the input: unfinished messages share a budget across connections,
 // and requests wait while the transport reports a large output backlog.
+import { crashPoint } from '../crash-point';
 import { JsonStreamParser, StreamItem } from '../json/stream';
 import { encodeJson } from '../json/writer';
-import { JsonValue } from '../json/value';
+import { JsonValue, isJsonObject } from '../json/value';
 import { isOobRequest } from './dispatcher';
 import { PreEncoded, Reply, SessionControl, CommandContext, PassedFd, PeerCredentials, WithFds } from './messages';
 
@@ -112,6 +113,27 @@ export class InputBudget {
   ) {}
 }
 
+/** Commands that may start while earlier ones of the connection wait for their journal write
+ *  (CommandContext.staged), when they name another object: the key is the object's name. */
+function overlapKey(value: JsonValue): string | undefined {
+  if (!isJsonObject(value)) return undefined;
+  const args = value.arguments;
+  if (!isJsonObject(args)) return undefined;
+  if (value.execute === 'object-add' || value.execute === 'object-del') return typeof args.id === 'string' ? args.id : undefined;
+  // A QOM path's last component is the object's name (a partial path too).
+  if (value.execute === 'qom-set' && typeof args.path === 'string') return args.path.slice(args.path.lastIndexOf('/') + 1) || undefined;
+  return undefined;
+}
+
+/** A request started and not yet answered: replies are written in the order requests came. */
+interface Running {
+  command?: string;
+  key?: string;
+  /** Only its durable record is left to wait for. */
+  staged: boolean;
+  reply?: Reply;
+}
+
 /** Replies batched before a flush that checks the transport's backlog. */
 const PUMP_FLUSH_REPLIES = 64;
 
@@ -127,7 +149,8 @@ export class QmpSession implements SessionControl {
   state = SessionState.Negotiating;
   private oobEnabled = false;
   private readonly queue: Queued[] = [];
-  private running = false;
+  /** In-band requests started and not answered yet, oldest first. */
+  private readonly running: Running[] = [];
   private paused = false;
   private out: string[] = [];
   private inReceive = false;
@@ -435,25 +458,46 @@ export class QmpSession implements SessionControl {
     this.pump();
   }
 
-  /** Runs queued in-band requests in order; an asynchronous command holds the queue. */
+  /** Runs queued in-band requests in order; an asynchronous command holds the queue, except
+   *  that a change of another object may start once the running ones only wait for their
+   *  journal write (group commit within a pipeline). Replies go out in request order. */
   private pump(): void {
     while (this.queue.length > 0 && this.mayRunNext()) {
-      const item = this.queue.shift() as Queued;
+      const item = this.queue[0];
+      const key = item.kind === 'value' ? overlapKey(item.value) : undefined;
+      if (this.running.length > 0 && (key === undefined || this.running.some((r) => !r.staged || r.key === key))) break;
+      this.queue.shift();
       if (item.kind === 'error') {
         this.writeReply({ hasId: false, error: { class: 'GenericError', desc: item.desc } });
         continue;
       }
-      const r = this.monitor.dispatch(item.value, this.ctx, this.oobEnabled);
+      const command = isJsonObject(item.value) ? item.value.execute : undefined;
+      const run: Running = { command: typeof command === 'string' ? command : undefined, key, staged: false };
+      const ctx: CommandContext =
+        key === undefined
+          ? this.ctx
+          : {
+              session: this,
+              staged: () => {
+                if (run.staged) return;
+                run.staged = true;
+                // Not from inside the journal's call: the next request starts on a clean stack.
+                queueMicrotask(() => this.pump());
+              },
+            };
+      const r = this.monitor.dispatch(item.value, ctx, this.oobEnabled);
       if (r instanceof Promise) {
-        this.running = true;
+        this.running.push(run);
         this.monitor.beginCommand();
         void r.then((reply) => {
           this.monitor.endCommand();
-          this.running = false;
-          this.writeReply(reply);
-          this.pump();
-          if (!this.inReceive) this.flush();
+          run.reply = reply;
+          this.answerRunning();
         });
+      } else if (this.running.length > 0) {
+        // Answered at once, but after the requests before it.
+        run.reply = r;
+        this.running.push(run);
       } else {
         this.writeReply(r);
         // Replies are written in one batch per chunk; a long batch checks the backlog.
@@ -479,15 +523,28 @@ export class QmpSession implements SessionControl {
     this.endIfDone();
   }
 
-  /** The one guard of request execution: nothing runs while a command holds the in-band
-   *  queue, while frozen for a handover, or once closed. */
+  /** Writes the replies of the oldest running requests that have one, in order. */
+  private answerRunning(): void {
+    const done: string[] = [];
+    while (this.running.length > 0 && this.running[0].reply) {
+      const r = this.running.shift()!;
+      this.writeReply(r.reply!);
+      if (r.command !== undefined) done.push(r.command);
+    }
+    this.pump();
+    if (!this.inReceive) this.flush();
+    for (const c of done) crashPoint(`${c}:replied`);
+  }
+
+  /** The one guard of request execution: nothing runs while frozen for a handover, or once
+   *  closed; while requests run, only what pump() lets overlap. */
   private mayRunNext(): boolean {
-    return !this.running && !this.frozen && !this.outputBlocked && this.state !== SessionState.Closed;
+    return !this.frozen && !this.outputBlocked && this.state !== SessionState.Closed;
   }
 
   /** Draining (the peer finished sending) ends once nothing is left to run or answer. */
   private endIfDone(): void {
-    if (!this.inputEnded || !this.mayRunNext() || this.oobRunning > 0 || this.queue.length > 0) return;
+    if (!this.inputEnded || !this.mayRunNext() || this.running.length > 0 || this.oobRunning > 0 || this.queue.length > 0) return;
     this.flush();
     this.transportImpl.end();
     this.close();

@@ -2,6 +2,7 @@
 // id syntax → type checks → property setters (QDict order) → duplicate check → complete();
 // any failure releases what was made and leaves the tree as it was. Ids being completed are
 // reserved, so two concurrent object-adds of one id cannot both win.
+import { crashPoint } from '../crash-point';
 import { JsonValue } from '../json/value';
 import { qdictKeyOrder } from '../json/writer';
 import { genericError } from '../errors/qmp-error';
@@ -92,17 +93,19 @@ export interface ObjectEvents {
 }
 
 /** Durable record of the object set (the CPR journal). Each step resolves once it is durable;
- *  object-add and object-del reply only after it, and a failure undoes the command. */
+ *  object-add and object-del reply only after it, and a failure undoes the command. `staged`
+ *  (optional) is called once the record is queued and only its durable write is left: the
+ *  connection may start its next request then (see CommandContext.staged). */
 export interface ObjectPersistence {
   /** Before a new object is allocated: throws why it could not be recorded now (a journal on a
    *  full or read-only file system), so that nothing is allocated only to be undone. */
   admit?(id: string): Promise<void>;
   /** The object is made: record it (with its creation arguments) before it is announced. */
-  added(obj: UserCreatable, options: Record<string, JsonValue>): Promise<void>;
+  added(obj: UserCreatable, options: Record<string, JsonValue>, staged?: () => void): Promise<void>;
   /** About to be deleted: forget it first, so a failure leaves the object usable. */
-  deleting(obj: UserCreatable): Promise<void>;
+  deleting(obj: UserCreatable, staged?: () => void): Promise<void>;
   /** A property was changed by qom-set: record its new value. */
-  changed(obj: UserCreatable, property: string): Promise<void>;
+  changed(obj: UserCreatable, property: string, staged?: () => void): Promise<void>;
 }
 
 
@@ -177,7 +180,7 @@ export class ObjectManager {
   /** `options` are validated ObjectOptions: qom-type, id and the type's properties.
    *  `how.restore` (a journal restore): asked before anything is allocated whether the object
    *  may come back (a thrown error refuses it); the caps do not apply to it. */
-  async add(options: Record<string, JsonValue>, how: { persist?: boolean; restore?: (obj: UserCreatable) => void } = {}): Promise<UserCreatable> {
+  async add(options: Record<string, JsonValue>, how: { persist?: boolean; restore?: (obj: UserCreatable) => void; staged?: () => void } = {}): Promise<UserCreatable> {
     const { 'qom-type': qomType, id, ...props } = options as Record<string, JsonValue> & { 'qom-type': string; id: string };
     if (!ID_RE.test(id)) throw genericError("Parameter 'id' expects an identifier");
     const t = this.tree.types.get(qomType);
@@ -203,10 +206,12 @@ export class ObjectManager {
             throw genericError(`cannot record object '${id}' in the state journal: ${errorText(e)}`);
           }
         }
+        if (how.persist !== false) crashPoint('object-add:admitted');
         await obj.complete();
+        if (how.persist !== false) crashPoint('object-add:allocated');
         if (this.persistence && how.persist !== false) {
           try {
-            await this.persistence.added(obj, options);
+            await this.persistence.added(obj, options, how.staged);
           } catch (e) {
             throw genericError(`cannot record object '${id}' in the state journal: ${errorText(e)}`);
           }
@@ -223,43 +228,46 @@ export class ObjectManager {
     }
     this.tree.attach(this.tree.objects, obj);
     this.events.added(obj);
+    if (how.persist !== false) crashPoint('object-add:attached');
     return obj;
   }
 
   /** Synchronous when no journal is kept (the object is gone when this returns). */
-  async del(id: string): Promise<void> {
+  async del(id: string, staged?: () => void): Promise<void> {
     const obj = this.get(id);
     if (!obj || this.deleting.has(id)) throw genericError(`object '${id}' not found`);
     if (!obj.canBeDeleted()) throw genericError(`object '${id}' is in use, can not be deleted`);
     if (this.persistence) {
       this.deleting.add(id);
       try {
-        await this.persistence.deleting(obj);
+        await this.persistence.deleting(obj, staged);
       } catch (e) {
         throw genericError(`cannot remove object '${id}' from the state journal: ${errorText(e)}`);
       } finally {
         this.deleting.delete(id);
       }
     }
+    crashPoint('object-del:unjournaled');
     this.tree.detach(obj);
     obj.release('deleted');
     this.unreserve(obj);
     this.events.deleted(obj);
+    crashPoint('object-del:released');
   }
 
   /** After a successful qom-set on `obj`: records the change if `obj` is one of ours and the
    *  change is one a restart should repeat (not an inertAfterCreation property: the record
    *  keeps the value the object was made with). */
-  async changed(obj: QomObject, property: string): Promise<void> {
+  async changed(obj: QomObject, property: string, staged?: () => void): Promise<void> {
     if (!this.persistence || !(obj instanceof UserCreatable) || this.get(obj.name) !== obj) return;
     if (obj.type.properties.get(property)?.inertAfterCreation) return;
-    await this.persistence.changed(obj, property);
+    await this.persistence.changed(obj, property, staged);
   }
 
   /** qom-set: sets the property (live) and records it; a change the journal cannot record is
    *  undone, so that the reply, the live value and the journal agree. The sets of one
    *  journaled object run one at a time, so an undo never overwrites a later set. */
-  async setProperty(obj: QomObject, property: string, value: JsonValue): Promise<void> {
+  async setProperty(obj: QomObject, property: string, value: JsonValue, staged?: () => void): Promise<void> {
     if (!(this.persistence && obj instanceof UserCreatable && this.get(obj.name) === obj)) {
       await obj.setProperty(property, value, 'live');
       return;
@@ -268,8 +276,9 @@ export class ObjectManager {
     const run = async (): Promise<void> => {
       const undo = obj.undoFor(property);
       await obj.setProperty(property, value, 'live');
+      crashPoint('qom-set:set-live');
       try {
-        await this.changed(obj, property);
+        await this.changed(obj, property, staged);
       } catch (e) {
         let undone = 'the change was undone';
         try {

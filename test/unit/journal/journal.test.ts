@@ -63,11 +63,15 @@ test('load returns entries in creation order, problems per file, and drops half-
   await j.put(entry('b', j.allocSeq()));
   await j.put(entry('a', j.allocSeq()));
   await j.put(entry('c', j.allocSeq()));
+  // Damage to an entry file counts once the log no longer holds its change (a checkpoint).
+  await j.settle();
+  j.close();
   fs.writeFileSync(path.join(j.dir, 'c.json'), 'garbage');
   fs.writeFileSync(path.join(j.dir, 'x.json.tmp'), 'half');
   fs.copyFileSync(path.join(j.dir, 'a.json'), path.join(j.dir, 'z.json')); // names another id
   const again = new Journal(dir);
   const { entries, problems } = again.load();
+  again.close();
   expect(entries.map((e) => e.id)).toEqual(['b', 'a']);
   expect(problems.map((p) => [p.id, p.reason])).toEqual(
     expect.arrayContaining([
@@ -218,5 +222,117 @@ describe('forged or odd entries', () => {
     fs.symlinkSync(elsewhere, path.join(j.dir, 'm.json'));
     await expect(j.update('m', (e) => ({ ...e, seq: 2 }))).rejects.toThrow('a symbolic link, not a regular file');
     expect(decodeEntry(fs.readFileSync(elsewhere, 'utf8')).seq).toBe(1);
+  });
+});
+
+// ---- group commit: the write-ahead log --------------------------------------------------------
+
+describe('group commit', () => {
+  const opened: Journal[] = [];
+  const journal = (): Journal => {
+    const j = new Journal(dir);
+    opened.push(j);
+    return j;
+  };
+  afterEach(() => opened.splice(0).forEach((j) => j.close()));
+
+  test('changes queued together share one fdatasync, each resolves only after it, files and log agree', async () => {
+    const j = journal();
+    await j.put(entry('first', j.allocSeq()));
+    expect(j.stats).toEqual({ batches: 1, changes: 1 });
+    const ids = Array.from({ length: 16 }, (_, i) => `m${i}`);
+    const resolved: string[] = [];
+    const synced: string[] = [];
+    j.step = (s) => synced.push(s);
+    await Promise.all(ids.map((id) => j.put(entry(id, j.allocSeq())).then(() => resolved.push(`${id} after ${synced.filter((x) => x === 'object-add:synced').length} synced`))));
+    // 16 changes queued at once: one durable write for all, and none answered before it.
+    expect(j.stats).toEqual({ batches: 2, changes: 17 });
+    expect(resolved).toEqual(ids.map((id) => `${id} after 16 synced`));
+    for (const id of ids) expect(fs.existsSync(j.fileFor(id))).toBe(true);
+    expect(fs.statSync(j.logFile).size).toBeGreaterThan(0);
+    await j.settle();
+    expect(fs.statSync(j.logFile).size).toBe(0);
+    expect(journal().load().entries.map((e) => e.id)).toEqual(['first', ...ids]);
+  });
+
+  test('the log is replayed over the files at load: a lost or stale entry file is written again, a removal repeated', async () => {
+    const j = journal();
+    await j.put(entry('a', 1));
+    await j.put(entry('b', 2));
+    await j.update('a', (e) => ({ ...e, args: { ...e.args, dump: false } }));
+    await j.remove('b');
+    // As after a crash before the renames reached the disk: a missing, a stale entry file.
+    fs.rmSync(j.fileFor('a'));
+    fs.writeFileSync(j.fileFor('b'), encodeEntry(entry('b', 2)));
+    const again = journal();
+    const { entries, problems } = again.load();
+    expect(problems).toEqual([]);
+    expect(entries.map((e) => [e.id, e.args.dump])).toEqual([['a', false]]);
+    expect(decodeEntry(fs.readFileSync(j.fileFor('a'), 'utf8')).args.dump).toBe(false);
+    expect(fs.existsSync(j.fileFor('b'))).toBe(false);
+  });
+
+  test('a torn last append is reported and cut; later changes land after the valid records', async () => {
+    const j = journal();
+    await j.put(entry('a', 1));
+    fs.appendFileSync(j.logFile, '{"version":1,"op":"put","entry":"{\\"ver');
+    const again = journal();
+    const { entries, problems } = again.load();
+    expect(entries.map((e) => e.id)).toEqual(['a']);
+    expect(problems).toEqual([{ file: j.logFile, reason: expect.stringMatching(/^journal log: the last \d+ bytes are not a whole record/) }]);
+    await again.put(entry('b', again.allocSeq()));
+    fs.rmSync(again.fileFor('b'));
+    expect(journal().load().entries.map((e) => e.id)).toEqual(['a', 'b']);
+  });
+
+  test('a forged log record naming a path outside objects/ is ignored and reported', async () => {
+    const j = journal();
+    await j.put(entry('a', 1));
+    const evil = { ...entry('../../evil', 2) };
+    const inner = encodeEntry(evil);
+    const line = JSON.stringify({ version: 1, op: 'put', entry: inner });
+    fs.appendFileSync(j.logFile, withSum(line));
+    const { entries, problems } = journal().load();
+    expect(entries.map((e) => e.id)).toEqual(['a']);
+    expect(problems).toEqual([{ file: j.logFile, reason: expect.stringMatching(/ignored: '\.\.\/\.\.\/evil' is not an object id$/) }]);
+    expect(fs.existsSync(path.join(dir, '..', 'evil.json'))).toBe(false);
+  });
+
+  test('a log that is a symlink is not followed, and is moved aside', async () => {
+    const outside = tmpDir('hostmemd-journal-outside-');
+    try {
+      const j = journal();
+      await j.put(entry('a', 1));
+      await j.settle();
+      j.close();
+      fs.rmSync(j.logFile);
+      fs.writeFileSync(path.join(outside, 'log'), '');
+      fs.symlinkSync(path.join(outside, 'log'), j.logFile);
+      const again = journal();
+      const { entries, problems } = again.load();
+      expect(entries.map((e) => e.id)).toEqual(['a']);
+      expect(problems).toEqual([{ file: j.logFile, reason: expect.stringMatching(/^journal log unreadable \(a symbolic link, not a regular file\)/) }]);
+      await again.put(entry('b', 2));
+      expect(fs.readFileSync(path.join(outside, 'log'), 'utf8')).toBe('');
+    } finally {
+      fs.rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
+  test('a successor that read the log before its predecessor checkpointed appends after what is there now, leaving no hole', async () => {
+    const a = journal();
+    a.load();
+    await a.put(entry('a', 1));
+    const b = journal();
+    // A handover's successor reads the journal read-only while the predecessor still runs.
+    expect(b.load({ keepTemp: true }).entries.map((e) => e.id)).toEqual(['a']);
+    await a.put(entry('c', 2));
+    await a.settle();
+    expect(fs.statSync(a.logFile).size).toBe(0);
+    await b.put(entry('b', 3));
+    expect(fs.statSync(a.logFile).size).toBeGreaterThan(0);
+    // A crash now: the log replays b's record (nothing before it ends the log early).
+    fs.rmSync(b.fileFor('b'));
+    expect(journal().load().entries.map((e) => e.id)).toEqual(['a', 'c', 'b']);
   });
 });

@@ -1,0 +1,137 @@
+// bench/object-add: what durability costs object-add (issue 16 item 3, group commit). Every
+// hostmemd object-add is journaled (the reply waits until the change is durable); QEMU journals
+// nothing. Measured in one run, each on a fresh daemon (state dir in os.tmpdir(), so the floor
+// and the journal share a file system):
+//  - floor: 1 / (one fdatasync on the state fs): sequential appends of an entry-sized record
+//    (400 bytes) to a file in a temp dir beside the state dirs, each followed by fdatasync;
+//  - one client, sequential: OBJECTS object-adds of 1 MiB memfd backends, each waiting for its
+//    reply (compared with the floor: one durable write per object is the goal);
+//  - one client, pipelined: the same OBJECTS object-adds sent in one write;
+//  - CLIENTS clients concurrently: OBJECTS object-adds in all, shared out, each client
+//    sequential on its own connection (the goal: >= 4x the one-client rate);
+//  - QEMU 7.2, one client, sequential, OBJECTS object-adds (skipped without QEMU): the
+//    CLIENTS-client rate is compared with it.
+// Each figure is the median of REPEATS runs.
+//
+// Run: node bench/object-add.mjs [--json FILE]   (npm run build first)
+// Env: OBJECTS (default 100), CLIENTS (default 16), REPEATS (default 3), FLOOR_SYNCS (default 200).
+// --json FILE writes { "bench": "object-add", "results": [{ name, unit, hostmemd, qemu?, floor?,
+// better }] } (rates in objects/s, higher is better).
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { haveQemu, negotiatedClient, request, startHostmemd, startQemu, fmt, printTable } from './lib.mjs';
+
+const OBJECTS = Number(process.env.OBJECTS ?? 100);
+const CLIENTS = Number(process.env.CLIENTS ?? 16);
+const REPEATS = Number(process.env.REPEATS ?? 3);
+const FLOOR_SYNCS = Number(process.env.FLOOR_SYNCS ?? 200);
+const SIZE = 1024 * 1024;
+const jsonAt = process.argv.indexOf('--json');
+const jsonFile = jsonAt >= 0 ? process.argv[jsonAt + 1] : undefined;
+if (jsonAt >= 0 && !jsonFile) throw new Error('--json needs a file name');
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const add = (id) => JSON.stringify({ execute: 'object-add', arguments: { 'qom-type': 'memory-backend-memfd', id, size: SIZE } });
+
+/** fdatasyncs per second of an appended entry-sized record, on the state dirs' file system. */
+function floorRate() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hostmemd-bench-floor-'));
+  try {
+    const fd = fs.openSync(path.join(dir, 'log'), 'a', 0o600);
+    const rec = Buffer.alloc(400, 0x61);
+    for (let i = 0; i < 10; i++) {
+      fs.writeSync(fd, rec);
+      fs.fdatasyncSync(fd);
+    }
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < FLOOR_SYNCS; i++) {
+      fs.writeSync(fd, rec);
+      fs.fdatasyncSync(fd);
+    }
+    const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    fs.closeSync(fd);
+    return FLOOR_SYNCS / s;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function expectOk(c, id) {
+  const r = await request(c, 'object-add', { 'qom-type': 'memory-backend-memfd', id, size: SIZE });
+  if (r.err) throw new Error(`object-add ${id}: ${r.err}`);
+}
+
+/** Sequential object-adds on `clients` connections at once; objects per second. */
+async function sequentialRate(server, clients) {
+  const socks = server.socks ?? [server.sock];
+  const cs = await Promise.all(Array.from({ length: clients }, (_, i) => negotiatedClient(socks[i % socks.length])));
+  const per = Array.from({ length: clients }, (_, k) => Math.floor(OBJECTS / clients) + (k < OBJECTS % clients ? 1 : 0));
+  const t0 = process.hrtime.bigint();
+  await Promise.all(
+    cs.map(async (c, k) => {
+      for (let i = 0; i < per[k]; i++) await expectOk(c, `c${k}-${i}`);
+    }),
+  );
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  for (const c of cs) c.close();
+  return OBJECTS / s;
+}
+
+/** OBJECTS object-adds sent in one write on one connection; objects per second. */
+async function pipelinedRate(server) {
+  const c = await negotiatedClient(server.sock);
+  const t0 = process.hrtime.bigint();
+  c.send(Array.from({ length: OBJECTS }, (_, i) => add(`p${i}`)).join('\n'));
+  let got = 0;
+  while (got < OBJECTS) {
+    const [line] = await c.take(1);
+    const m = JSON.parse(line);
+    if ('event' in m) continue;
+    if (m.error) throw new Error(`pipelined object-add: ${m.error.class}: ${m.error.desc}`);
+    got++;
+  }
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  c.close();
+  return OBJECTS / s;
+}
+
+/** Runs `fn` on a fresh server REPEATS times; the median. */
+async function repeat(start, fn) {
+  const xs = [];
+  for (let r = 0; r < REPEATS; r++) {
+    const server = await start();
+    try {
+      xs.push(await fn(server));
+    } finally {
+      await server.stop();
+    }
+  }
+  return median(xs);
+}
+
+const floors = [];
+for (let r = 0; r < REPEATS; r++) floors.push(floorRate());
+const floor = median(floors);
+const one = await repeat(() => startHostmemd(), (s) => sequentialRate(s, 1));
+const piped = await repeat(() => startHostmemd(), (s) => pipelinedRate(s));
+const many = await repeat(() => startHostmemd(), (s) => sequentialRate(s, CLIENTS));
+const qemu = haveQemu() ? await repeat(() => startQemu(), (s) => sequentialRate(s, 1)) : undefined;
+
+console.log(`object-add with the journal on: ${OBJECTS} objects of 1 MiB (memfd), median of ${REPEATS}; state fs floor from ${FLOOR_SYNCS} fdatasyncs`);
+printTable([
+  ['case', 'hostmemd /s', 'reference /s', 'ratio', 'goal'],
+  ['one client, sequential', fmt(one, 0), `${fmt(floor, 0)} (1/fdatasync)`, fmt(one / floor, 2), '>= 1'],
+  ['one client, pipelined', fmt(piped, 0), `${fmt(one, 0)} (one client)`, fmt(piped / one, 2), ''],
+  [`${CLIENTS} clients`, fmt(many, 0), `${fmt(one, 0)} (one client)`, fmt(many / one, 2), '>= 4'],
+  [`${CLIENTS} clients vs QEMU 7.2, one client`, fmt(many, 0), qemu === undefined ? 'QEMU not installed' : fmt(qemu, 0), qemu === undefined ? '-' : fmt(many / qemu, 2), '>= 1'],
+]);
+
+if (jsonFile) {
+  const results = [
+    { name: `object-add one client sequential, ${OBJECTS} objects (journal on; floor: 1/fdatasync)`, unit: 'objects/s', hostmemd: one, floor, better: 'higher' },
+    { name: `object-add one client pipelined, ${OBJECTS} objects`, unit: 'objects/s', hostmemd: piped, better: 'higher' },
+    { name: `object-add ${CLIENTS} clients, ${OBJECTS} objects (QEMU: one client)`, unit: 'objects/s', hostmemd: many, ...(qemu === undefined ? {} : { qemu }), better: 'higher' },
+  ];
+  fs.writeFileSync(jsonFile, JSON.stringify({ bench: 'object-add', results }, null, 2) + '\n');
+}
