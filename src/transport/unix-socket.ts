@@ -37,6 +37,15 @@ const STALL_CHECK_MS = 1000;
  *  before anyone else is served. */
 export const READ_BYTES_PER_TURN = 64 * 1024;
 
+/** Bytes of this socket's output the kernel has taken so far: what Node handed to libuv minus
+ *  what libuv still holds. libuv's count drops with every partial write, so a reader of one
+ *  large reply (a 48 MB echoed id) shows progress while it reads; Node's writableLength moves
+ *  only when a whole write completes. Node internals (stable for years). */
+function bytesTaken(sock: net.Socket): number {
+  const s = sock as unknown as { _bytesDispatched?: number; _handle?: { writeQueueSize?: number } | null };
+  return (s._bytesDispatched ?? 0) - (s._handle?.writeQueueSize ?? 0);
+}
+
 class SocketTransport implements Transport {
   readonly kind = 'unix';
   clientId = 'unix-?';
@@ -44,8 +53,6 @@ class SocketTransport implements Transport {
   /** Reading stopped by the session (long queue, handover) / by the output backlog. */
   private sessionPaused = false;
   private outputPaused = false;
-  /** Bytes given to write() so far: minus writableLength, what the kernel has taken. */
-  private written = 0;
   private lastSent = 0;
   private lastProgress = 0;
   private watch: NodeJS.Timeout | undefined;
@@ -66,7 +73,6 @@ class SocketTransport implements Transport {
   write(text: string): boolean {
     if (this.sock.destroyed) return false;
     const ok = this.sock.write(text);
-    this.written += text.length; // session output is ASCII
     if (this.sock.writableLength > OUTPUT_PAUSE_BYTES) this.startBacklog();
     return ok;
   }
@@ -106,10 +112,10 @@ class SocketTransport implements Transport {
       });
     }
     if (this.watch !== undefined) return;
-    this.lastSent = this.written - this.sock.writableLength;
+    this.lastSent = bytesTaken(this.sock);
     this.lastProgress = Date.now();
     this.watch = setInterval(() => {
-      const sent = this.written - this.sock.writableLength;
+      const sent = bytesTaken(this.sock);
       const now = Date.now();
       if (sent !== this.lastSent) {
         this.lastSent = sent;
