@@ -165,7 +165,9 @@ class WebSocketTransport implements Transport {
 
   end(reason?: string): void {
     // Queued frames go out first, then the close frame: a daemon shutdown, or the session's
-    // own reason (a negotiation timeout) as a policy close.
+    // own reason (a negotiation timeout) as a policy close. Reading resumes so that the peer's
+    // close frame is read (else the closing handshake waits for ws's 30 s timeout).
+    this.ws.resume();
     if (reason !== undefined) this.ws.close(CLOSE_POLICY, reason);
     else this.ws.close(CLOSE_GOING_AWAY, 'hostmemd is shutting down');
   }
@@ -202,6 +204,7 @@ export function serveQmpWebSocket(monitor: Monitor, ws: WebSocket, limits: WebSo
     if (cutOff) return;
     cutOff = true;
     events.onCutOff?.(transport.clientId, reason, detail);
+    ws.resume(); // input may be paused (a large frame being parsed): the peer's close frame must be read
     close();
   }
 
