@@ -201,8 +201,10 @@ export class FileBackend extends HostMemoryBackend {
 
   override release(mode: ReleaseMode): void {
     // Discarded when the object ends or the process exits, as QEMU does; never when another
-    // holder carries on with the file (handover).
-    if (mode !== 'kept' && this.discardData && this.fd && this.mapping) {
+    // holder carries on with the file (handover), nor after a failed object-add (QEMU only
+    // discards an object it added). Only a shared mapping is discarded: QEMU's MADV_REMOVE
+    // fails on a private one (share=off), leaving the file intact.
+    if ((mode === 'deleted' || mode === 'exit') && this.share && this.discardData && this.fd && this.mapping) {
       try {
         native.fallocatePunchHole(this.fd, this.offset, roundUp(this.size, this.pageSize));
       } catch {

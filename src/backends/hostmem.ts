@@ -151,7 +151,7 @@ export abstract class HostMemoryBackend extends UserCreatable {
       this.applyPolicy();
       if (this.prealloc && !this.reattached) await this.preallocate();
     } catch (e) {
-      this.release('deleted');
+      this.release('failed');
       throw e;
     }
     this.addRegionChild(name);
@@ -258,7 +258,7 @@ export abstract class HostMemoryBackend extends UserCreatable {
   release(mode: ReleaseMode): void {
     this.mapping?.unmap();
     if (this.fd) {
-      if (mode === 'deleted') this.services.fds.drop(this.memName);
+      if (mode === 'deleted' || mode === 'failed') this.services.fds.drop(this.memName);
       else this.services.fds.letGo(this.memName);
       this.fd.close();
     }

@@ -43,7 +43,7 @@ export interface DaemonOptions {
   ws?: { host: string; port: number };
   wsAllowRemote: boolean;
   /** --ws-limit KEY=N: per-connection WebSocket limits (defaults in transport/websocket.ts). */
-  wsLimits: { maxPayload?: number; ratePerSecond?: number; rateBurst?: number; maxBufferedBytes?: number };
+  wsLimits: { maxPayload?: number; ratePerSecond?: number; rateBurst?: number; maxBufferedBytes?: number; stalledReaderMs?: number };
   objects: string[];
   /** --incoming-cpr unix:PATH: take over from a running hostmemd (cpr-handover). */
   incomingCpr?: string;
@@ -86,7 +86,10 @@ Options (each may be written -x or --x):
   --ws-allow-remote         allow --ws to bind a non-loopback address
   --ws-limit KEY=N          WebSocket limit per connection (repeatable):
                             max-frame=BYTES (default 64 MiB), rate=MSGS/S (1000,
-                            0 = off), burst=MSGS (2000), send-buffer=BYTES (16 MiB)
+                            0 = off), burst=MSGS (2000), send-buffer=BYTES (1 MiB:
+                            a client's requests wait past it), stall=SECONDS (10: a
+                            client past send-buffer reading nothing that long is
+                            cut off)
   --object TYPE,id=ID,...   create an object at start, like qemu-system -object
   --incoming-cpr unix:PATH  wait at PATH for a running hostmemd's cpr-handover and
                             take over its objects, sockets and clients
@@ -276,8 +279,13 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv, totalM
           break;
         case '--ws-limit': {
           const v = value();
+          const stall = /^stall=(\d+(?:\.\d+)?)$/.exec(v);
+          if (stall) {
+            opts.wsLimits.stalledReaderMs = Math.max(1, Math.round(Number(stall[1]) * 1000));
+            break;
+          }
           const m = /^(max-frame|rate|burst|send-buffer)=(\d+)$/.exec(v);
-          if (!m) throw new CliError(`--ws-limit ${v}: expected max-frame|rate|burst|send-buffer=NUMBER`);
+          if (!m) throw new CliError(`--ws-limit ${v}: expected max-frame|rate|burst|send-buffer|stall=NUMBER`);
           const key = ({ 'max-frame': 'maxPayload', rate: 'ratePerSecond', burst: 'rateBurst', 'send-buffer': 'maxBufferedBytes' } as const)[m[1] as 'max-frame' | 'rate' | 'burst' | 'send-buffer'];
           opts.wsLimits[key] = Number(m[2]);
           break;

@@ -12,6 +12,8 @@ export type ValidationResult = { ok: true; value: JsonObject } | { ok: false; de
 
 interface CompiledCommand {
   schema: JsonSchema;
+  /** Its arguments can hold lists (so large ones are checked fail-fast first). */
+  hasLists?: boolean;
   /** Compiled on first use or by compileAll(), then kept: never compiled per call. */
   fn?: ValidateFunction;
   argType?: string;
@@ -36,6 +38,14 @@ interface Ranked {
 
 const TWO_64 = 1n << 64n;
 
+/** Arguments holding more list elements than this (all lists together) are first checked by a
+ *  fail-fast validator: with allErrors, one wrongly typed element is one ajv error, so an
+ *  object-add with 1 M bad host-nodes made 1 M errors, ranked one by one (10 s, 700 MB; ranking
+ *  costs ~0.1 ms per error). */
+export const LIST_ELEMENTS_FULL_CHECK = 64;
+/** Lists cut short per validation before falling back to checking everything. */
+const MAX_PRUNE_ROUNDS = 64;
+
 /** Parts of ajv loaded one per warm-up step, in dependency order (~5-15 ms each). */
 const WARM_UP_AJV_MODULES = ['ajv/dist/compile/codegen', 'ajv/dist/compile/validate', 'ajv/dist/core', 'ajv/dist/vocabularies/applicator', 'ajv/dist/vocabularies/validation', 'ajv/dist/vocabularies/draft7'];
 
@@ -51,11 +61,15 @@ export class ArgValidator {
      *  the meta-schema takes ~25 ms). The daemon turns it off: its schemas come from this build
      *  and the unit tests compile every one of them with the check on. */
     private readonly checkSchemas = true,
+    /** LIST_ELEMENTS_FULL_CHECK; tests lower it to check the fail-fast path against QEMU's order. */
+    private readonly fullCheckListElements = LIST_ELEMENTS_FULL_CHECK,
   ) {
     for (const [name, schema] of buildArgSchemas(model, defined)) {
       const cmd = model.entities.get(name);
       const argType = cmd?.meta === 'command' ? cmd.argType : undefined;
-      this.commands.set(name, argType === undefined ? { schema } : { schema, argType });
+      const c: CompiledCommand = argType === undefined ? { schema } : { schema, argType };
+      if (JSON.stringify(schema).includes('"array"')) c.hasLists = true;
+      this.commands.set(name, c);
     }
   }
 
@@ -84,10 +98,33 @@ export class ArgValidator {
     return (c.fn ??= this.ajv.compile(c.schema));
   }
 
+  /** The same schemas compiled to stop at their first error (ajv's order, not QEMU's); made
+   *  only when large arguments arrive. */
+  private quickAjv?: Ajv;
+  private readonly quickFns = new Map<CompiledCommand, ValidateFunction>();
+
+  private quickCompiled(c: CompiledCommand): ValidateFunction {
+    let fn = this.quickFns.get(c);
+    if (fn === undefined) {
+      if (this.quickAjv === undefined) {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const AjvClass = (require('ajv') as typeof import('ajv')).default;
+        this.quickAjv = new AjvClass({ allErrors: false, discriminator: true, ownProperties: true, strictTypes: true, messages: false, validateSchema: false });
+        addQapiKeywords(this.quickAjv);
+      }
+      fn = this.quickAjv.compile(c.schema);
+      this.quickFns.set(c, fn);
+    }
+    return fn;
+  }
+
   /** Compiles every command's validator now. */
   compileAll(): void {
     for (const c of this.commands.values()) this.compiled(c);
   }
+
+  /** Set while firstError ranks errors: members per object and type. */
+  private memberCache?: Map<JsonObject, Map<string, Member[]>>;
 
   private warmUp?: Iterator<void>;
 
@@ -117,6 +154,13 @@ export class ArgValidator {
       this.compiled(c);
       yield;
     }
+    // The fail-fast twins, so that the first large list does not wait for one (object-add's
+    // takes ~200 ms to compile).
+    for (const c of this.commands.values()) {
+      if (!c.hasLists || this.quickFns.has(c)) continue;
+      this.quickCompiled(c);
+      yield;
+    }
   }
 
   /** Checks `args` of `command` (a command of this build's schema, else it throws). On success
@@ -124,13 +168,35 @@ export class ArgValidator {
   validate(command: string, args: JsonObject): ValidationResult {
     const c = this.commands.get(command);
     if (c === undefined) throw new Error(`ArgValidator: '${command}' is not a command of this build's schema`);
-    this.wrapped.length = 0;
     const fn = this.compiled(c);
-    if (fn(args)) {
+    const checked = c.hasLists === true && countListElements(args, this.fullCheckListElements) > this.fullCheckListElements ? this.pruned(c, args) : args;
+    this.wrapped.length = 0;
+    if (fn(checked)) {
       if (this.wrapped.length === 0) return { ok: true, value: args };
       return { ok: true, value: unwrapNegatives(args, this.wrapped) };
     }
-    return { ok: false, desc: this.firstError(c.argType, args, fn.errors ?? []) };
+    const errors = fn.errors ?? [];
+    fn.errors = null; // ajv keeps the last errors on the function: do not pin them
+    return { ok: false, desc: this.firstError(c.argType, checked, errors) };
+  }
+
+  /** `args` with every list cut just after the element where the fail-fast validator stops
+   *  (the args themselves when they are valid). ajv checks list elements in order, so the ones
+   *  before it are valid, and any error after it comes later in QEMU's visit than the one at
+   *  it: the first error is the same, found among few. An error outside every list ends it. */
+  private pruned(c: CompiledCommand, args: JsonObject): JsonObject {
+    const quick = this.quickCompiled(c);
+    let cur = args;
+    for (let round = 0; round < MAX_PRUNE_ROUNDS; round++) {
+      const ok = quick(cur);
+      const first = quick.errors?.[0];
+      quick.errors = null;
+      if (ok || first === undefined) return cur;
+      const next = truncateAt(cur, decodePointer(first.instancePath));
+      if (next === undefined) return cur;
+      cur = next;
+    }
+    return cur;
   }
 
   private holds(c: IfCond | undefined): boolean {
@@ -148,9 +214,14 @@ export class ArgValidator {
    */
   private firstError(argType: string | undefined, args: JsonObject, errors: ErrorObject[]): string {
     let best: Ranked | undefined;
-    for (const e of errors) {
-      const r = this.rank(argType, args, e);
-      if (r !== undefined && (best === undefined || compareKeys(r.key, best.key) < 0)) best = r;
+    this.memberCache = new Map();
+    try {
+      for (const e of errors) {
+        const r = this.rank(argType, args, e);
+        if (r !== undefined && (best === undefined || compareKeys(r.key, best.key) < 0)) best = r;
+      }
+    } finally {
+      this.memberCache = undefined;
     }
     if (best !== undefined) return best.desc;
     // Unreachable while the schemas and this ranking agree; say something true anyway.
@@ -220,6 +291,19 @@ export class ArgValidator {
    *  for a union the members of the branch its tag selects (none if the tag is bad). */
   private visitMembers(typeName: string | undefined, obj: JsonObject): Member[] {
     if (typeName === undefined) return [];
+    // While ranking, many errors share their parents: work each object's members out once.
+    const cache = this.memberCache;
+    if (cache !== undefined) {
+      let byType = cache.get(obj);
+      if (byType === undefined) cache.set(obj, (byType = new Map()));
+      let members = byType.get(typeName);
+      if (members === undefined) byType.set(typeName, (members = this.membersOf(typeName, obj)));
+      return members;
+    }
+    return this.membersOf(typeName, obj);
+  }
+
+  private membersOf(typeName: string, obj: JsonObject): Member[] {
     const t = this.model.entities.get(typeName);
     if (t?.meta !== 'object') return [];
     const out = t.members.filter((m) => this.holds(m.if));
@@ -228,7 +312,7 @@ export class ArgValidator {
       const tagMember = out.find((m) => m.name === t.tag);
       if (typeof tv === 'string' && tagMember !== undefined && this.enumAccepts(tagMember.type, tv)) {
         const variant = (t.variants ?? []).find((v) => v.case === tv && this.holds(v.if));
-        if (variant !== undefined) out.push(...this.visitMembers(variant.type, obj));
+        if (variant !== undefined) out.push(...this.membersOf(variant.type, obj));
       }
     }
     return out;
@@ -368,6 +452,60 @@ function unwrapNegatives(args: JsonObject, paths: readonly string[]): JsonObject
     }
   }
   return root;
+}
+
+/** How many list elements `v` holds, counting stops past `limit`. */
+function countListElements(v: JsonValue, limit: number): number {
+  let count = 0;
+  const stack: JsonValue[] = [v];
+  while (stack.length > 0 && count <= limit) {
+    const x = stack.pop() as JsonValue;
+    if (Array.isArray(x)) {
+      count += x.length;
+      for (let i = 0; i < x.length && i <= limit; i++) if (typeof x[i] === 'object' && x[i] !== null) stack.push(x[i]);
+    } else if (isJsonObject(x)) {
+      for (const k of Object.keys(x)) if (typeof x[k] === 'object' && x[k] !== null) stack.push(x[k]);
+    }
+  }
+  return count;
+}
+
+/** A copy of `root` where the outermost list on `path` that goes on past the path's element is
+ *  cut just after it (the copies along the path keep their member order); undefined: no such
+ *  list. */
+function truncateAt(root: JsonObject, path: string[]): JsonObject | undefined {
+  let node: JsonValue = root;
+  let cutDepth = -1;
+  for (let i = 0; i < path.length; i++) {
+    if (Array.isArray(node)) {
+      const idx = Number(path[i]);
+      if (!Number.isInteger(idx) || idx < 0 || idx >= node.length) return undefined;
+      if (idx + 1 < node.length) {
+        cutDepth = i;
+        break;
+      }
+      node = node[idx];
+    } else if (isJsonObject(node) && Object.prototype.hasOwnProperty.call(node, path[i])) {
+      node = node[path[i]];
+    } else return undefined;
+  }
+  if (cutDepth < 0) return undefined;
+  const copy = (x: JsonObject | JsonValue[], depth: number): JsonObject | JsonValue[] => {
+    if (Array.isArray(x)) {
+      const idx = Number(path[depth]);
+      if (depth === cutDepth) return x.slice(0, idx + 1);
+      const out = x.slice();
+      out[idx] = copy(x[idx] as JsonObject | JsonValue[], depth + 1);
+      return out;
+    }
+    const o: JsonObject = {};
+    for (const k of memberKeys(x)) o[k] = x[k];
+    const order = (x as { [MEMBER_ORDER]?: string[] })[MEMBER_ORDER];
+    if (order !== undefined) Object.defineProperty(o, MEMBER_ORDER, { value: order, enumerable: false });
+    o[path[depth]] = copy(x[path[depth]] as JsonObject | JsonValue[], depth + 1);
+    return o;
+  };
+  return copy(root, 0) as JsonObject;
 }
 
 function setChild(container: JsonObject | JsonValue[], seg: string, v: JsonValue): void {

@@ -4,7 +4,9 @@
 // take text out; they never look inside messages. A connection that does not negotiate within
 // the negotiation timeout is told so and closed, so idle sockets cannot hold every client slot.
 // Memory is bounded whatever the input: unfinished messages share a budget across connections,
-// and requests wait while the transport reports a large output backlog.
+// and requests wait while the transport reports a large output backlog. Time is bounded too: a
+// session parses at most FEED_SLICE_BYTES and runs at most REQUESTS_PER_TURN requests per
+// event-loop turn, so a huge frame or a long pipeline never holds other clients up for long.
 import { crashPoint } from '../crash-point';
 import { JsonStreamParser, StreamItem } from '../json/stream';
 import { encodeJson } from '../json/writer';
@@ -137,6 +139,13 @@ interface Running {
 /** Replies batched before a flush that checks the transport's backlog. */
 const PUMP_FLUSH_REPLIES = 64;
 
+/** Input parsed per event-loop turn: a larger chunk (a WebSocket frame can be 64 MiB, of up to
+ *  2.3 M requests) is parsed a slice per turn, the transport paused meanwhile. */
+export const FEED_SLICE_BYTES = 64 * 1024;
+/** Requests a session runs in a row before the others get a turn (a 64 KiB slice holds ~1,700
+ *  query-version requests, ~30 ms of work on a loaded host). */
+export const REQUESTS_PER_TURN = 128;
+
 export type Queued = { kind: 'value'; value: JsonValue } | { kind: 'error'; desc: string };
 
 export enum SessionState {
@@ -176,6 +185,15 @@ export class QmpSession implements SessionControl {
   /** The transport's output backlog is large: queued requests wait (their replies would pile
    *  up), and the queue's length stops input as usual. */
   private outputBlocked = false;
+  /** Input received but not parsed yet (a large chunk, parsed a slice per turn), and whether a
+   *  turn to parse it is scheduled. */
+  private backlog: Buffer[] = [];
+  private feedScheduled = false;
+  /** The peer finished sending while its input was still being parsed. */
+  private inputEndPending = false;
+  /** Requests run since the last yield, and whether running more waits for the next turn. */
+  private turnRuns = 0;
+  private turnYielded = false;
 
   /** `negotiationTimeoutMs`: 0 = a client may stay un-negotiated for ever (QEMU's way). */
   constructor(
@@ -255,6 +273,57 @@ export class QmpSession implements SessionControl {
     if (fds && fds.length > 0) this.holdFds(fds);
     if (this.state === SessionState.Closed) return;
     if (this.frozen) return this.receiveFrozen(chunk);
+    if (this.backlog.length > 0 || chunk.length > FEED_SLICE_BYTES) {
+      this.backlog.push(chunk);
+      this.scheduleFeed();
+      return;
+    }
+    this.parseNow(chunk);
+  }
+
+  /** Parses the backlog a slice per turn; reading stops until it is all parsed. */
+  private scheduleFeed(): void {
+    if (this.feedScheduled) return;
+    this.feedScheduled = true;
+    this.transportImpl.pause();
+    setImmediate(() => {
+      this.feedScheduled = false;
+      if (this.state === SessionState.Closed) {
+        this.backlog = [];
+        return;
+      }
+      if (this.frozen) return this.backlogToFrozen();
+      const first = this.backlog[0];
+      if (first.length > FEED_SLICE_BYTES) this.backlog[0] = first.subarray(FEED_SLICE_BYTES);
+      else this.backlog.shift();
+      this.parseNow(first.subarray(0, FEED_SLICE_BYTES));
+      if (this.isClosed()) this.backlog = [];
+      else if (this.backlog.length > 0) this.scheduleFeed();
+      else if (this.inputEndPending) this.peerEnded();
+      else this.resumeReading();
+    });
+  }
+
+  /** The state, read afresh (TypeScript narrows it across calls that may close). */
+  private isClosed(): boolean {
+    return this.state === SessionState.Closed;
+  }
+
+  /** Reading resumes unless something else holds it (a long queue, a handover, a backlog). */
+  private resumeReading(): void {
+    if (this.paused || this.frozen || this.backlog.length > 0 || this.state === SessionState.Closed) return;
+    this.transportImpl.resume();
+  }
+
+  /** Frozen with input not parsed yet: it goes the frozen way (parsed to the message boundary,
+   *  the rest held for the thaw or the successor). */
+  private backlogToFrozen(): void {
+    const b = this.backlog;
+    this.backlog = [];
+    for (const c of b) this.receiveFrozen(c);
+  }
+
+  private parseNow(chunk: Buffer): void {
     this.inReceive = true;
     try {
       this.parser.feed(chunk);
@@ -331,6 +400,7 @@ export class QmpSession implements SessionControl {
     this.clearNegotiationDeadline();
     this.queue.length = 0;
     this.out = [];
+    this.backlog = [];
     this.parser.reset();
     this.releaseInput();
     this.monitor.detach(this);
@@ -369,6 +439,7 @@ export class QmpSession implements SessionControl {
    *  partly received. Resolves then; a command already running still finishes and is answered. */
   freeze(): Promise<void> {
     this.frozen = true;
+    this.backlogToFrozen();
     if (this.parser.atBoundary) {
       this.reachedBoundary();
       return Promise.resolve();
@@ -388,7 +459,7 @@ export class QmpSession implements SessionControl {
     for (const h of held) this.receive(h);
     this.pump();
     if (this.negotiationExpired) return this.negotiationTimedOut();
-    if (!this.paused) this.transportImpl.resume();
+    this.resumeReading();
   }
 
   get canHandOver(): boolean {
@@ -486,6 +557,7 @@ export class QmpSession implements SessionControl {
               },
             };
       const r = this.monitor.dispatch(item.value, ctx, this.oobEnabled);
+      this.countRun();
       if (r instanceof Promise) {
         this.running.push(run);
         this.monitor.beginCommand();
@@ -506,9 +578,28 @@ export class QmpSession implements SessionControl {
     }
     if (this.paused && !this.frozen && this.queue.length < QUEUE_PAUSE_LENGTH / 2 && this.state !== SessionState.Closed) {
       this.paused = false;
-      this.transportImpl.resume();
+      this.resumeReading();
     }
     this.endIfDone();
+  }
+
+  /** Counts a request run; after REQUESTS_PER_TURN in a row the rest wait for the next turn
+   *  (others' input and replies come first). No timer is set until then. */
+  private countRun(): void {
+    if (++this.turnRuns < REQUESTS_PER_TURN) return;
+    this.turnRuns = 0;
+    this.turnYielded = true;
+    setImmediate(() => {
+      this.turnYielded = false;
+      if (this.state === SessionState.Closed) return;
+      this.inReceive = true; // replies of this turn go out in one write
+      try {
+        this.pump();
+      } finally {
+        this.inReceive = false;
+        this.flush();
+      }
+    });
   }
 
   /** The peer shut down its sending side (`printf ... | socat - UNIX-CONNECT:...`): the
@@ -517,6 +608,10 @@ export class QmpSession implements SessionControl {
    *  and may lose replies of requests it was still running. */
   peerEnded(): void {
     if (this.state === SessionState.Closed || this.inputEnded) return;
+    if (this.backlog.length > 0) {
+      this.inputEndPending = true; // what it sent is parsed first
+      return;
+    }
     this.inputEnded = true;
     this.parser.reset();
     this.releaseInput();
@@ -539,7 +634,7 @@ export class QmpSession implements SessionControl {
   /** The one guard of request execution: nothing runs while frozen for a handover, or once
    *  closed; while requests run, only what pump() lets overlap. */
   private mayRunNext(): boolean {
-    return !this.frozen && !this.outputBlocked && this.state !== SessionState.Closed;
+    return !this.frozen && !this.outputBlocked && !this.turnYielded && this.state !== SessionState.Closed;
   }
 
   /** Draining (the peer finished sending) ends once nothing is left to run or answer. */

@@ -11,12 +11,14 @@ import { ObjectTree } from './tree';
 import { errorText } from '../errors/text';
 
 /** Why an object lets go of what it holds:
- *  - 'deleted': gone for good (object-del, a failed object-add): its memory may be discarded;
+ *  - 'deleted': gone for good (object-del): its memory may be discarded;
+ *  - 'failed': an object-add that failed: gone for good, but it never existed, so a file's
+ *    contents are not discarded (QEMU discards only when an added object is unparented);
  *  - 'exit': this process ends and the object stays journaled (shutdown, quit): its memory
  *    stays wherever it is preserved (fd store), discard-data applies as at QEMU's exit;
  *  - 'kept': another holder carries on with the memory (a handover's successor, or the
  *    daemon a failed successor leaves serving): nothing of the memory is touched. */
-export type ReleaseMode = 'deleted' | 'exit' | 'kept';
+export type ReleaseMode = 'deleted' | 'failed' | 'exit' | 'kept';
 
 /** What a restart can keep of an object, asked by the state journal (which knows no types). */
 export interface Keeping {
@@ -223,7 +225,7 @@ export class ObjectManager {
         this.pending.delete(id);
       }
     } catch (e) {
-      obj.release('deleted');
+      obj.release('failed');
       throw e;
     }
     this.tree.attach(this.tree.objects, obj);
@@ -301,7 +303,7 @@ export class ObjectManager {
 
   /** Releases every object as this process stops (`mode`: see ReleaseMode); the journal
    *  still lists them. */
-  releaseAll(mode: Exclude<ReleaseMode, 'deleted'>): void {
+  releaseAll(mode: Exclude<ReleaseMode, 'deleted' | 'failed'>): void {
     for (const o of [...this.list()]) {
       this.tree.detach(o);
       o.release(mode);

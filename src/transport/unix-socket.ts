@@ -70,6 +70,15 @@ interface InputSink {
   end(): void;
 }
 
+/** Bytes of this socket's output the kernel has taken so far: what Node handed to libuv minus
+ *  what libuv still holds. libuv's count drops with every partial write, so a reader of one
+ *  large reply (a 48 MB echoed id) shows progress while it reads; Node's writableLength moves
+ *  only when a whole write completes. Node internals (stable for years). */
+function bytesTaken(sock: net.Socket): number {
+  const s = sock as unknown as { _bytesDispatched?: number; _handle?: { writeQueueSize?: number } | null };
+  return (s._bytesDispatched ?? 0) - (s._handle?.writeQueueSize ?? 0);
+}
+
 class SocketTransport implements Transport {
   readonly kind = 'unix';
   clientId = 'unix-?';
@@ -83,8 +92,6 @@ class SocketTransport implements Transport {
   /** Reading stopped by the session (long queue, handover) / by the output backlog. */
   private sessionPaused = false;
   private outputPaused = false;
-  /** Bytes given to write() so far: minus writableLength, what the kernel has taken. */
-  private written = 0;
   private lastSent = 0;
   private lastProgress = 0;
   private watch: NodeJS.Timeout | undefined;
@@ -181,7 +188,6 @@ class SocketTransport implements Transport {
   private writeNow(text: string): boolean {
     // Session output is ASCII: latin1 is a byte copy, where utf8 would scan a 1.5 MB reply.
     const ok = this.sock.write(text, 'latin1');
-    this.written += text.length;
     if (this.sock.writableLength > OUTPUT_PAUSE_BYTES) this.startBacklog();
     return ok;
   }
@@ -241,7 +247,6 @@ class SocketTransport implements Transport {
           for (const fd of head.fds) fd.close();
           this.outgoing.shift();
           this.outgoingBytes -= head.text.length;
-          this.written += sent;
           if (sent < data.length) this.writeNow(data.subarray(sent).toString('latin1'));
           this.fdRetryMs = FD_RETRY_MS;
           this.fdBlockedSince = 0;
@@ -250,7 +255,7 @@ class SocketTransport implements Transport {
       }
       // Node still writes earlier output, or the socket buffer is full: try again soon.
       const now = Date.now();
-      const taken = this.written - this.sock.writableLength;
+      const taken = bytesTaken(this.sock);
       if (this.fdBlockedSince === 0 || taken !== this.fdTaken) {
         this.fdBlockedSince = now;
         this.fdTaken = taken;
@@ -305,10 +310,10 @@ class SocketTransport implements Transport {
       });
     }
     if (this.watch !== undefined) return;
-    this.lastSent = this.written - this.sock.writableLength;
+    this.lastSent = bytesTaken(this.sock);
     this.lastProgress = Date.now();
     this.watch = setInterval(() => {
-      const sent = this.written - this.sock.writableLength;
+      const sent = bytesTaken(this.sock);
       const now = Date.now();
       if (sent !== this.lastSent) {
         this.lastSent = sent;

@@ -2,8 +2,10 @@
 // goes out as one text frame without its CRLF; each incoming frame is fed to the session as
 // bytes, so the JSON stream parser sees exactly what a UNIX socket would carry) and enforces
 // the per-connection limits: frame size, request rate (requests, not frames: one frame may
-// carry millions) and a bounded send buffer. Handshake,
-// authentication and the HTTP server are web/'s business.
+// carry millions) and a slow-reader rule (past a send backlog the client's requests wait; a
+// client that then takes none of its output for a while is cut off, one that keeps reading
+// never is). Handshake, authentication and the HTTP server are web/'s business.
+import type * as net from 'node:net';
 import type { WebSocket, RawData } from 'ws';
 import type { Monitor } from '../qmp/monitor';
 import type { Transport } from '../qmp/session';
@@ -16,16 +18,34 @@ export interface WebSocketLimits {
   ratePerSecond: number;
   /** Requests a client may send at once above the sustained rate. */
   rateBurst: number;
-  /** Bytes the server may have queued for a client before it counts as a stuck reader. */
+  /** Output bytes queued for a client past which its requests wait and its input is not read
+   *  until the backlog is written (a pipelining client is slowed down, not queued for). */
   maxBufferedBytes: number;
+  /** A client with such a backlog that takes none of it for this long counts as a stuck reader
+   *  and is cut off. A client that keeps reading, however slowly, never is: a size bound cut
+   *  off readers of a long pipeline or of one large reply (a 17 MB id) while they read. */
+  stalledReaderMs: number;
 }
 
 export const DEFAULT_WS_LIMITS: WebSocketLimits = {
   maxPayload: 64 * 1024 * 1024,
   ratePerSecond: 1000,
   rateBurst: 2000,
-  maxBufferedBytes: 16 * 1024 * 1024,
+  maxBufferedBytes: 1024 * 1024,
+  stalledReaderMs: 10_000,
 };
+
+/** How often a backlogged connection is checked for progress. */
+const STALL_CHECK_MS = 250;
+
+/** Bytes of this socket's output the kernel has taken so far: what Node handed to libuv minus
+ *  what libuv still holds. libuv's count drops with every partial write, so progress shows
+ *  within one large frame too (Node's own counters move only when a whole write completes).
+ *  Node internals (stable for years); without them, progress shows at each completed write. */
+function bytesTaken(sock: net.Socket): number {
+  const s = sock as unknown as { _bytesDispatched?: number; _handle?: { writeQueueSize?: number } | null };
+  return (s._bytesDispatched ?? 0) - (s._handle?.writeQueueSize ?? 0);
+}
 
 /** Close codes (RFC 6455 §7.4.1) and the reasons sent with them (at most 123 bytes). */
 export const CLOSE_TOO_LARGE = 1009;
@@ -56,11 +76,24 @@ class WebSocketTransport implements Transport {
   }
   /** Set by serveQmpWebSocket: charges one parsed request to the rate limit. */
   admitRequest: () => boolean = () => true;
+  /** Reading stopped by the session (long queue, large input) / by the output backlog. */
+  private sessionPaused = false;
+  private outputPaused = false;
+  private drainWaiters: (() => void)[] = [];
+  private watch: NodeJS.Timeout | undefined;
+  private lastTaken = 0;
+  private lastProgress = 0;
   constructor(
     private readonly ws: WebSocket,
-    private readonly maxBuffered: number,
-    private readonly onStuck: () => void,
-  ) {}
+    private readonly limits: WebSocketLimits,
+    private readonly onStuck: (detail: string) => void,
+  ) {
+    ws.once('close', () => this.stopWatch());
+  }
+
+  private get sock(): net.Socket | undefined {
+    return (this.ws as unknown as { _socket?: net.Socket })._socket;
+  }
 
   admit(): boolean {
     return this.admitRequest();
@@ -76,24 +109,65 @@ class WebSocketTransport implements Transport {
       start = i + 2;
     }
     if (start < text.length) this.ws.send(text.slice(start));
-    if (this.ws.bufferedAmount > this.maxBuffered) {
-      this.onStuck();
-      return false;
-    }
+    if (this.ws.bufferedAmount <= this.limits.maxBufferedBytes) return true;
+    this.startBacklog();
+    return false;
+  }
+
+  backlogged(then: () => void): boolean {
+    if (!this.outputPaused) return false;
+    this.drainWaiters.push(then);
     return true;
   }
 
+  /** Stops reading until the backlog is written, and watches that it is being taken. */
+  private startBacklog(): void {
+    const sock = this.sock;
+    if (!sock || this.outputPaused) return;
+    this.outputPaused = true;
+    this.ws.pause();
+    sock.once('drain', () => {
+      this.outputPaused = false;
+      this.stopWatch();
+      for (const w of this.drainWaiters.splice(0)) w();
+      if (!this.sessionPaused && !this.outputPaused && this.ws.readyState === this.ws.OPEN) this.ws.resume();
+    });
+    this.lastTaken = bytesTaken(sock);
+    this.lastProgress = Date.now();
+    this.watch = setInterval(() => {
+      const taken = bytesTaken(sock);
+      const now = Date.now();
+      if (taken > this.lastTaken) {
+        this.lastTaken = taken;
+        this.lastProgress = now;
+      } else if (now - this.lastProgress >= this.limits.stalledReaderMs) {
+        this.stopWatch();
+        this.onStuck(`${this.ws.bufferedAmount} bytes unsent, none taken for ${this.limits.stalledReaderMs / 1000} s`);
+      }
+    }, Math.min(STALL_CHECK_MS, this.limits.stalledReaderMs));
+    this.watch.unref();
+  }
+
+  private stopWatch(): void {
+    if (this.watch !== undefined) clearInterval(this.watch);
+    this.watch = undefined;
+  }
+
   pause(): void {
+    this.sessionPaused = true;
     this.ws.pause();
   }
 
   resume(): void {
-    this.ws.resume();
+    this.sessionPaused = false;
+    if (!this.outputPaused) this.ws.resume();
   }
 
   end(reason?: string): void {
     // Queued frames go out first, then the close frame: a daemon shutdown, or the session's
-    // own reason (a negotiation timeout) as a policy close.
+    // own reason (a negotiation timeout) as a policy close. Reading resumes so that the peer's
+    // close frame is read (else the closing handshake waits for ws's 30 s timeout).
+    this.ws.resume();
     if (reason !== undefined) this.ws.close(CLOSE_POLICY, reason);
     else this.ws.close(CLOSE_GOING_AWAY, 'hostmemd is shutting down');
   }
@@ -122,14 +196,15 @@ class RateLimiter {
 /** Serves QMP on an open WebSocket until either side closes it. */
 export function serveQmpWebSocket(monitor: Monitor, ws: WebSocket, limits: WebSocketLimits, events: WebSocketEvents = {}): void {
   let cutOff = false;
-  const transport = new WebSocketTransport(ws, limits.maxBufferedBytes, () =>
-    // A reader this far behind will not read a close frame either: drop the connection.
-    cut('slow-reader', `more than ${limits.maxBufferedBytes} bytes unsent`, () => ws.terminate()),
+  const transport = new WebSocketTransport(ws, limits, (detail) =>
+    // A reader that takes nothing will not read a close frame either: drop the connection.
+    cut('slow-reader', detail, () => ws.terminate()),
   );
   function cut(reason: 'slow-reader' | 'rate-limit' | 'too-large', detail: string, close: () => void): void {
     if (cutOff) return;
     cutOff = true;
     events.onCutOff?.(transport.clientId, reason, detail);
+    ws.resume(); // input may be paused (a large frame being parsed): the peer's close frame must be read
     close();
   }
 

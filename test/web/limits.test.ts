@@ -1,6 +1,7 @@
 // Per-connection limits of the /qmp WebSocket: an oversized frame is closed with 1009 and
 // the limit in words, a client sending faster than the rate limit with 1008, a client that
-// stops reading is cut off once its send buffer passes the bound, and a client beyond
+// stops reading is cut off once it has taken none of its backlog for the stall time while a
+// client reading slowly gets everything (a long pipeline, a 17 MB reply), and a client beyond
 // --max-clients gets QEMU's refusal text and 1013; each is counted in /metrics. A client that
 // does not negotiate in time gets the timeout's GenericError line and 1008.
 import type * as net from 'node:net';
@@ -70,16 +71,77 @@ describe('message rate limit', () => {
   });
 });
 
+/** Reads `c`'s connection at about `bytesPerSecond` (pausing its TCP socket); returns a
+ *  function that stops throttling. */
+function throttle(c: WsQmpClient, bytesPerSecond: number): () => void {
+  const sock = (c.ws as unknown as { _socket: net.Socket })._socket;
+  const t0 = performance.now();
+  let bytes = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let on = true;
+  sock.on('data', (d: Buffer) => {
+    bytes += d.length;
+    const due = (bytes / bytesPerSecond) * 1000 - (performance.now() - t0);
+    if (on && due > 1 && !timer) {
+      sock.pause();
+      timer = setTimeout(() => {
+        timer = undefined;
+        sock.resume();
+      }, due);
+    }
+  });
+  return () => {
+    on = false;
+    clearTimeout(timer);
+    sock.resume();
+  };
+}
+
 describe('slow readers and the client limit', () => {
   let d: WebDaemon;
   beforeAll(async () => {
-    d = await startWebDaemon(['--ws-limit', 'send-buffer=262144', '--ws-limit', 'rate=0', '--max-clients', '3']);
+    d = await startWebDaemon(['--ws-limit', 'send-buffer=262144', '--ws-limit', 'stall=1', '--ws-limit', 'rate=0', '--max-clients', '3']);
   });
   afterAll(async () => {
     await d.stop();
   });
 
-  test('a client that stops reading is cut off once its send buffer passes the bound', async () => {
+  // Reported: a client reading at 13 MB/s got 21,078 of 1 M pipelined replies, cut off at a
+  // 16 MiB backlog while it read. 30,000 here (2.3 MB of replies, 9 times send-buffer) read at
+  // ~500 kB/s: over four times the stall time.
+  test('a client reading a long pipeline slowly gets every reply', async () => {
+    const c = await WsQmpClient.negotiated(d.url, d.token);
+    const stop = throttle(c, 500_000);
+    const N = 30_000;
+    for (let i = 0; i < N; i += 1000) {
+      let frame = '';
+      for (let j = i; j < i + 1000; j++) frame += `{"execute":"query-version","id":${j}}`;
+      c.send(frame);
+    }
+    let inOrder = 0;
+    for (let i = 0; i < N; i++) if ((await c.line(20000)).endsWith(`"id": ${i}}`)) inOrder++;
+    expect(inOrder).toBe(N);
+    stop();
+    expect(await c.execute('query-version')).toHaveProperty('return');
+    expect(await metric(d, 'hostmemd_client_disconnects_total{transport="websocket",reason="slow-reader"}')).toBe(0);
+    c.close();
+  }, 60000);
+
+  // Reported: a 17 MB id was cut off (its reply alone passed the 16 MiB bound).
+  test('a client reading one 17 MB reply slowly gets all of it', async () => {
+    const c = await WsQmpClient.negotiated(d.url, d.token);
+    const stop = throttle(c, 5_000_000); // ~3.5 s for the reply: 3.5 stall times
+    const id = 'i'.repeat(17_000_000);
+    c.send(`{"execute":"query-version","id":"${id}"}`);
+    const line = await c.line(30000);
+    expect(line.length).toBeGreaterThan(17_000_000);
+    expect(line.endsWith(`"id": "${id}"}`)).toBe(true);
+    stop();
+    expect(await metric(d, 'hostmemd_client_disconnects_total{transport="websocket",reason="slow-reader"}')).toBe(0);
+    c.close();
+  }, 60000);
+
+  test('a client that stops reading is cut off once it has taken none of its backlog for the stall time', async () => {
     const c = await WsQmpClient.negotiated(d.url, d.token);
     const other = await RawQmpClient.negotiated(d.sock);
     const before = d.daemon.monitor.clientCount;

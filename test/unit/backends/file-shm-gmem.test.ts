@@ -161,9 +161,26 @@ describe('memory-backend-file', () => {
   });
 
   test('discard-data: a failing punch is ignored and the fd still closed', async () => {
-    await fx.add(T, 'f', { size: MiB, 'mem-path': PATH, 'discard-data': true });
+    await fx.add(T, 'f', { size: MiB, 'mem-path': PATH, share: true, 'discard-data': true });
     fake.failNext('fallocate', 'EOPNOTSUPP');
     await fx.run('object-del', { id: 'f' });
+    clean();
+  });
+
+  // Reported (issue 13): share=off zeroed the file at object-del, and so did a failed
+  // object-add. QEMU 7.2's MADV_REMOVE fails on a private mapping, and it discards only an
+  // object it added.
+  test('discard-data with share=off leaves the file intact at object-del', async () => {
+    await fx.add(T, 'f', { size: MiB, 'mem-path': PATH, 'discard-data': true });
+    await fx.run('object-del', { id: 'f' });
+    expect(fake.callsOf('fallocate')).toEqual([]);
+    clean();
+  });
+
+  test('discard-data: a failed object-add leaves the file intact', async () => {
+    fake.failNext('preallocate', 'ENOMEM');
+    await qmpError(fx.add(T, 'f', { size: MiB, 'mem-path': PATH, share: true, 'discard-data': true, prealloc: true }));
+    expect(fake.callsOf('fallocate')).toEqual([]);
     clean();
   });
 });

@@ -5,9 +5,14 @@
 // deadline held over a freeze and carried through a handover's export and adopt.
 import { Dispatcher, DispatchCommand } from '../../../src/qmp/dispatcher';
 import { Monitor } from '../../../src/qmp/monitor';
-import { QmpSession, SessionExport, Transport, negotiationTimeoutText, InputBudget, INPUT_BUDGET_TEXT } from '../../../src/qmp/session';
+import { QmpSession, SessionExport, Transport, negotiationTimeoutText, InputBudget, INPUT_BUDGET_TEXT, REQUESTS_PER_TURN, FEED_SLICE_BYTES } from '../../../src/qmp/session';
 import { Handler } from '../../../src/qmp/messages';
 import { JsonObject } from '../../../src/json/value';
+
+/** Lets `n` event-loop turns pass (real timers). */
+async function turns(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+}
 
 class FakeTransport implements Transport {
   readonly kind = 'fake';
@@ -301,7 +306,7 @@ describe('bounded input and output (issue 13)', () => {
     expect(monitor.clientCount).toBe(0);
   });
 
-  test('while the transport is backlogged, queued requests wait; they run once it drains', () => {
+  test('while the transport is backlogged, queued requests wait; they run once it drains', async () => {
     const { t, feed } = setup();
     feed('{"execute":"qmp_capabilities"}');
     let blocked = true;
@@ -317,7 +322,32 @@ describe('bounded input and output (issue 13)', () => {
     expect(t.paused).toBe(true); // the waiting queue stops input too
     blocked = false;
     then!();
+    await turns(5); // past REQUESTS_PER_TURN in a row, the rest run on later turns
     expect(t.out).toHaveLength(200);
+    expect(t.paused).toBe(false);
+  });
+
+  test('a long pipeline runs REQUESTS_PER_TURN requests per turn; a large chunk is parsed a slice per turn', async () => {
+    const { t, feed, s } = setup();
+    feed('{"execute":"qmp_capabilities"}');
+    await turns(1);
+    t.out = [];
+    feed('{"execute":"quick"}'.repeat(1000)); // 19 KB: parsed at once, run in turns
+    expect(t.out.length).toBeGreaterThan(0);
+    expect(t.out.length).toBeLessThanOrEqual(REQUESTS_PER_TURN);
+    await turns(20);
+    expect(t.out).toHaveLength(1000);
+    expect(t.paused).toBe(false);
+    t.out = [];
+    const many = Math.ceil((3 * FEED_SLICE_BYTES) / 19);
+    s.receive(Buffer.from('{"execute":"quick"}'.repeat(many)));
+    expect(t.out).toHaveLength(0); // nothing parsed in the turn it arrived
+    expect(t.paused).toBe(true);
+    await turns(1);
+    expect(t.out.length).toBeGreaterThan(0);
+    expect(t.out.length).toBeLessThan(many);
+    await turns(200);
+    expect(t.out).toHaveLength(many);
     expect(t.paused).toBe(false);
   });
 });
