@@ -115,7 +115,8 @@ async function openFd(spec: MonitorSpec, n: number, serverMode: boolean, wait: b
   }
   if (serverMode) throw new MonitorError('Failed to listen on fd socket: Invalid argument');
   const srv = server(spec, ctx, { path: `fd:${n}` });
-  const sock = new net.Socket({ fd: n, readable: true, writable: true, allowHalfOpen: true });
+  // pauseOnCreate: Node must not read it (the transport reads with recvmsg, keeping fds).
+  const sock = new net.Socket({ fd: n, readable: true, writable: true, allowHalfOpen: true, pauseOnCreate: true } as net.SocketConstructorOpts);
   sock.once('close', () => ctx.logger.warn({ monitor: spec.label }, 'QMP monitor: the peer closed the connection; this monitor is gone (hostmemd keeps running, as QEMU does)'));
   srv.serveConnection(sock);
   return `fd:${n}`;
@@ -148,7 +149,12 @@ async function connectOut(spec: MonitorSpec, ctx: MonitorContext): Promise<strin
   });
   const connect = (): Promise<net.Socket> =>
     new Promise((resolve, reject) => {
-      const sock = e.kind === 'unix-connect' ? net.connect({ path: e.path, allowHalfOpen: true }) : net.connect({ host: e.host, port, allowHalfOpen: true });
+      // Paused before it connects, so Node never starts reading it: the transport reads with
+      // recvmsg (bytes Node read would be lost to it, and fds with them).
+      const sock = new net.Socket({ allowHalfOpen: true });
+      sock.pause();
+      if (e.kind === 'unix-connect') sock.connect({ path: e.path });
+      else sock.connect({ host: e.host, port });
       sock.once('connect', () => {
         sock.removeAllListeners('error');
         resolve(sock);
