@@ -108,7 +108,7 @@ export async function runUpgradeCli(args: readonly string[]): Promise<number> {
       logFile: cli.logFile,
       log: (l) => process.stderr.write(`hostmemd-upgrade: ${l}\n`),
     });
-    await report(cli, { 'old-pid': r.oldPid, 'new-pid': r.newPid, status: 'completed', 'total-time-ms': r.totalTimeMs, 'downtime-ms': r.downtimeMs, 'wall-time-ms': r.wallMs });
+    await report(cli, { 'old-pid': r.oldPid, 'new-pid': r.newPid, status: 'completed', ...whole('total-time-ms', r.totalTimeMs), ...whole('downtime-ms', r.downtimeMs), ...whole('wall-time-ms', r.wallMs) });
     if (cli.json) process.stdout.write(JSON.stringify(r) + '\n');
     else process.stdout.write(`upgraded: pid ${r.oldPid} -> ${r.newPid}; migration ${r.totalTimeMs} ms (downtime ${r.downtimeMs} ms, ${r.transferredBytes} bytes sent); whole upgrade ${r.wallMs.toFixed(0)} ms\n`);
     return 0;
@@ -118,6 +118,9 @@ export async function runUpgradeCli(args: readonly string[]): Promise<number> {
     return e instanceof UpgradeError && e.oldResumed ? 1 : 3;
   }
 }
+
+/** A figure as the whole milliseconds record-vmm-upgrade takes (absent when QEMU gave none). */
+const whole = (name: string, ms: number): Record<string, number> => (Number.isFinite(ms) ? { [name]: Math.round(ms) } : {});
 
 /** Tells hostmemd about the upgrade (query-vmms lists it); a daemon that cannot be reached
  *  does not change the outcome. */

@@ -15,6 +15,9 @@ test('EMFILE on object-add is a clean GenericError and the daemon lives on', asy
     for (let i = 0; i < 500 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 20));
     await waitConnectable(sock);
     const c = await RawQmpClient.negotiated(sock);
+    // The journal's log is opened at the first change and stays open: made before the count.
+    expect(await c.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'warm', size: 1 << 20 })).toEqual({ return: {} });
+    expect(await c.execute('object-del', { id: 'warm' })).toEqual({ return: {} });
     const fdsAtStart = fs.readdirSync(`/proc/${proc.pid}/fd`).length;
     const made: string[] = [];
     let failure: Record<string, unknown> | undefined;

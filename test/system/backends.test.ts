@@ -16,7 +16,12 @@ const ALLOWED = tmpDir('hostmemd-allowed-');
 
 // No backend-bytes cap: the refusals below are the kernel's and QEMU's texts (the default cap
 // is tested in test/unit/daemon/backend-cap.test.ts, explicit caps in test/integration/caps.test.ts).
-beforeAll(async () => ({ d, c } = await startWithClient(['--mem-path-allow', ALLOWED, '--max-backend-bytes', 'none'])));
+beforeAll(async () => {
+  ({ d, c } = await startWithClient(['--mem-path-allow', ALLOWED, '--max-backend-bytes', 'none']));
+  // The journal's log is opened at the first change and stays open: before any fd count.
+  expect(await c.execute('object-add', { 'qom-type': 'memory-backend-ram', id: 'warm', size: 1048576 })).toEqual({ return: {} });
+  expect(await c.execute('object-del', { id: 'warm' })).toEqual({ return: {} });
+});
 afterAll(async () => {
   await stopWithClient({ d, c });
   fs.rmSync(ALLOWED, { recursive: true, force: true });

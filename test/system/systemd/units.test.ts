@@ -120,6 +120,19 @@ const LIBC_SYSCALLS: Record<string, string[]> = {
   sysconf: ['openat', 'read', 'sched_getaffinity'],
   unlinkat: ['unlinkat'],
   syscall: [], // the numbers it is called with: SYS_* constants, below
+  // hostmemd-run's exec (the launcher, not the daemon; listed so that the table is complete).
+  dup2: ['dup2', 'dup3'],
+  execve: ['execve'],
+  _exit: ['exit_group'],
+  signal: ['rt_sigaction'],
+  // libuv's poll handle in Node's own loop (the UNIX transport's readiness for recvmsg).
+  uv_default_loop: [],
+  uv_handle_size: [],
+  uv_poll_init: ['ioctl', 'fcntl'],
+  uv_poll_start: ['epoll_ctl'],
+  uv_poll_stop: ['epoll_ctl'],
+  uv_close: ['epoll_ctl'],
+  uv_strerror: [],
 };
 
 /** Every system call a SystemCallFilter= allow list lets through (groups expanded). */
