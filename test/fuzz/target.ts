@@ -94,7 +94,8 @@ c.on('close', () => { process.stdout.write(JSON.stringify({ closed: true }) + '\
 function onLine(l) {
   if (stage === 0) { stage = 1; c.write('{"execute":"qmp_capabilities"}'); return; }
   if (stage === 1) { stage = 2; process.stdout.write('ready\\n'); send(); return; }
-  if (l.startsWith('{"event"')) return;
+  // Events (OBJECT_ADDED...) begin with their timestamp: only a reply answers the request.
+  if ('event' in JSON.parse(l)) return;
   outstanding = false; n++;
   max = Math.max(max, performance.now() - t0);
   setTimeout(send, 5);
