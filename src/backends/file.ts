@@ -6,10 +6,10 @@ import * as crypto from 'node:crypto';
 import * as native from '../native';
 import { genericError, QmpError } from '../errors/qmp-error';
 import { failedWith } from '../errors/text';
-import { PropertyDef, RegisteredType, SetPhase } from '../qom/object';
+import { PropertyDef, SetPhase } from '../qom/object';
 import { visitBool, visitEnum, visitStr, visitUint64 } from '../qom/visit';
 import type { ReleaseMode, RestoreSource } from '../qom/user-creatable';
-import { Allocation, BackendServices, HostMemoryBackend } from './hostmem';
+import { Allocation, HostMemoryBackend } from './hostmem';
 import { mapFor, roundUp } from './map';
 import { fileType, isConfinementErrno, locateMemPath, memPathRefusal } from './mem-path';
 import { parseFdsetPath } from '../fds/imported';
@@ -23,6 +23,9 @@ const CREATE_RETRIES = 4;
 /** An fd set's fd that is not a regular file (a FIFO, socket, device, directory). */
 export const FDSET_NOT_FILE_TEXT = "can't open backing store %s for guest RAM: the fd in the set is not a regular file";
 
+/** QEMU's answer to readonly=on with a directory as mem-path: mmap of the directory's fd. */
+export const READONLY_DIRECTORY_TEXT = 'unable to map backing store for guest RAM: No such device';
+
 const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
 
 export class FileBackend extends HostMemoryBackend {
@@ -33,10 +36,8 @@ export class FileBackend extends HostMemoryBackend {
   readonly = false;
   rom: 'auto' | 'on' | 'off' = 'auto';
 
-  constructor(type: RegisteredType, id: string, services: BackendServices) {
-    super(type, id, services);
-    this.aligned = true;
-  }
+  // Not `aligned`: QEMU 7.2 takes any size and rounds it up to pages (the 9.1 check that the
+  // size be a multiple of the page size is not applied).
 
   protected alloc(): Allocation {
     if (this.size === 0n) throw genericError("can't create backend with size 0");
@@ -60,7 +61,10 @@ export class FileBackend extends HostMemoryBackend {
       if (align % BigInt(page) !== 0n) throw genericError(`alignment ${hex(align)} must be multiples of page size ${hex(page)}`);
       if ((align & (align - 1n)) !== 0n) throw genericError(`alignment ${hex(align)} must be a power of two`);
       if (this.offset % BigInt(page) !== 0n) throw genericError(`offset ${hex(this.offset)} must be multiples of page size ${hex(page)}`);
-      if (this.size < BigInt(page)) throw genericError(`memory size ${hex(this.size)} must be equal to or larger than page size ${hex(page)}`);
+      // The size is rounded up to host pages first, then compared with the file's page size (a
+      // huge page on hugetlbfs): size=1 is one host page, as in QEMU 7.2.
+      const hostPages = roundUp(this.size, native.pageSize());
+      if (hostPages < BigInt(page)) throw genericError(`memory size ${hex(hostPages)} must be equal to or larger than page size ${hex(page)}`);
       const need = roundUp(this.size, page);
       const fileSize = native.fstat(fd).size;
       if (fileSize > 0n && fileSize < need + this.offset) {
@@ -136,6 +140,10 @@ export class FileBackend extends HostMemoryBackend {
       }
       try {
         const type = fileType(probe);
+        // readonly=on opens mem-path itself read-only, which for a directory succeeds in QEMU
+        // and leaves it to mmap to fail with ENODEV; a temp file would be empty and mapped past
+        // its end (SIGBUS on the first access).
+        if (type === 'dir' && this.readonly) throw genericError(READONLY_DIRECTORY_TEXT);
         if (type === 'dir') return this.openTempFile(probe);
         if (type !== 'file') throw memPathRefusal(this.memPath);
         const fd = native.openBeneath(dir, rel, (this.readonly ? native.O_RDONLY : native.O_RDWR) | native.O_NONBLOCK);
@@ -227,8 +235,10 @@ export const FILE_PROPERTIES: PropertyDef<F>[] = [
     description: 'File, or directory for an unlinked file, that backs the memory',
     get: (o) => o.memPath,
     set: (o, v, phase) => {
+      // QEMU 7.2 visits the value first: a wrong type is reported before "cannot change".
+      const memPath = visitStr('mem-path', v);
       frozenText(o, phase, 'mem-path');
-      o.memPath = visitStr('mem-path', v);
+      o.memPath = memPath;
     },
   },
   {
@@ -269,8 +279,9 @@ export const FILE_PROPERTIES: PropertyDef<F>[] = [
     defaultValue: false,
     get: () => false,
     set: (o, v, phase) => {
+      const on = visitBool('pmem', v); // type first, as QEMU 7.2
       frozenText(o, phase, 'pmem', '.');
-      if (visitBool('pmem', v)) {
+      if (on) {
         throw genericError(`Lack of libpmem support while setting the 'pmem=on' of ${o.typeName}. We can't ensure data persistence.`);
       }
     },
@@ -282,8 +293,9 @@ export const FILE_PROPERTIES: PropertyDef<F>[] = [
     defaultValue: false,
     get: (o) => o.readonly,
     set: (o, v, phase) => {
+      const on = visitBool('readonly', v); // type first, as QEMU 7.2
       frozenText(o, phase, 'readonly', '.');
-      o.readonly = visitBool('readonly', v);
+      o.readonly = on;
     },
   },
   {

@@ -303,8 +303,10 @@ export const MEMORY_BACKEND_PROPERTIES: PropertyDef<B>[] = [
     description: 'Map the memory shared (MAP_SHARED) instead of private',
     get: (o) => o.share,
     set: (o, v, phase) => {
+      // QEMU 7.2 visits the value first: a wrong type is reported before "cannot change".
+      const on = visitBool('share', v);
       if (frozen(o, phase)) throw genericError('cannot change property value');
-      o.share = visitBool('share', v);
+      o.share = on;
     },
   },
   {
@@ -406,8 +408,8 @@ export const MEMORY_BACKEND_PROPERTIES: PropertyDef<B>[] = [
     defaultValue: true,
     get: (o) => o.reserve,
     set: (o, v, phase) => {
+      const on = visitBool('reserve', v); // type first, as QEMU 7.2
       if (frozen(o, phase)) throw genericError('cannot change property value');
-      const on = visitBool('reserve', v);
       if (!on && o.prealloc) throw genericError("'prealloc=on' and 'reserve=off' are incompatible");
       o.reserve = on;
     },

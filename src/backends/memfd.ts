@@ -41,12 +41,13 @@ export class MemfdBackend extends HostMemoryBackend {
         fd = this.services.createGuestMemfd(this.size);
       } else {
         let flags = native.MFD_CLOEXEC | (this.seal ? native.MFD_ALLOW_SEALING : 0);
+        // QEMU 7.2 checks hugetlbsize whether or not hugetlb is on; it derives the page-size
+        // code with ctz64, so odd values pass and mean "default" (§5.4).
+        const v = this.hugetlbsize;
+        if (v !== 0n && (v & 1n) === 0n && (v & (v - 1n)) !== 0n) throw genericError('Hugepage size must be a power of 2');
         if (this.hugetlb) {
           flags |= native.MFD_HUGETLB;
-          // QEMU derives the page-size code with ctz64: odd values mean "default" (§5.4).
           if (this.hugetlbsize !== 0n) {
-            const v = this.hugetlbsize;
-            if ((v & 1n) === 0n && (v & (v - 1n)) !== 0n) throw genericError('Hugepage size must be a power of 2');
             let shift = 0;
             while (((v >> BigInt(shift)) & 1n) === 0n) shift++;
             flags |= shift << native.MFD_HUGE_SHIFT;

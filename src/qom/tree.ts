@@ -67,7 +67,10 @@ export class ObjectTree {
     }
     // Partial path: a unique object whose path ends with these components.
     const parts = path.split('/').filter((p) => p !== '');
-    if (parts.length === 0) return { kind: 'none' };
+    // No component at all (''): every object matches, and the tree always holds at least the
+    // root and /objects, so the path is ambiguous (QEMU: qom-list '' says so; qom-get and
+    // qom-set report ambiguity as not found).
+    if (parts.length === 0) return { kind: 'ambiguous' };
     const named = this.byName.get(parts[parts.length - 1]);
     const candidates = named === undefined ? [] : named instanceof Set ? named : [named];
     let found: QomObject | undefined;
