@@ -5,17 +5,10 @@
 // kept as a short history. Nothing here is journaled: after a daemon restart a VMM is known
 // again when it (or its successor) next receives an fd.
 import * as fs from 'node:fs';
+import type { VmmUpgradeReport } from '../commands/vmm';
 
-export interface VmmUpgrade {
-  time: string;
-  'old-pid': number;
-  'new-pid': number;
-  status: 'completed' | 'failed';
-  'total-time-ms'?: number;
-  'downtime-ms'?: number;
-  'wall-time-ms'?: number;
-  error?: string;
-}
+/** An upgrade as recorded: the report and when it came. */
+export type VmmUpgrade = VmmUpgradeReport & { time: string };
 
 export interface VmmInfo {
   pid: number;
@@ -131,7 +124,7 @@ export class VmmRegistry {
     return out;
   }
 
-  recordUpgrade(u: Omit<VmmUpgrade, 'time'>): void {
+  recordUpgrade(u: VmmUpgradeReport): void {
     this.history.push({ time: new Date().toISOString(), ...u });
     if (this.history.length > MAX_UPGRADES) this.history.shift();
     const h = this.holders.get(u['new-pid']);

@@ -58,9 +58,19 @@ export class HandoverChannel {
       } catch {
         /* not there */
       }
-      S.bind(l, path);
-      fs.chmodSync(path, 0o600);
-      S.listen(l, 1);
+      // Bound under a temporary name and renamed once listening: the path never names a
+      // socket that would refuse a connection (a daemon connecting between bind and listen).
+      const tmp = `${path}.${process.pid}.tmp`;
+      fs.rmSync(tmp, { force: true });
+      S.bind(l, tmp);
+      try {
+        fs.chmodSync(tmp, 0o600);
+        S.listen(l, 1);
+        fs.renameSync(tmp, path);
+      } catch (e) {
+        fs.rmSync(tmp, { force: true });
+        throw e;
+      }
       onListening?.();
       for (;;) {
         const sock = await S.accept(l);

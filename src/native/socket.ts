@@ -239,6 +239,23 @@ export interface Received {
   fds: Fd[];
 }
 
+/** The fds of the SCM_RIGHTS control messages recvmsg(2) filled in (control area at
+ *  `control` of the message block `b`). */
+function receivedFds(b: Buffer, control: number): Fd[] {
+  const fds: Fd[] = [];
+  const controlLen = Number(b.readBigUInt64LE(MSG.controllen));
+  let off = control;
+  while (off + CMSG_HDR <= control + controlLen) {
+    const len = Number(b.readBigUInt64LE(off));
+    if (len < CMSG_HDR) break;
+    if (b.readInt32LE(off + 8) === SOL_SOCKET && b.readInt32LE(off + 12) === SCM_RIGHTS) {
+      for (let p = off + CMSG_HDR; p + 4 <= off + len; p += 4) fds.push(new Fd(b.readInt32LE(p)));
+    }
+    off += align8(len);
+  }
+  return fds;
+}
+
 /** recvmsg(2) of one message on the threadpool, taking up to `maxFds` fds (close-on-exec). A
  *  message or fd list that did not fit is an error (EMSGSIZE), never silently cut; fds that did
  *  arrive with it are closed. Zero bytes and no fds means the peer closed. */
@@ -248,17 +265,7 @@ export async function receiveWithFds(sock: Fd, maxData: number, maxFds = MAX_FDS
     const { rc, errno } = await ffi.recvmsgAsync(sock.raw('recvmsg'), m.block.addr, MSG_CMSG_CLOEXEC);
     if (rc < 0) throw new SysError('recvmsg', errno);
     const b = m.block.bytes;
-    const fds: Fd[] = [];
-    const controlLen = Number(b.readBigUInt64LE(MSG.controllen));
-    let off = m.control;
-    while (off + CMSG_HDR <= m.control + controlLen) {
-      const len = Number(b.readBigUInt64LE(off));
-      if (len < CMSG_HDR) break;
-      if (b.readInt32LE(off + 8) === SOL_SOCKET && b.readInt32LE(off + 12) === SCM_RIGHTS) {
-        for (let p = off + CMSG_HDR; p + 4 <= off + len; p += 4) fds.push(new Fd(b.readInt32LE(p)));
-      }
-      off += align8(len);
-    }
+    const fds = receivedFds(b, m.control);
     const flags = b.readInt32LE(MSG.flags);
     if (flags & (MSG_CTRUNC | MSG_TRUNC)) {
       for (const fd of fds) fd.close();
@@ -323,17 +330,7 @@ export function receiveNow(sock: number, maxBytes: number, maxFds: number): Inco
     if (e === EAGAIN) return undefined;
     throw new SysError('recvmsg', e);
   }
-  const fds: Fd[] = [];
-  const controlLen = Number(b.readBigUInt64LE(MSG.controllen));
-  let off = m.control;
-  while (off + CMSG_HDR <= m.control + controlLen) {
-    const len = Number(b.readBigUInt64LE(off));
-    if (len < CMSG_HDR) break;
-    if (b.readInt32LE(off + 8) === SOL_SOCKET && b.readInt32LE(off + 12) === SCM_RIGHTS) {
-      for (let p = off + CMSG_HDR; p + 4 <= off + len; p += 4) fds.push(new Fd(b.readInt32LE(p)));
-    }
-    off += align8(len);
-  }
+  const fds = receivedFds(b, m.control);
   const flags = b.readInt32LE(MSG.flags);
   return { bytes: Buffer.from(b.subarray(m.data, m.data + rc)), fds, fdsCut: (flags & MSG_CTRUNC) !== 0 };
 }
