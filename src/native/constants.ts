@@ -31,6 +31,8 @@ export const RESOLVE_IN_ROOT = 0x10;
 export const F_GETFD = 1;
 export const F_SETFD = 2;
 export const FD_CLOEXEC = 1;
+/** close_range(2) flag: mark the range close-on-exec instead of closing it (linux/close_range.h). */
+export const CLOSE_RANGE_CLOEXEC = 1 << 2;
 /** F_LINUX_SPECIFIC_BASE (1024) + 6. */
 export const F_DUPFD_CLOEXEC = 1030;
 /** F_LINUX_SPECIFIC_BASE + 9 / + 10 (man 2 fcntl, "File Sealing"). */

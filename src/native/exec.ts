@@ -6,11 +6,13 @@ import * as fs from 'node:fs';
 import * as ffi from './ffi';
 import { check, SysError, EINVAL } from './errno';
 import { Fd } from './fd';
-import { FD_CLOEXEC, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, RLIMIT_NOFILE } from './constants';
+import { CLOSE_RANGE_CLOEXEC, FD_CLOEXEC, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, RLIMIT_NOFILE } from './constants';
 import { getrlimit } from './libc';
 
 /** The first fd number after standard input, output and error. */
 export const FIRST_FREE_FD = 3;
+/** The highest fd number close_range takes (~0U). */
+const MAX_FD = 0xffffffff;
 /** Signals Node ignores (SIGPIPE, SIGXFSZ: /proc/PID/status SigIgn) and execve would pass on
  *  ignored: the program gets the default dispositions a shell would give it. */
 const NODE_IGNORED_SIGNALS = [13 /* SIGPIPE */, 25 /* SIGXFSZ */];
@@ -28,13 +30,28 @@ export function openFilesLimit(): number {
   return cur > BigInt(0x7fffffff) ? 0x7fffffff : Number(cur);
 }
 
-/** Marks every fd from 3 up close-on-exec: the program gets stdio and the placed fds, nothing
- *  else. (Node itself marks some inherited fds close-on-exec at start and not others, so a
- *  pass-through would be a matter of chance.) */
-function closeOthersOnExec(): void {
+/** Marks every fd from 3 up close-on-exec except `keep`: the program gets stdio and the placed
+ *  fds, nothing else. (Node itself marks some inherited fds close-on-exec at start and not
+ *  others, so a pass-through would be a matter of chance.) close_range covers each gap between
+ *  the kept numbers in one call, so an fd that one of Node's threads opens meanwhile is covered
+ *  too; a listing of /proc/self/fd is the fallback for kernels before 5.11 (racy: an fd opened
+ *  after the listing passes through). */
+function closeOthersOnExec(keep: readonly number[]): void {
+  const kept = [...keep].sort((a, b) => a - b);
+  let first = FIRST_FREE_FD;
+  let ranged = true;
+  for (const k of [...kept, MAX_FD + 1]) {
+    if (k > first && ffi.closeRange(first, k - 1, CLOSE_RANGE_CLOEXEC) !== 0) {
+      ranged = false;
+      break;
+    }
+    first = k + 1;
+  }
+  if (ranged) return;
+  const skip = new Set(kept);
   for (const name of fs.readdirSync('/proc/self/fd')) {
     const n = Number(name);
-    if (!Number.isInteger(n) || n < FIRST_FREE_FD) continue;
+    if (!Number.isInteger(n) || n < FIRST_FREE_FD || skip.has(n)) continue;
     const flags = ffi.fcntl(n, F_GETFD, 0);
     if (flags >= 0 && (flags & FD_CLOEXEC) === 0) ffi.fcntl(n, F_SETFD, flags | FD_CLOEXEC);
   }
@@ -70,7 +87,6 @@ export function execWithFds(path: string, argv: readonly string[], env: readonly
     if (e instanceof SysError) return { error: e, clobbered: false };
     throw e;
   }
-  closeOthersOnExec();
   for (let stdio = 0; stdio < FIRST_FREE_FD; stdio++) {
     const flags = ffi.fcntl(stdio, F_GETFD, 0);
     if (flags >= 0 && flags & FD_CLOEXEC) ffi.fcntl(stdio, F_SETFD, flags & ~FD_CLOEXEC);
@@ -82,6 +98,7 @@ export function execWithFds(path: string, argv: readonly string[], env: readonly
     ffi.dup2(moved[i], p.target);
     ffi.close(moved[i]);
   });
+  closeOthersOnExec(targets);
   const rc = ffi.execve(path, [...argv, null], [...env, null]);
   return { error: new SysError('execve', rc < 0 ? ffi.errno() : EINVAL), clobbered: true };
 }

@@ -46,6 +46,7 @@ const f = {
   getppid: libc.func('int getppid()'),
   setrlimit: libc.func('int setrlimit(int resource, const void *rlim)'),
   dup2: libc.func('int dup2(int oldfd, int newfd)'),
+  close_range: libc.func('int close_range(unsigned int first, unsigned int last, int flags)'),
   execve: libc.func('int execve(const char *path, const char **argv, const char **envp)'),
   exit: libc.func('void _exit(int status)'),
   signal: libc.func('void *signal(int sig, void *handler)'),
@@ -155,6 +156,9 @@ export const setrlimit = (resource: number, buf: Buffer): number => f.setrlimit(
 
 // ---- exec (hostmemd-run: native/exec.ts) ------------------------------------------------------
 export const dup2 = (oldfd: number, newfd: number): number => f.dup2(oldfd, newfd);
+/** close_range(2) (Linux 5.9; CLOSE_RANGE_CLOEXEC 5.11): one call over a whole range of fd
+ *  numbers, so an fd another thread opens meanwhile cannot slip through. */
+export const closeRange = (first: number, last: number, flags: number): number => f.close_range(first, last, flags);
 /** execve(2). koffi turns each JS array into a C array of C strings; the arrays end with null,
  *  which becomes the NULL terminator execve needs. Returns only on failure (-1). */
 export const execve = (path: string, argv: (string | null)[], envp: (string | null)[]): number => f.execve(path, argv, envp);

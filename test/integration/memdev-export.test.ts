@@ -47,6 +47,24 @@ async function settledFds(want: number): Promise<number> {
   while (daemonFds() !== want && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   return daemonFds();
 }
+/** How many of the daemon's fds are open on the file with inode `ino` (a memfd's). */
+const daemonFdsOn = (ino: number): number => {
+  const pid = d.proc.pid as number;
+  let n = 0;
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (fs.statSync(`/proc/${pid}/fd/${fd}`).ino === ino) n++;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return n;
+};
+async function settledOn(ino: number, want: number): Promise<number> {
+  const deadline = Date.now() + 3000;
+  while (daemonFdsOn(ino) !== want && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  return daemonFdsOn(ino);
+}
 const ok = { return: {} };
 
 async function add(id: string, type: string, props: Record<string, unknown> = {}): Promise<void> {
@@ -60,7 +78,7 @@ async function refused(id: string, desc: string): Promise<void> {
   const r = await c.executeWithFds('memdev-export', { id });
   expect(r.reply).toEqual({ error: { class: 'GenericError', desc } });
   expect(r.fds).toHaveLength(0);
-  expect(daemonFds()).toBe(before.daemon);
+  expect(await settledFds(before.daemon)).toBe(before.daemon);
   expect(openFdCount()).toBe(before.self);
   expect((await c.execute('query-memdev')).reply).toEqual(before.memdev);
 }
@@ -172,8 +190,12 @@ test('object-del of an exported backend: the daemon lets go, the receiver keeps 
   await add('gone', 'memory-backend-memfd');
   const r = await c.executeWithFds('memdev-export', { id: 'gone' });
   withMapping(r.fds[0], MiB, (m) => m.write(0, Buffer.from('still here')), { writable: true });
+  const ino = fs.fstatSync(r.fds[0].raw('fstat')).ino;
+  expect(await settledOn(ino, 1)).toBe(1); // the copy sent with the reply is closed once written
   const before = daemonFds();
   expect((await c.execute('object-del', { id: 'gone' })).reply).toEqual(ok);
+  // The daemon's own fd of the backend goes, and nothing else of it stays open.
+  expect(await settledOn(ino, 0)).toBe(0);
   expect(await settledFds(before - 1)).toBe(before - 1);
   expect(readThroughFd(r.fds[0], 0, 10).toString()).toBe('still here');
   r.fds[0].close();

@@ -122,6 +122,7 @@ const LIBC_SYSCALLS: Record<string, string[]> = {
   syscall: [], // the numbers it is called with: SYS_* constants, below
   // hostmemd-run's exec (the launcher, not the daemon; listed so that the table is complete).
   dup2: ['dup2', 'dup3'],
+  close_range: ['close_range'],
   execve: ['execve'],
   _exit: ['exit_group'],
   signal: ['rt_sigaction'],
