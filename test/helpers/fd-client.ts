@@ -5,6 +5,7 @@
 // Also: mapping a received fd and comparing bytes, and counting a process's open fds.
 import * as fs from 'node:fs';
 import * as native from '../../src/native';
+import { LineQueue } from './line-queue';
 
 /** Bytes asked for per recvmsg. */
 const RECV_BYTES = 256 * 1024;
@@ -19,9 +20,7 @@ export class FdQmpClient {
   private buf: Buffer = Buffer.alloc(0);
   /** fds that came with bytes of the line not finished yet. */
   private partialFds: native.Fd[] = [];
-  private readonly lines: FdLine[] = [];
-  private waiters: (() => void)[] = [];
-  private closed = false;
+  private readonly lines = new LineQueue<FdLine>();
   private reading: Promise<void> | undefined;
   /** Why the reading loop stopped (EOF: undefined). */
   error: unknown;
@@ -65,8 +64,7 @@ export class FdQmpClient {
     } catch (e) {
       this.error = e;
     } finally {
-      this.closed = true;
-      this.wake();
+      this.lines.end();
     }
   }
 
@@ -91,33 +89,15 @@ export class FdQmpClient {
       this.lines.push({ line, fds: lineFds });
     });
     if (!endsLine) this.partialFds.push(...fds);
-    this.wake();
-  }
-
-  private wake(): void {
-    for (const w of this.waiters.splice(0)) w();
   }
 
   get isClosed(): boolean {
-    return this.closed && this.lines.length === 0;
+    return this.lines.closed && this.lines.size === 0;
   }
 
   /** The next line with its fds; rejects on close or timeout. */
-  async next(timeoutMs = 5000): Promise<FdLine> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.lines.length === 0) {
-      if (this.closed) throw new Error(`connection closed${this.error ? `: ${String(this.error)}` : ''}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error('timed out waiting for a line');
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-    return this.lines.shift() as FdLine;
+  next(timeoutMs = 5000): Promise<FdLine> {
+    return this.lines.next(timeoutMs, () => new Error(`connection closed${this.error ? `: ${String(this.error)}` : ''}`));
   }
 
   async line(timeoutMs?: number): Promise<string> {
@@ -170,7 +150,7 @@ export class FdQmpClient {
     }
     await this.reading;
     this.sock.close();
-    for (const l of this.lines.splice(0)) for (const fd of l.fds) fd.close();
+    for (const l of this.lines.drain()) for (const fd of l.fds) fd.close();
     for (const fd of this.partialFds.splice(0)) fd.close();
   }
 }

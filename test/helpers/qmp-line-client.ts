@@ -2,10 +2,10 @@
 // socket's CRLF lines, a WebSocket's frames): waiting for lines with a timeout, JSON, execute
 // skipping events, waiting for an event, silence and close.
 
+import { LineQueue } from './line-queue';
+
 export abstract class QmpLineClient {
-  private readonly lines: string[] = [];
-  private waiters: (() => void)[] = [];
-  private closedFlag = false;
+  private readonly lines = new LineQueue<string>();
 
   /** Sends text or raw bytes exactly as given. */
   abstract send(data: string | Buffer): void;
@@ -18,38 +18,19 @@ export abstract class QmpLineClient {
 
   protected deliver(line: string): void {
     this.lines.push(line);
-    this.wake();
   }
 
   protected markClosed(): void {
-    this.closedFlag = true;
-    this.wake();
-  }
-
-  private wake(): void {
-    for (const w of this.waiters.splice(0)) w();
+    this.lines.end();
   }
 
   get isClosed(): boolean {
-    return this.closedFlag;
+    return this.lines.closed;
   }
 
   /** The next server line (or frame); rejects on close or timeout. */
   async line(timeoutMs = 5000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.lines.length === 0) {
-      if (this.closedFlag) throw new Error(`connection closed (${this.closedDetail()})`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error('timed out waiting for a line');
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-    return this.lines.shift() as string;
+    return this.lines.next(timeoutMs, () => new Error(`connection closed (${this.closedDetail()})`));
   }
 
   async json(timeoutMs?: number): Promise<Record<string, unknown>> {
@@ -90,12 +71,12 @@ export abstract class QmpLineClient {
   /** Resolves true if no line arrives within ms. */
   async silentFor(ms: number): Promise<boolean> {
     await new Promise((r) => setTimeout(r, ms));
-    return this.lines.length === 0;
+    return this.lines.size === 0;
   }
 
   protected async untilClosed(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (!this.closedFlag) {
+    while (!this.lines.closed) {
       if (Date.now() > deadline) throw new Error('connection did not close');
       await new Promise((r) => setTimeout(r, 10));
     }
