@@ -107,3 +107,26 @@ export function writeProcessMemory(pid: number, addr: bigint, data: Buffer): voi
 export function tagPage(tag: string): Buffer {
   return Buffer.from(`${tag}:`.repeat(4096).slice(0, 4096));
 }
+
+/** A 4 KiB page of bytes that depend on `tag` and on their position (no two tags alike). */
+function patternPage(tag: string): Buffer {
+  const b = Buffer.alloc(4096);
+  for (let i = 0; i < b.length; i++) b[i] = (i * 31 + tag.charCodeAt(i % tag.length)) & 0xff;
+  return b;
+}
+/** Where a backend's pattern goes: its first, middle and last page. */
+const patternOffsets = (size: bigint): bigint[] => [0n, size / 2n, size - 4096n];
+
+/** Writes a backend's pattern into its one mapping of `size` bytes in `pid`, as a guest would. */
+export function writeBackendPattern(pid: number, b: { id: string; size: bigint | number }): void {
+  const size = BigInt(b.size);
+  const at = backendMapping(pid, size);
+  for (const off of patternOffsets(size)) writeProcessMemory(pid, at + off, patternPage(b.id + off));
+}
+
+/** True if the backend's mapping in `pid` holds the pattern writeBackendPattern wrote. */
+export function backendPatternIntact(pid: number, b: { id: string; size: bigint | number }): boolean {
+  const size = BigInt(b.size);
+  const at = backendMapping(pid, size);
+  return patternOffsets(size).every((off) => readProcessMemory(pid, at + off, 4096).equals(patternPage(b.id + off)));
+}

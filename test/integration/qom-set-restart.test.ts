@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import { ServiceManager } from '../helpers/service-manager';
 import { RawQmpClient } from '../helpers/qmp-client';
-import { backendMapping, readProcessMemory, writeProcessMemory } from '../helpers/proc';
+import { backendPatternIntact, writeBackendPattern } from '../helpers/proc';
 import { kvmUsable } from '../helpers/native';
 import { announceSkip } from '../helpers/qemu';
 import { anotherValue, PropertyInfo, settable } from '../helpers/property-values';
@@ -40,23 +40,6 @@ interface Case {
 
 const label = (c: Case): string =>
   `${c.type}${Object.keys(c.args).length ? JSON.stringify(c.args) : ''} ${c.prop}=${JSON.stringify(c.value)} (${c.refused === undefined ? 'accepted' : `refused: ${c.refused}`})`;
-
-function pattern(tag: string): Buffer {
-  const b = Buffer.alloc(4096);
-  for (let i = 0; i < b.length; i++) b[i] = (i * 31 + tag.charCodeAt(i % tag.length)) & 0xff;
-  return b;
-}
-const offsets = (size: bigint): bigint[] => [0n, size / 2n, size - 4096n];
-
-function writePatterns(pid: number, c: Case): void {
-  const at = backendMapping(pid, c.size);
-  for (const off of offsets(c.size)) writeProcessMemory(pid, at + off, pattern(c.id + off));
-}
-
-function patternsIntact(pid: number, c: Case): boolean {
-  const at = backendMapping(pid, c.size);
-  return offsets(c.size).every((off) => readProcessMemory(pid, at + off, 4096).equals(pattern(c.id + off)));
-}
 
 type Cpr = { objects: { id: string; origin: string; reason?: string }[]; problems: { id?: string; problem: string }[] };
 
@@ -100,7 +83,7 @@ test('every settable property of every fd-backed backend, set live, survives SIG
     const args: Record<string, unknown> = { 'qom-type': k.type, id: k.id, size: Number(k.size), ...k.args };
     if (k.type === 'memory-backend-file') args['mem-path'] = path.join(sm.stateDir, 'files', k.id);
     await ok('object-add', args);
-    writePatterns(pid1, k);
+    writeBackendPattern(pid1, k);
     const p = propsOf.get(k.type)!.find((x) => x.name === k.prop)!;
     k.before = (await ok('qom-get', { path: `/objects/${k.id}`, property: k.prop })) as JsonValue;
     k.value = anotherValue(p, k.before);
@@ -126,7 +109,7 @@ test('every settable property of every fd-backed backend, set live, survives SIG
       continue;
     }
     if (o.origin !== 'reattached' && o.origin !== 'reopened') wrong.push(`${label(k)}: ${o.origin} (${o.reason})`);
-    else if (!patternsIntact(pid2, k)) wrong.push(`${label(k)}: bytes lost`);
+    else if (!backendPatternIntact(pid2, k)) wrong.push(`${label(k)}: bytes lost`);
     // A refused value changed nothing; an accepted one reads back, or (a property QEMU takes
     // without effect after creation) the value the memory was made with.
     const after = (await c2.execute('qom-get', { path: `/objects/${k.id}`, property: k.prop })).return;

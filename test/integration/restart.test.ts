@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import * as net from 'node:net';
 import { ServiceManager } from '../helpers/service-manager';
 import { RawQmpClient } from '../helpers/qmp-client';
-import { backendMapping, readProcessMemory, writeProcessMemory } from '../helpers/proc';
+import { backendMapping, backendPatternIntact, readProcessMemory, writeBackendPattern } from '../helpers/proc';
 import { kvmUsable } from '../helpers/native';
 import { announceSkip } from '../helpers/qemu';
 
@@ -28,24 +28,7 @@ const BACKENDS: { id: string; args: Record<string, unknown>; size: bigint; share
 ];
 const active = BACKENDS.filter((b) => !b.kvm || KVM);
 
-function pattern(id: string, len: number): Buffer {
-  const b = Buffer.alloc(len);
-  for (let i = 0; i < len; i++) b[i] = (i * 31 + id.charCodeAt(i % id.length)) & 0xff;
-  return b;
-}
-
 const mappingOf = (pid: number, size: bigint): bigint => backendMapping(pid, size);
-
-/** Writes the pattern at three places: start, middle, last page. */
-function writePatterns(pid: number, b: { id: string; size: bigint }): void {
-  const at = mappingOf(pid, b.size);
-  for (const off of [0n, b.size / 2n, b.size - 4096n]) writeProcessMemory(pid, at + off, pattern(b.id + off, 4096));
-}
-
-function patternsIntact(pid: number, b: { id: string; size: bigint }): boolean {
-  const at = mappingOf(pid, b.size);
-  return [0n, b.size / 2n, b.size - 4096n].every((off) => readProcessMemory(pid, at + off, 4096).equals(pattern(b.id + off, 4096)));
-}
 
 function isZero(pid: number, b: { size: bigint }): boolean {
   const at = mappingOf(pid, b.size);
@@ -87,7 +70,7 @@ test('every acknowledged backend comes back after SIGKILL with its bytes; privat
   const c = await client();
   await addAll(c, sm.stateDir);
   const pid1 = sm.proc!.pid!;
-  for (const b of active) writePatterns(pid1, b);
+  for (const b of active) writeBackendPattern(pid1, b);
   // Every fd-backed backend is in the store before its object-add was answered.
   const fdBacked = active.filter((b) => b.shared).map((b) => b.id);
   expect(await sm.storeSettles(fdBacked)).toEqual([...fdBacked].sort());
@@ -101,7 +84,7 @@ test('every acknowledged backend comes back after SIGKILL with its bytes; privat
   const memdev = (await c2.execute('query-memdev')).return as { id: string; size: number; share: boolean }[];
   const shared = active.filter((b) => b.shared);
   expect(memdev.map((m) => [m.id, BigInt(m.size), m.share])).toEqual(shared.map((b) => [b.id, b.size, b.shared]));
-  for (const b of shared) expect([b.id, patternsIntact(pid2, b)]).toEqual([b.id, true]);
+  for (const b of shared) expect([b.id, backendPatternIntact(pid2, b)]).toEqual([b.id, true]);
 
   const cpr = (await c2.execute('query-cpr')).return as Cpr;
   expect(cpr['fd-store']).toBe(true);
@@ -143,7 +126,7 @@ test('SIGKILL during a preallocating object-add: what was acknowledged comes bac
   await sm.start();
   const c = await client();
   expect(await c.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: 'done', size: Number(2n * MiB) })).toEqual({ return: {} });
-  writePatterns(sm.proc!.pid!, { id: 'done', size: 2n * MiB });
+  writeBackendPattern(sm.proc!.pid!, { id: 'done', size: 2n * MiB });
   // 2 GiB with one thread takes long enough to be killed half-way.
   c.send(JSON.stringify({ execute: 'object-add', arguments: { 'qom-type': 'memory-backend-memfd', id: 'big', size: 2 ** 31, prealloc: true } }));
   await sm.waitFor(/FDNAME=big/);
@@ -155,7 +138,7 @@ test('SIGKILL during a preallocating object-add: what was acknowledged comes bac
   const c2 = await client();
   const ids = ((await c2.execute('query-memdev')).return as { id: string }[]).map((m) => m.id);
   expect(ids).toEqual(['done']);
-  expect(patternsIntact(sm.proc!.pid!, { id: 'done', size: 2n * MiB })).toBe(true);
+  expect(backendPatternIntact(sm.proc!.pid!, { id: 'done', size: 2n * MiB })).toBe(true);
   const cpr = (await c2.execute('query-cpr')).return as Cpr;
   expect(cpr.problems).toEqual([{ problem: "preserved fd 'big' belongs to no journaled object; closed and removed from the fd store" }]);
   expect(await sm.storeSettles(['done'])).toEqual(['done']);
@@ -281,7 +264,7 @@ test('caps lowered across a restart: every restored object comes back with its b
   const c = await client();
   const objs = ['a', 'b', 'c'].map((id, i) => ({ id, size: BigInt(2 + i) * MiB + 4096n * BigInt(i + 1) }));
   for (const o of objs) expect(await c.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: o.id, size: Number(o.size) })).toEqual({ return: {} });
-  for (const o of objs) writePatterns(sm.proc!.pid!, o);
+  for (const o of objs) writeBackendPattern(sm.proc!.pid!, o);
   expect(await sm.storeSettles(['a', 'b', 'c'])).toEqual(['a', 'b', 'c']);
   c.close();
   await sm.kill();
@@ -290,7 +273,7 @@ test('caps lowered across a restart: every restored object comes back with its b
   const c2 = await client();
   const pid = sm.proc!.pid!;
   expect(((await c2.execute('query-memdev')).return as { id: string }[]).map((m) => m.id)).toEqual(['a', 'b', 'c']);
-  for (const o of objs) expect([o.id, patternsIntact(pid, o)]).toEqual([o.id, true]);
+  for (const o of objs) expect([o.id, backendPatternIntact(pid, o)]).toEqual([o.id, true]);
   const cpr = (await c2.execute('query-cpr')).return as Cpr;
   expect([cpr.problems, cpr.lost]).toEqual([[], []]);
   expect(fs.readdirSync(path.join(sm.stateDir, 'objects')).sort()).toEqual(['a.json', 'b.json', 'c.json']);

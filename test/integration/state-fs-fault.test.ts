@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { ServiceManager } from '../helpers/service-manager';
 import { RawQmpClient } from '../helpers/qmp-client';
-import { backendMapping, readProcessMemory, writeProcessMemory } from '../helpers/proc';
+import { backendPatternIntact, writeBackendPattern } from '../helpers/proc';
 import { announceSkip } from '../helpers/qemu';
 import { tmpDir } from '../helpers/daemon';
 import { errorText } from '../../src/errors/text';
@@ -49,20 +49,6 @@ type Cpr = {
 const SHARED = { id: 'shared', size: 2 * MiB };
 const PRIV = { id: 'priv', size: 3 * MiB };
 
-function pattern(id: string, len: number): Buffer {
-  const b = Buffer.alloc(len);
-  for (let i = 0; i < len; i++) b[i] = (i * 37 + id.charCodeAt(i % id.length)) & 0xff;
-  return b;
-}
-const OFFSETS = (size: number): number[] => [0, size / 2, size - 4096];
-function writePatterns(pid: number, b: { id: string; size: number }): void {
-  const at = backendMapping(pid, BigInt(b.size));
-  for (const off of OFFSETS(b.size)) writeProcessMemory(pid, at + BigInt(off), pattern(b.id + off, 4096));
-}
-function patternsIntact(pid: number, b: { id: string; size: number }): boolean {
-  const at = backendMapping(pid, BigInt(b.size));
-  return OFFSETS(b.size).every((off) => readProcessMemory(pid, at + BigInt(off), 4096).equals(pattern(b.id + off, 4096)));
-}
 
 /** Writes a file until the file system is full. */
 function fill(dir: string): string {
@@ -106,7 +92,7 @@ async function firstRun(): Promise<number> {
     expect(await c.execute('object-add', { 'qom-type': 'memory-backend-memfd', id: b.id, size: b.size, share: b === SHARED })).toEqual({ return: {} });
   }
   const pid = sm.proc!.pid!;
-  writePatterns(pid, SHARED);
+  writeBackendPattern(pid, SHARED);
   expect(await sm.storeSettles([SHARED.id])).toEqual([SHARED.id]);
   c.close();
   await sm.kill();
@@ -145,7 +131,7 @@ maybe('a full state dir: ready, serving, memory intact, degraded, object-add ref
   expect(ms).toBeLessThan(READY_WITHIN_MS);
   expect((await c.execute('query-version')).return).toBeDefined();
   expect(((await c.execute('query-memdev')).return as { id: string }[]).map((m) => m.id)).toEqual([SHARED.id]);
-  expect(patternsIntact(pid, SHARED)).toBe(true);
+  expect(backendPatternIntact(pid, SHARED)).toBe(true);
 
   let cpr = await cprOf(c);
   expect(cpr['journal-state']).toBe('degraded');
@@ -181,7 +167,7 @@ maybe('a full state dir: ready, serving, memory intact, degraded, object-add ref
   await sm.kill();
   const again = await restartTimed();
   expect(((await again.c.execute('query-memdev')).return as { id: string }[]).map((m) => m.id)).toEqual([SHARED.id, 'n1']);
-  expect(patternsIntact(again.pid, SHARED)).toBe(true);
+  expect(backendPatternIntact(again.pid, SHARED)).toBe(true);
   expect(await again.c.execute('qom-get', { path: '/objects/shared', property: 'dump' })).toEqual({ return: false });
   cpr = await cprOf(again.c);
   expect([cpr['journal-state'], cpr.lost]).toEqual(['writable', []]);
@@ -195,7 +181,7 @@ maybe('a read-only state dir: ready, serving, memory intact, degraded; object-ad
   const { c, ms, pid } = await restartTimed();
   expect(ms).toBeLessThan(READY_WITHIN_MS);
   expect(((await c.execute('query-memdev')).return as { id: string }[]).map((m) => m.id)).toEqual([SHARED.id]);
-  expect(patternsIntact(pid, SHARED)).toBe(true);
+  expect(backendPatternIntact(pid, SHARED)).toBe(true);
   let cpr = await cprOf(c);
   expect(cpr['journal-state']).toBe('degraded');
   expect(cpr['journal-error']).toMatch(/^Read-only file system/);
@@ -209,7 +195,7 @@ maybe('a read-only state dir: ready, serving, memory intact, degraded; object-ad
     error: { class: 'GenericError', desc: "cannot remove object 'shared' from the state journal: Read-only file system" },
   });
   expect(((await c.execute('query-memdev')).return as { id: string }[]).map((m) => m.id)).toEqual([SHARED.id]);
-  expect(patternsIntact(pid, SHARED)).toBe(true);
+  expect(backendPatternIntact(pid, SHARED)).toBe(true);
   expect(sm.storeNames()).toEqual([SHARED.id]);
 
   // Writable again: the periodic probe ends the degraded state without any command.
