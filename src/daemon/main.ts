@@ -287,6 +287,22 @@ function removePidfile(file: string): void {
   }
 }
 
+/** How long a failed start waits for the log lines already queued to reach stderr. */
+const LOG_FLUSH_MS = 1000;
+
+/** A failed start's message, the last line on stderr as QEMU's: the log (written
+ *  asynchronously) is flushed first, so no log line lands after it. */
+async function lastWords(logger: Logger, text: string): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, LOG_FLUSH_MS);
+    logger.flush(() => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+  process.stderr.write(`hostmemd: ${text}\n`);
+}
+
 async function serve(options: DaemonOptions, logger: Logger): Promise<number> {
   if (options.name !== undefined) logger.info({ name: options.name }, '-name: recorded (hostmemd has no guest to name)');
   if (options.startPaused) logger.info('-S: hostmemd has no vCPUs to hold; it serves at once');
@@ -299,7 +315,7 @@ async function serve(options: DaemonOptions, logger: Logger): Promise<number> {
     logger.warn({ err }, 'cannot arrange to stop with hostmemd-supervise (prctl PR_SET_PDEATHSIG)');
   }
   if (supervisor && !supervisor.alive()) {
-    process.stderr.write(`hostmemd: hostmemd-supervise (pid ${supervisor.pid}) is gone; not starting without it\n`);
+    await lastWords(logger, `hostmemd-supervise (pid ${supervisor.pid}) is gone; not starting without it`);
     return 1;
   }
   // QEMU stops on SIGHUP as on SIGTERM; here a stop can drop memory (when nothing keeps the
@@ -311,7 +327,7 @@ async function serve(options: DaemonOptions, logger: Logger): Promise<number> {
   try {
     daemon = await startDaemon(options, logger);
   } catch (e) {
-    process.stderr.write(`hostmemd: ${errorText(e)}\n`);
+    await lastWords(logger, errorText(e));
     return 1;
   }
   const onSignal = (sig: NodeJS.Signals): void => {
