@@ -160,12 +160,22 @@ export class LineQueue {
 
 /** A QMP client on a UNIX socket: CRLF-terminated lines. */
 export class Client extends LineQueue {
-  static connect(sock) {
-    return new Promise((resolve, reject) => {
-      const s = net.connect(sock);
-      s.once('connect', () => resolve(new Client(s)));
-      s.once('error', reject);
-    });
+  /** Connects; refused connections are tried again for a while: a server's socket file can
+   *  exist a moment before it listens (the start helpers wait only for the file). */
+  static async connect(sock, retryMs = 5000) {
+    const deadline = Date.now() + retryMs;
+    for (;;) {
+      try {
+        return await new Promise((resolve, reject) => {
+          const s = net.connect(sock);
+          s.once('connect', () => resolve(new Client(s)));
+          s.once('error', reject);
+        });
+      } catch (e) {
+        if (e.code !== 'ECONNREFUSED' || Date.now() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
   }
   constructor(sock) {
     super();
