@@ -33,7 +33,7 @@ const WHEN = ['first', 'second', 'after-add'];
 
 /** cold_query.py's result: per call its figures, or { error, added }. */
 function measure(server, n, { withCpu = false, addSeconds } = {}) {
-  const args = [path.join(ROOT, 'bench', 'cold_query.py'), server.sock, String(n), ...(withCpu ? ['--pid', String(server.pid)] : []), ...(addSeconds ? ['--add-seconds', String(addSeconds)] : [])];
+  const args = [path.join(ROOT, 'bench', 'cold_query.py'), server.sock, String(n), ...(withCpu ? ['--pid', String(server.pid), '--state-dir', path.dirname(server.sock)] : []), ...(addSeconds ? ['--add-seconds', String(addSeconds)] : [])];
   // A backstop only: cold_query.py bounds itself when given --add-seconds.
   const r = spawnSync('python3', args, { encoding: 'utf8', maxBuffer: 1 << 26, timeout: ((addSeconds ?? 1800) + 300) * 1000 });
   try {

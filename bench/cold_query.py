@@ -5,15 +5,17 @@ and the first qom-list /objects after that, each also once more, and once right 
 more object-add. Prints one JSON object: per call the milliseconds until the reply line was
 read, the milliseconds including json.loads (what a Python client sees), the call's start and
 end on CLOCK_MONOTONIC (t0/t1, seconds: a --cpu-prof of the daemon uses the same clock), and,
-with --pid, the server's main-thread CPU milliseconds (/proc/PID/schedstat) over the call.
+with --pid, the server's main-thread CPU milliseconds (/proc/PID/schedstat) over the call, and
+with --state-dir, hostmemd's journal log size before and after it (log_bytes).
 With --add-seconds S, adding stops after the first batch that ends past S seconds (QEMU 7.2's
 object-add slows as objects accumulate: 10,000 take it a quarter of an hour), and the queries
 run at the count reached ("added"; "bounded": true). It never ends in a traceback: a failure
 (the server closing the connection, an error reply) is printed as {"error": ..., "added": K}
 with whatever was measured before it.
-Usage: python3 cold_query.py SOCKET N [--pid PID] [--add-seconds S]"""
+Usage: python3 cold_query.py SOCKET N [--pid PID] [--state-dir DIR] [--add-seconds S]"""
 import argparse
 import json
+import os
 import socket
 import time
 
@@ -22,6 +24,7 @@ ap.add_argument('sock')
 ap.add_argument('n', type=int)
 ap.add_argument('--pid')
 ap.add_argument('--add-seconds', type=float)
+ap.add_argument('--state-dir')
 args = ap.parse_args()
 pid = args.pid
 out = {'requested': args.n, 'added': 0, 'bounded': False}
@@ -29,6 +32,17 @@ out = {'requested': args.n, 'added': 0, 'bounded': False}
 
 class Failed(Exception):
     pass
+
+
+def log_bytes():
+    """The size of hostmemd's journal log (--state-dir): a checkpoint empties it, so a call
+    that starts with a full log and ends with an empty one overlapped a checkpoint."""
+    if not args.state_dir:
+        return None
+    try:
+        return os.stat(os.path.join(args.state_dir, 'journal.log')).st_size
+    except OSError:
+        return -1
 
 
 def oncpu():
@@ -79,6 +93,7 @@ def run():
 
     def timed(cmd):
         time.sleep(0.05)
+        l0 = log_bytes()
         c0 = oncpu()
         t0 = time.monotonic()
         s.sendall(json.dumps(cmd).encode())
@@ -89,7 +104,7 @@ def run():
         t2 = time.monotonic()
         if 'return' not in r:
             raise Failed(f'{cmd["execute"]}: {r}')
-        return {'read_ms': (t1 - t0) * 1000, 'python_ms': (t2 - t0) * 1000, 'server_cpu_ms': (c1 - c0) if pid else None, 'entries': len(r['return']), 't0': t0, 't1': t1}
+        return {'read_ms': (t1 - t0) * 1000, 'python_ms': (t2 - t0) * 1000, 'server_cpu_ms': (c1 - c0) if pid else None, 'entries': len(r['return']), 't0': t0, 't1': t1, 'log_bytes': [l0, log_bytes()]}
 
     for name, cmd in [('query-memdev', {'execute': 'query-memdev'}), ('qom-list', {'execute': 'qom-list', 'arguments': {'path': '/objects'}})]:
         out[name] = {'first': timed(cmd), 'second': timed(cmd)}
