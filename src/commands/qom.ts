@@ -8,16 +8,20 @@ import { QomObject } from '../qom/object';
 import { ObjectTree } from '../qom/tree';
 import { ObjectManager } from '../qom/user-creatable';
 import { HostMemoryBackend } from '../backends';
+import { ReplyBlocks } from './reply-blocks';
 
 /** Each backend's query-memdev entry as QMP text, kept current as it changes: encoded when the
  *  backend is added (the daemon calls refresh() on 'object-added') and again after each qom-set
- *  on it (the only way a live backend's Memdev changes), so that the first query after adding
- *  10,000 backends joins ready pieces instead of encoding 10,000 objects (issue 16). A backend
- *  nobody refreshed (tests without the daemon's events) is encoded on first use. */
+ *  on it (the only way a live backend's Memdev changes), and joined with its neighbours into
+ *  blocks of bytes (ReplyBlocks), so that the first query after adding 10,000 backends hands
+ *  ready blocks to the transport instead of encoding or joining 10,000 entries (issue 16). A
+ *  backend nobody refreshed (tests without the daemon's events) is encoded on first use. */
 export class MemdevReplies {
   private readonly encoded = new WeakMap<QomObject, string>();
-  /** The last reply and the pieces it was joined from: reused while every piece is the same. */
-  private last?: { pieces: string[]; text: string };
+  private readonly blocks = new ReplyBlocks<HostMemoryBackend>(
+    (b) => this.entry(b),
+    (o): o is HostMemoryBackend => o instanceof HostMemoryBackend,
+  );
 
   entry(b: HostMemoryBackend): string {
     let text = this.encoded.get(b);
@@ -28,71 +32,98 @@ export class MemdevReplies {
     return text;
   }
 
-  /** Re-encodes `obj`'s entry now (object-add, qom-set); other objects are ignored. */
+  /** 'object-added': encodes `obj`'s entry now and puts it at the end of the list. */
   refresh(obj: QomObject): void {
     this.encoded.delete(obj);
-    if (obj instanceof HostMemoryBackend) this.entry(obj);
+    if (obj instanceof HostMemoryBackend) this.blocks.append(obj);
   }
 
   /** qom-set: even a refused value may have changed part of it (host-nodes ORs values in). */
   changed(obj: QomObject): void {
-    this.refresh(obj);
+    this.encoded.delete(obj);
+    if (obj instanceof HostMemoryBackend) this.blocks.update(obj);
   }
 
-  /** query-memdev's result text for the backends among `objects`, in their order. */
-  reply(objects: Iterable<QomObject>): string {
-    const pieces: string[] = [];
-    for (const o of objects) if (o instanceof HostMemoryBackend) pieces.push(this.entry(o));
-    const last = this.last;
-    if (last && last.pieces.length === pieces.length && last.pieces.every((p, i) => p === pieces[i])) return last.text;
-    const text = `[${pieces.join(', ')}]`;
-    this.last = { pieces, text };
-    return text;
+  /** 'object-deleted'. */
+  removed(obj: QomObject): void {
+    this.encoded.delete(obj);
+    if (obj instanceof HostMemoryBackend) this.blocks.remove(obj);
+  }
+
+  /** query-memdev's result for the backends among `list()` (the live objects), in their order. */
+  reply(list: () => Iterable<QomObject>): PreEncoded {
+    return new PreEncoded([OPEN, ...this.blocks.chunks(list), CLOSE]);
   }
 }
+
+const OPEN = Buffer.from('[', 'latin1');
+const CLOSE = Buffer.from(']', 'latin1');
 
 /** The QDict order of a qom-list entry's members (ObjectPropertyInfo: name, type). */
 const LIST_ENTRY_KEYS = qdictKeyOrder(['name', 'type']);
 
-/** qom-list's `child<T>` entries as QMP text, one per child object, so that listing /objects
- *  with 10,000 backends joins ready pieces. Each piece is checked against the entry
- *  listProperties() gives now (name and type), so a stale piece is never used. */
+function listEntry(name: string, type: string): string {
+  const entry: Record<string, JsonValue> = { name, type };
+  let text = '';
+  for (const k of LIST_ENTRY_KEYS) text += `${text === '' ? '{' : ', '}${encodeJson(k)}: ${encodeJson(entry[k])}`;
+  return flatCopy(text + '}');
+}
+
+/** qom-list's entries (QomObject.listProperties(): the class properties, then one
+ *  `child<T>` entry per child) as QMP text. A child's entry (its name and type, which never
+ *  change) is encoded once; the children of an object that had some announced as added (the
+ *  10,000 backends under /objects) are kept in blocks of bytes, so that listing them hands
+ *  ready blocks to the transport. */
 export class QomListReplies {
-  private readonly pieces = new WeakMap<QomObject, { name: string; type: string; text: string }>();
-
-  /** Encodes `child`'s entry in its parent's listing now (on 'object-added'). */
-  refresh(child: QomObject): void {
-    this.piece(child, child.name, `child<${child.typeName}>`);
-  }
-
-  private piece(child: QomObject, name: string, type: string): string {
-    const had = this.pieces.get(child);
-    if (had && had.name === name && had.type === type) return had.text;
-    const entry: Record<string, JsonValue> = { name, type };
-    let text = '';
-    for (const k of LIST_ENTRY_KEYS) text += `${text === '' ? '{' : ', '}${encodeJson(k)}: ${encodeJson(entry[k])}`;
-    text = flatCopy(text + '}');
-    this.pieces.set(child, { name, type, text });
-    return text;
-  }
-
-  /** qom-list's result text for `obj`. */
-  reply(obj: QomObject): string {
-    const items = obj.listProperties();
-    const parts = new Array<string>(items.length);
-    for (let i = 0; i < items.length; i++) {
-      const it = items[i] as Record<string, JsonValue>;
-      const { name, type } = it;
-      const child = typeof name === 'string' && typeof type === 'string' && type.startsWith('child<') && Object.keys(it).length === 2 ? obj.children.get(name) : undefined;
-      parts[i] = child ? this.piece(child, name as string, type as string) : encodeJson(it, { qdictOrder: true });
+  private readonly pieces = new WeakMap<QomObject, string>();
+  /** Per parent, the blocks of its children's entries; per child, its parent's blocks. */
+  private readonly childBlocks = new WeakMap<QomObject, ReplyBlocks<QomObject>>();
+  private readonly inBlocks = new WeakMap<QomObject, ReplyBlocks<QomObject>>();
+  private readonly piece = (child: QomObject): string => {
+    let text = this.pieces.get(child);
+    if (text === undefined) {
+      text = listEntry(child.name, `child<${child.typeName}>`);
+      this.pieces.set(child, text);
     }
-    return `[${parts.join(', ')}]`;
+    return text;
+  };
+
+  /** 'object-added': encodes `child`'s entry in its parent's listing now. */
+  refresh(child: QomObject): void {
+    const parent = child.parent;
+    if (parent === undefined) return;
+    let blocks = this.childBlocks.get(parent);
+    if (blocks === undefined) {
+      blocks = new ReplyBlocks(this.piece);
+      this.childBlocks.set(parent, blocks);
+    }
+    blocks.append(child);
+    this.inBlocks.set(child, blocks);
+  }
+
+  /** 'object-deleted'. */
+  removed(child: QomObject): void {
+    this.inBlocks.get(child)?.remove(child);
+    this.inBlocks.delete(child);
+  }
+
+  /** qom-list's result for `obj`: encodeJson(obj.listProperties()) as it would be. */
+  reply(obj: QomObject): PreEncoded {
+    let head = '[';
+    for (const p of obj.type.properties.values()) head += `${head === '[' ? '' : ', '}${listEntry(p.name, p.type)}`;
+    const blocks = this.childBlocks.get(obj);
+    if (blocks === undefined) {
+      for (const c of obj.children.values()) head += `${head === '[' ? '' : ', '}${this.piece(c)}`;
+      return new PreEncoded(head + ']');
+    }
+    const chunks = blocks.chunks(() => obj.children.values(), head !== '[');
+    return new PreEncoded([Buffer.from(head, 'latin1'), ...chunks, CLOSE]);
   }
 }
 
 export function qomHandlers(tree: ObjectTree, objects: ObjectManager, memdevs = new MemdevReplies(), lists = new QomListReplies()): Map<string, Handler> {
   return new Map<string, Handler>([
-    ['qom-list', (a) => new PreEncoded(lists.reply(tree.lookupForList(a.path as string)))],
+    ['qom-list', (a) => lists.reply(tree.lookupForList(a.path as string))],
     ['qom-get', (a) => tree.lookup(a.path as string).getProperty(a.property as string)],
     [
       'qom-set',
@@ -126,8 +157,8 @@ export function qomHandlers(tree: ObjectTree, objects: ObjectManager, memdevs = 
     ],
     [
       'query-memdev',
-      // Linear, joining entries kept current (MemdevReplies).
-      () => new PreEncoded(memdevs.reply(objects.list())),
+      // Ready blocks of entries kept current (MemdevReplies), checked against the live list.
+      () => memdevs.reply(() => tree.objects.children.values()),
     ],
   ]);
 }

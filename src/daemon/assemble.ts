@@ -120,12 +120,17 @@ export function assemble(ctx: AssemblyContext): Parts {
   teardown.add('objects', (mode) => objects.releaseAll(mode === 'exit' ? 'exit' : 'kept'));
   const backends = (): HostMemoryBackend[] => [...objects.list()].filter((o): o is HostMemoryBackend => o instanceof HostMemoryBackend);
 
-  // query-memdev and qom-list /objects answer from pieces encoded as each object is added.
+  // query-memdev and qom-list /objects answer from blocks of entries encoded as objects are
+  // added, changed (qom-set) and deleted.
   const memdevs = new MemdevReplies();
   const lists = new QomListReplies();
   bus.on('object-added', (o) => {
     memdevs.refresh(o);
     lists.refresh(o);
+  });
+  bus.on('object-deleted', (o) => {
+    memdevs.removed(o);
+    lists.removed(o);
   });
 
   const vmms = new VmmRegistry();

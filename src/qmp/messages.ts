@@ -4,9 +4,20 @@
 import type { JsonValue } from '../json/value';
 import type { QmpErrorBody } from '../errors/to-qmp';
 
-/** A result that is already QMP-encoded JSON text (e.g. the precomputed query-qmp-schema). */
+/** A result that is already QMP-encoded JSON text (e.g. the precomputed query-qmp-schema), or
+ *  ASCII bytes in chunks that a transport able to (the UNIX socket) writes as they are, with no
+ *  copy into one string (query-memdev's and qom-list's 10,000 entries kept as ready blocks). */
 export class PreEncoded {
-  constructor(readonly json: string) {}
+  #json?: string;
+  readonly chunks?: readonly Buffer[];
+  constructor(json: string | readonly Buffer[]) {
+    if (typeof json === 'string') this.#json = json;
+    else this.chunks = json;
+  }
+  /** The text; for chunks, joined once (latin1: they are ASCII) when a transport needs text. */
+  get json(): string {
+    return (this.#json ??= Buffer.concat(this.chunks ?? []).toString('latin1'));
+  }
 }
 
 /** An fd a reply carries: opaque here (the native layer's Fd fits); the transport passes its

@@ -45,6 +45,9 @@ export interface Transport {
    *  before it and before anything written after; it closes the fds once sent or once the
    *  connection is gone. */
   writeWithFds?(text: string, fds: readonly PassedFd[]): void;
+  /** Queues ASCII bytes in chunks, in order with write(), written without joining them
+   *  (a reply of 10,000 entries from ready blocks). Absent: the session writes their text. */
+  writeBytes?(chunks: readonly Buffer[]): boolean;
   /** The peer's credentials (SO_PEERCRED), undefined when they cannot be read. */
   peerCredentials?(): PeerCredentials | undefined;
   /** Stops/starts delivering input (flow control while the in-band queue is long). */
@@ -668,7 +671,17 @@ export class QmpSession implements SessionControl {
       return;
     }
     if (withFds) return this.sendWithFds(encodeReply(reply), withFds);
+    const chunks = reply.result instanceof PreEncoded && !reply.error ? reply.result.chunks : undefined;
+    if (chunks && this.transportImpl.writeBytes) return this.sendBytes(replyChunks(reply, chunks));
     this.send(encodeReply(reply));
+  }
+
+  /** A reply in byte chunks: what is batched goes first, then the chunks as they are. */
+  private sendBytes(chunks: readonly Buffer[]): void {
+    const t = this.transportImpl;
+    this.flush();
+    t.writeBytes?.(chunks);
+    if (!this.outputBlocked && t.backlogged?.(() => this.outputUnblocked())) this.outputBlocked = true;
   }
 
   /** A reply that carries fds: what is batched goes first, then this reply with its fds. */
@@ -704,6 +717,15 @@ export class QmpSession implements SessionControl {
     this.pump();
     this.flush();
   }
+}
+
+const RETURN_OPEN = Buffer.from('{"return": ', 'latin1');
+const RETURN_CLOSE = Buffer.from('}\r\n', 'latin1');
+
+/** encodeReply's bytes for a result in chunks (PreEncoded): the same text, not joined. */
+export function replyChunks(reply: Reply, chunks: readonly Buffer[]): Buffer[] {
+  const close = reply.hasId ? Buffer.from(`, "id": ${encodeJson(reply.id ?? null, { qdictOrder: true })}}\r\n`, 'latin1') : RETURN_CLOSE;
+  return [RETURN_OPEN, ...chunks, close];
 }
 
 /** Encodes a reply the way QEMU prints it: members in QDict order

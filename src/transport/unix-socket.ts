@@ -191,6 +191,17 @@ class SocketTransport implements Transport {
     if (this.sock.writableLength > OUTPUT_PAUSE_BYTES) this.startBacklog();
     return ok;
   }
+  /** A reply in ready chunks (query-memdev at 10,000 objects): handed to the socket as they
+   *  are, one writev, instead of joined and converted into a second 1.5 MB copy. */
+  writeBytes(chunks: readonly Buffer[]): boolean {
+    if (this.sock.destroyed) return false;
+    if (this.pretty || this.outgoing.length > 0) return this.write(Buffer.concat(chunks).toString('latin1'));
+    this.sock.cork();
+    for (const c of chunks) this.sock.write(c);
+    this.sock.uncork();
+    if (this.sock.writableLength > OUTPUT_PAUSE_BYTES) this.startBacklog();
+    return this.sock.writableLength <= this.sock.writableHighWaterMark;
+  }
   writeWithFds(text: string, fds: readonly PassedFd[]): void {
     if (this.sock.destroyed) {
       for (const fd of fds) fd.close();

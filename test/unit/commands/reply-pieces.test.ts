@@ -1,6 +1,7 @@
-// query-memdev and qom-list answer from pieces encoded ahead (MemdevReplies, QomListReplies):
-// the text must be exactly what encoding the whole value would give, and stay current
-// across add, qom-set (accepted or refused), delete and an object replaced under the same id.
+// query-memdev and qom-list answer from pieces encoded ahead (MemdevReplies, QomListReplies),
+// joined into blocks of bytes (ReplyBlocks): the text must be exactly what encoding the whole
+// value would give, and stay current across add, qom-set (accepted or refused), delete (told
+// or not) and an object replaced under the same id.
 jest.mock('../../../src/native', () => jest.requireActual('../../fakes/native'));
 import * as fake from '../../fakes/native';
 import { CTX, MiB, objectsFixture } from '../../fakes/objects';
@@ -9,6 +10,7 @@ import { encodeJson } from '../../../src/json/writer';
 import { PreEncoded } from '../../../src/qmp/messages';
 import { JsonValue } from '../../../src/json/value';
 import { HostMemoryBackend } from '../../../src/backends';
+import { BLOCK_ITEMS, ReplyBlocks } from '../../../src/commands/reply-blocks';
 
 beforeEach(() => fake.reset());
 
@@ -63,4 +65,70 @@ test('without refresh (no daemon events) entries are encoded on first use', asyn
     { name: 'a', type: 'child<memory-backend-memfd>' },
   ]);
   fx.close();
+});
+
+test('hundreds of backends in blocks: the same text after adds, qom-set, deletes announced or not, and an unannounced add', async () => {
+  const fx = objectsFixture();
+  const memdevs = new MemdevReplies();
+  const lists = new QomListReplies();
+  const h = qomHandlers(fx.tree, fx.objects, memdevs, lists);
+  const result = async (cmd: string, args: Record<string, JsonValue> = {}): Promise<PreEncoded> => (await h.get(cmd)!(args, CTX)) as PreEncoded;
+  const text = async (cmd: string, args: Record<string, JsonValue> = {}): Promise<string> => {
+    const r = await result(cmd, args);
+    // What the UNIX socket writes (the chunks as they are) and what other transports write.
+    const bytes = r.chunks ? Buffer.concat(r.chunks).toString('latin1') : r.json;
+    expect(bytes).toBe(r.json);
+    return bytes;
+  };
+  const memdevText = (): string => encodeJson([...fx.objects.list()].map((o) => (o as HostMemoryBackend).memdev()), { qdictOrder: true });
+  const listText = (): string => encodeJson(fx.tree.lookupForList('/objects').listProperties(), { qdictOrder: true });
+  const check = async (): Promise<void> => {
+    expect(await text('query-memdev')).toBe(memdevText());
+    expect(await text('qom-list', { path: '/objects' })).toBe(listText());
+  };
+  const add = async (id: string, announce = true): Promise<void> => {
+    await h.get('object-add')!({ 'qom-type': 'memory-backend-memfd', id, size: MiB }, CTX);
+    if (!announce) return;
+    memdevs.refresh(fx.objects.get(id)!);
+    lists.refresh(fx.objects.get(id)!);
+  };
+  const del = async (id: string, announce = true): Promise<void> => {
+    const o = fx.objects.get(id)!;
+    await h.get('object-del')!({ id }, CTX);
+    if (!announce) return;
+    memdevs.removed(o);
+    lists.removed(o);
+  };
+
+  const n = 2 * BLOCK_ITEMS + 44;
+  for (let i = 0; i < n; i++) await add(`m${i}`);
+  expect((await result('query-memdev')).chunks!.length).toBe(2 + 3); // [ + 3 blocks + ]
+  await check();
+  await h.get('qom-set')!({ path: `/objects/m${BLOCK_ITEMS + 3}`, property: 'dump', value: false }, CTX);
+  await check();
+  await del('m0'); // the first block's first entry: the reply still starts "[{"
+  await del(`m${BLOCK_ITEMS}`);
+  await check();
+  await del('m7', false); // nobody told: the list differs from the blocks, which are regrouped
+  await check();
+  await add('late', false);
+  await check();
+  await add('m0'); // an id used again goes to the end
+  await check();
+  for (const o of [...fx.objects.list()]) await del(o.name, o.name !== 'm9');
+  expect(await text('query-memdev')).toBe('[]');
+  expect(await text('qom-list', { path: '/objects' })).toBe(listText());
+  fx.close();
+});
+
+test('ReplyBlocks: a full block is encoded as it fills up, so that a reply only encodes the last one', () => {
+  let encoded = 0;
+  const items = Array.from({ length: BLOCK_ITEMS * 3 + 1 }, (_, i) => ({ i }));
+  const blocks = new ReplyBlocks<{ i: number }>((x) => (encoded++, `${x.i}`));
+  for (const x of items) blocks.append(x);
+  expect(encoded).toBe(items.length);
+  const chunks = blocks.chunks(() => items);
+  expect(encoded).toBe(items.length); // read once each, on append
+  expect(Buffer.concat(chunks).toString('latin1')).toBe(items.map((x) => x.i).join(', '));
+  expect(Buffer.concat(blocks.chunks(() => items, true)).toString('latin1')).toBe(`, ${items.map((x) => x.i).join(', ')}`);
 });
