@@ -29,7 +29,7 @@ import { ImportedFds } from '../fds/imported';
 import { KvmAccelerator, KvmProbe } from '../accel/kvm';
 import { TypeRegistry, registerBaseTypes } from '../qom/object';
 import { ObjectTree } from '../qom/tree';
-import { ObjectManager } from '../qom/user-creatable';
+import { ObjectManager, UserCreatable } from '../qom/user-creatable';
 import { registerBackendTypes, PreallocTracker, HostMemoryBackend } from '../backends';
 import { FdRegistry, FdStoreMirror } from '../fds/registry';
 import { Journal } from '../journal/journal';
@@ -41,6 +41,9 @@ import { DaemonOptions } from './cli';
 import { EventBus } from './event-bus';
 import { Teardown } from './teardown';
 import type { Logger } from './logger';
+
+/** Objects a warm-up step encodes (query-memdev and qom-list pieces): a few ms a turn. */
+const ENCODE_STEP = 200;
 
 /** The parts the later phases (restore, listen, stop) work with. */
 export interface Parts {
@@ -123,10 +126,19 @@ export function assemble(ctx: AssemblyContext): Parts {
   // query-memdev and qom-list /objects answer from pieces encoded as each object is added.
   const memdevs = new MemdevReplies();
   const lists = new QomListReplies();
-  bus.on('object-added', (o) => {
+  // Objects added before the warm-up starts (a restore's 1,000, before READY) are encoded by
+  // its first step, ENCODE_STEP at a time; a query that comes first encodes what it lacks.
+  let unencoded: UserCreatable[] | undefined = [];
+  const encode = (o: UserCreatable): void => {
     memdevs.refresh(o);
     lists.refresh(o);
-  });
+  };
+  bus.on('object-added', (o) => (unencoded ? unencoded.push(o) : encode(o)));
+  const encodeStep = (): boolean => {
+    for (const o of unencoded?.splice(0, ENCODE_STEP) ?? []) if (objects.get(o.name) === o) encode(o);
+    if (unencoded?.length === 0) unencoded = undefined;
+    return unencoded !== undefined;
+  };
 
   const vmms = new VmmRegistry();
   const version: VersionInfo = { qemu: { ...QEMU_LEVEL }, package: PACKAGE_STRING };
@@ -185,6 +197,7 @@ export function assemble(ctx: AssemblyContext): Parts {
   bus.on('client-disconnected', ({ client }) => imported.clientGone(client));
   const monitor = new Monitor({ dispatcher, version, maxClients: options.maxClients, negotiationTimeoutMs: options.negotiationTimeoutMs });
   const warmUpSteps = [
+    encodeStep,
     (): boolean => (schemaJson(), false),
     (): boolean => validator.warmUpStep(),
   ];

@@ -52,6 +52,8 @@ export class Daemon {
   private readonly servers: UnixQmpServer[] = [];
   private readonly handover: HandoverSender;
   private shutdownEventSent = false;
+  /** While the journal's objects come back: one log line for all of them, not one each. */
+  private journalRestoring = false;
   private stopping?: Promise<void>;
   private resolveStopped!: () => void;
 
@@ -94,7 +96,7 @@ export class Daemon {
       limits: () => ({ objects: options.maxObjects, backendBytes: options.maxBackendBytes, clients: options.maxClients }),
       journalDegraded: () => parts.journal.health().degraded,
     });
-    observe(this.bus, { monitor: parts.monitor, logger, metrics: this.metrics });
+    observe(this.bus, { monitor: parts.monitor, logger, metrics: this.metrics, restoring: () => this.journalRestoring });
     this.bus.on('shutdown-requested', (reason) => {
       // QEMU's order: the SHUTDOWN event, then quit's reply, then EOF.
       this.shutdownEventSent = true;
@@ -105,7 +107,7 @@ export class Daemon {
   /** Phases 2 and 3: restore the objects, then listen. */
   async restoreAndListen(): Promise<void> {
     const { options, parts, inputs } = this;
-    const takeover = await restore(parts, options.objects, inputs.incoming, this.logger);
+    const takeover = await restore(parts, options.objects, inputs.incoming, this.logger, (running) => (this.journalRestoring = running));
     const web = inputs.web && this.metrics ? { mod: inputs.web.server, metrics: this.metrics } : undefined;
     const l = await listen({ options, env: this.env, parts, bus: this.bus, teardown: this.teardown, logger: this.logger, activated: inputs.passed.listeners, incoming: inputs.incoming, takeover, web, servers: this.servers });
     this.socketPaths = l.paths;
@@ -182,7 +184,7 @@ function adoptPassedFds(parts: Parts, inputs: Inputs, logger: Logger): void {
       continue;
     }
     seen.add(s.name);
-    parts.fds.adopt(s.name, s.fd);
+    parts.fds.adopt(s.name, s.fd, true);
   }
   for (const f of inputs.incoming?.fds ?? []) parts.fds.adopt(f.name, f.fd);
   if (inputs.incoming) logger.info({ from: inputs.incoming.fromPid, fds: inputs.incoming.fds.length }, 'handover: backend fds received');

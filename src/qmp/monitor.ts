@@ -112,6 +112,8 @@ export class Monitor implements SessionHost {
 
   /** Sends an event to every negotiated session. `data` is omitted when empty (§1.6). */
   emitEvent(name: string, data?: JsonObject): void {
+    // Nobody to tell (a restore, before listening): nothing to encode.
+    if (this.sessions.size === 0) return;
     const us = Math.floor((performance.timeOrigin + performance.now()) * 1000);
     const msg: JsonObject = { timestamp: { seconds: Math.floor(us / 1e6), microseconds: us % 1e6 }, event: name };
     if (data && Object.keys(data).length > 0) msg.data = data;
