@@ -57,6 +57,9 @@ export interface Parts {
   journal: ObjectJournal;
   preallocs: PreallocTracker;
   monitor: Monitor;
+  /** Runs the commands; an early monitor (AssemblyContext.monitor) is given it once the
+   *  restore is done (Monitor.serve). */
+  dispatcher: Dispatcher;
   /** Fds clients passed (getfd, add-fd). */
   imported: ImportedFds;
   backends(): HostMemoryBackend[];
@@ -77,6 +80,8 @@ export interface AssemblyContext {
   notifier: SdNotifier;
   /** Directories mem-path may lie in (mem-path-allow.ts). */
   memPathAllow: readonly string[];
+  /** The monitor that greets already (early.ts): its commands wait for serve(). */
+  monitor?: Monitor;
   /** Runs a handover up to the point of no return; the returned step completes it. */
   handover(channel: string, freezeTimeoutMs?: number): Promise<() => Promise<void>>;
 }
@@ -195,13 +200,13 @@ export function assemble(ctx: AssemblyContext): Parts {
     onUnexpected: (e, command) => logger.error({ err: e, command }, 'unexpected error in command'),
   });
   bus.on('client-disconnected', ({ client }) => imported.clientGone(client));
-  const monitor = new Monitor({ dispatcher, version, maxClients: options.maxClients, negotiationTimeoutMs: options.negotiationTimeoutMs });
+  const monitor = ctx.monitor ?? new Monitor({ dispatcher, version, maxClients: options.maxClients, negotiationTimeoutMs: options.negotiationTimeoutMs });
   const warmUpSteps = [
     encodeStep,
     (): boolean => (schemaJson(), false),
     (): boolean => validator.warmUpStep(),
   ];
-  return { model, validator, schemaCommands: table.map((c) => c.name), kvm, fds, objects, journal, preallocs, monitor, imported, backends, vmms, warmUpSteps };
+  return { model, validator, schemaCommands: table.map((c) => c.name), kvm, fds, objects, journal, preallocs, monitor, dispatcher, imported, backends, vmms, warmUpSteps };
 }
 
 /** The "major:minor inode" of a backend's memory file, as /proc/PID/maps shows it. */
