@@ -15,8 +15,12 @@ COPY bin ./bin
 COPY qapi ./qapi
 COPY src ./src
 COPY web ./web
+COPY tools ./tools
 # Compiles src/ to dist/, precomputes the schema model (dist/qapi-model.json, valid for this
-# path: keep WORKDIR the same in both stages) and bundles the web console (web/dist/).
+# path: keep WORKDIR the same in both stages), bundles the web console (web/dist/) and the
+# daemon (tools/bundle.mjs: dist/daemon/main.bundle.js, its V8 code cache made by this stage's
+# node, the same as the runtime's, and koffi required as ../../node_modules/koffi, where the
+# runtime stage's npm ci puts it).
 RUN npm run build
 
 FROM node:20-bookworm-slim

@@ -29,7 +29,7 @@ import { ImportedFds } from '../fds/imported';
 import { KvmAccelerator, KvmProbe } from '../accel/kvm';
 import { TypeRegistry, registerBaseTypes } from '../qom/object';
 import { ObjectTree } from '../qom/tree';
-import { ObjectManager } from '../qom/user-creatable';
+import { ObjectManager, UserCreatable } from '../qom/user-creatable';
 import { registerBackendTypes, PreallocTracker, HostMemoryBackend } from '../backends';
 import { FdRegistry, FdStoreMirror } from '../fds/registry';
 import { Journal } from '../journal/journal';
@@ -41,6 +41,9 @@ import { DaemonOptions } from './cli';
 import { EventBus } from './event-bus';
 import { Teardown } from './teardown';
 import type { Logger } from './logger';
+
+/** Objects a warm-up step encodes (query-memdev and qom-list pieces): a few ms a turn. */
+const ENCODE_STEP = 200;
 
 /** The parts the later phases (restore, listen, stop) work with. */
 export interface Parts {
@@ -54,6 +57,9 @@ export interface Parts {
   journal: ObjectJournal;
   preallocs: PreallocTracker;
   monitor: Monitor;
+  /** Runs the commands; an early monitor (AssemblyContext.monitor) is given it once the
+   *  restore is done (Monitor.serve). */
+  dispatcher: Dispatcher;
   /** Fds clients passed (getfd, add-fd). */
   imported: ImportedFds;
   backends(): HostMemoryBackend[];
@@ -74,6 +80,8 @@ export interface AssemblyContext {
   notifier: SdNotifier;
   /** Directories mem-path may lie in (mem-path-allow.ts). */
   memPathAllow: readonly string[];
+  /** The monitor that greets already (early.ts): its commands wait for serve(). */
+  monitor?: Monitor;
   /** Runs a handover up to the point of no return; the returned step completes it. */
   handover(channel: string, freezeTimeoutMs?: number): Promise<() => Promise<void>>;
 }
@@ -124,10 +132,19 @@ export function assemble(ctx: AssemblyContext): Parts {
   // added, changed (qom-set) and deleted.
   const memdevs = new MemdevReplies();
   const lists = new QomListReplies();
-  bus.on('object-added', (o) => {
+  // Objects added before the warm-up starts (a restore's 1,000, before READY) are encoded by
+  // its first step, ENCODE_STEP at a time; a query that comes first encodes what it lacks.
+  let unencoded: UserCreatable[] | undefined = [];
+  const encode = (o: UserCreatable): void => {
     memdevs.refresh(o);
     lists.refresh(o);
-  });
+  };
+  bus.on('object-added', (o) => (unencoded ? unencoded.push(o) : encode(o)));
+  const encodeStep = (): boolean => {
+    for (const o of unencoded?.splice(0, ENCODE_STEP) ?? []) if (objects.get(o.name) === o) encode(o);
+    if (unencoded?.length === 0) unencoded = undefined;
+    return unencoded !== undefined;
+  };
   bus.on('object-deleted', (o) => {
     memdevs.removed(o);
     lists.removed(o);
@@ -188,12 +205,13 @@ export function assemble(ctx: AssemblyContext): Parts {
     onUnexpected: (e, command) => logger.error({ err: e, command }, 'unexpected error in command'),
   });
   bus.on('client-disconnected', ({ client }) => imported.clientGone(client));
-  const monitor = new Monitor({ dispatcher, version, maxClients: options.maxClients, negotiationTimeoutMs: options.negotiationTimeoutMs });
+  const monitor = ctx.monitor ?? new Monitor({ dispatcher, version, maxClients: options.maxClients, negotiationTimeoutMs: options.negotiationTimeoutMs });
   const warmUpSteps = [
+    encodeStep,
     (): boolean => (schemaJson(), false),
     (): boolean => validator.warmUpStep(),
   ];
-  return { model, validator, schemaCommands: table.map((c) => c.name), kvm, fds, objects, journal, preallocs, monitor, imported, backends, vmms, warmUpSteps };
+  return { model, validator, schemaCommands: table.map((c) => c.name), kvm, fds, objects, journal, preallocs, monitor, dispatcher, imported, backends, vmms, warmUpSteps };
 }
 
 /** The "major:minor inode" of a backend's memory file, as /proc/PID/maps shows it. */

@@ -6,11 +6,14 @@ import type { Logger } from './logger';
 import type { DaemonMetrics } from '../web/metrics';
 import { clip } from '../errors/text';
 
-export function observe(bus: EventBus, to: { monitor: Monitor; logger: Logger; metrics?: DaemonMetrics }): void {
+export function observe(bus: EventBus, to: { monitor: Monitor; logger: Logger; metrics?: DaemonMetrics; restoring?: () => boolean }): void {
   const { monitor, logger, metrics } = to;
   bus.on('object-added', (o) => {
     metrics?.objectAdded(o.typeName);
-    logger.info({ id: o.name, type: o.typeName }, 'object added');
+    // A restore's objects are counted in one line at its end (restore.ts): a line each would
+    // be 1,000 synchronous writes before READY.
+    if (to.restoring?.()) logger.debug({ id: o.name, type: o.typeName }, 'object added');
+    else logger.info({ id: o.name, type: o.typeName }, 'object added');
     monitor.emitEvent('OBJECT_ADDED', { id: o.name, 'qom-type': o.typeName, path: o.canonicalPath() });
   });
   bus.on('object-deleted', (o) => {

@@ -48,11 +48,23 @@ function lostObject(parts: Parts): string | undefined {
 
 /** Runs the phase; returns what a handover's successor takes over (undefined otherwise). On
  *  failure a waiting predecessor is told why, so that it keeps serving. */
-export async function restore(parts: Parts, objectSpecs: readonly string[], incoming: IncomingStart | undefined, logger: Logger): Promise<IncomingTakeover | undefined> {
+export async function restore(
+  parts: Parts,
+  objectSpecs: readonly string[],
+  incoming: IncomingStart | undefined,
+  logger: Logger,
+  journalRestoring: (running: boolean) => void = () => undefined,
+): Promise<IncomingTakeover | undefined> {
   let acknowledged = false;
   try {
     const taken = await createCommandLineObjects(parts, objectSpecs, logger);
-    const restored = await parts.journal.restore(parts.objects, parts.validator, taken, { readOnly: incoming !== undefined });
+    journalRestoring(true);
+    let restored: number;
+    try {
+      restored = await parts.journal.restore(parts.objects, parts.validator, taken, { readOnly: incoming !== undefined });
+    } finally {
+      journalRestoring(false);
+    }
     if (restored > 0 || parts.journal.problems.length > 0) logger.info({ restored, problems: parts.journal.problems.length }, 'objects restored from the state journal');
     if (!incoming) return undefined;
     acknowledged = true; // receiveHandoverTakeover tells the predecessor itself, either way

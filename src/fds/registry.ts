@@ -18,13 +18,20 @@ export interface FdStoreMirror {
 export class FdRegistry {
   private readonly fds = new Map<string, Fd>();
   private readonly preserved = new Map<string, Fd>();
+  /** Preserved fds that came from the mirror's store itself (passed at start): still in it. */
+  private readonly inStore = new Set<Fd>();
   constructor(private readonly mirror?: FdStoreMirror) {}
 
-  /** Offers an inherited fd under `name` to the backend that will claim it. */
-  adopt(name: string, fd: Fd): void {
+  /** Offers an inherited fd under `name` to the backend that will claim it; `fromStore`: it was
+   *  passed from the store the mirror keeps (systemd's, a supervisor's), which still holds it. */
+  adopt(name: string, fd: Fd, fromStore = false): void {
     const old = this.preserved.get(name);
-    if (old && old !== fd) old.close();
+    if (old && old !== fd) {
+      this.inStore.delete(old);
+      old.close();
+    }
     this.preserved.set(name, fd);
+    if (fromStore) this.inStore.add(fd);
   }
 
   /** The fd for `name`: a preserved one waiting to be claimed, or the one a backend holds. */
@@ -38,7 +45,10 @@ export class FdRegistry {
 
   /** A backend holds `fd` under `name` (claiming a preserved fd, or a new one). */
   save(name: string, fd: Fd, preserve = true): void {
-    this.mirror?.saved(name, fd, preserve);
+    // A restart's backends claim the fds the store passed back: storing each again would cost
+    // one sd_notify message per backend before READY and change nothing in the store.
+    if (!(preserve && this.inStore.has(fd) && this.preserved.get(name) === fd)) this.mirror?.saved(name, fd, preserve);
+    this.inStore.delete(fd);
     crashPoint('fd-stored');
     if (this.preserved.get(name) === fd) this.preserved.delete(name);
     this.fds.set(name, fd);
@@ -65,6 +75,7 @@ export class FdRegistry {
     const fd = this.preserved.get(name);
     if (!fd) return;
     this.preserved.delete(name);
+    this.inStore.delete(fd);
     fd.close();
     this.mirror?.removed(name);
   }

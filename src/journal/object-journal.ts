@@ -329,7 +329,8 @@ export class ObjectJournal implements ObjectPersistence {
       const fresh: JournalEntry = { ...e, fd: fdIdentity(obj, fds) };
       const fate = this.fateOf(obj);
       if (fate.origin !== 'created') this.origins.set(e.id, fate);
-      this.log.info({ id: e.id, origin: fate.origin }, 'restore: object restored');
+      // One line per object only at debug: restore.ts logs the count.
+      this.log.debug({ id: e.id, origin: fate.origin }, 'restore: object restored');
       // A reopened file's fd is new: the journal must name the one now held. A state file
       // system that takes no writes does not stop the start: the rewrite waits for it.
       if (!ro && (fresh.fd?.ino !== e.fd?.ino || fresh.fd?.dev !== e.fd?.dev)) {

@@ -11,8 +11,13 @@ export interface VersionInfo {
   package: string;
 }
 
+/** What runs a command (the Dispatcher). */
+export type CommandRunner = Pick<Dispatcher, 'dispatch'>;
+
 export interface MonitorOptions {
-  dispatcher: Dispatcher;
+  /** Absent: clients are greeted, but their input is read only once serve() gives one (a
+   *  daemon that listens before it has restored its objects). */
+  dispatcher?: CommandRunner;
   version: VersionInfo;
   maxClients: number;
   /** How long a connection may stay un-negotiated before it is closed (0 or absent: for ever). */
@@ -22,7 +27,9 @@ export interface MonitorOptions {
 }
 
 export class Monitor implements SessionHost {
-  readonly dispatcher: Dispatcher;
+  private dispatcher?: CommandRunner;
+  /** Until serve(): opens when commands can be answered; sessions greeted before it. */
+  private opening?: { open: Promise<void>; resolve: () => void; greeted: Set<QmpSession> };
   readonly inputBudget: InputBudget;
   private readonly sessions = new Set<QmpSession>();
   private nextClient = 1;
@@ -32,11 +39,30 @@ export class Monitor implements SessionHost {
 
   constructor(private readonly opts: MonitorOptions) {
     this.dispatcher = opts.dispatcher;
+    if (!this.dispatcher) {
+      let resolve!: () => void;
+      const open = new Promise<void>((r) => (resolve = r));
+      this.opening = { open, resolve, greeted: new Set() };
+    }
     this.inputBudget = opts.inputBudget ?? new InputBudget();
   }
 
   dispatch(msg: JsonValue, ctx: CommandContext, oobEnabled: boolean): Reply | Promise<Reply> {
-    return this.dispatcher.dispatch(msg, ctx, oobEnabled);
+    if (this.dispatcher) return this.dispatcher.dispatch(msg, ctx, oobEnabled);
+    // Before serve() nothing is read (QmpSession.start(held)); should a command come all the
+    // same, it waits, in arrival order (then-callbacks run in the order registered).
+    return this.opening!.open.then(() => this.dispatcher!.dispatch(msg, ctx, oobEnabled));
+  }
+
+  /** Commands can be answered now: the clients greeted meanwhile are read, and their
+   *  negotiation deadline starts. */
+  serve(dispatcher: CommandRunner): void {
+    if (this.dispatcher) throw new Error('the monitor serves already');
+    this.dispatcher = dispatcher;
+    const o = this.opening!;
+    this.opening = undefined;
+    o.resolve();
+    for (const s of o.greeted) s.release();
   }
 
   get clientCount(): number {
@@ -52,7 +78,8 @@ export class Monitor implements SessionHost {
     }
     const session = new QmpSession(this, transport, `${transport.kind}-${this.nextClient++}`, offeredCapabilities, this.opts.negotiationTimeoutMs ?? 0);
     this.sessions.add(session);
-    session.start();
+    session.start(this.opening !== undefined);
+    this.opening?.greeted.add(session);
     // A client arriving during a handover is handed over too.
     if (this.frozen) void session.freeze();
     return session;
@@ -101,6 +128,7 @@ export class Monitor implements SessionHost {
 
   detach(session: QmpSession): void {
     this.sessions.delete(session);
+    this.opening?.greeted.delete(session);
   }
 
   /** `{"QMP": {"version": ..., "capabilities": [...]}}` in QEMU's member order (§1.2). */
@@ -112,6 +140,8 @@ export class Monitor implements SessionHost {
 
   /** Sends an event to every negotiated session. `data` is omitted when empty (§1.6). */
   emitEvent(name: string, data?: JsonObject): void {
+    // Nobody to tell (a restore, before listening): nothing to encode.
+    if (this.sessions.size === 0) return;
     const us = Math.floor((performance.timeOrigin + performance.now()) * 1000);
     const msg: JsonObject = { timestamp: { seconds: Math.floor(us / 1e6), microseconds: us % 1e6 }, event: name };
     if (data && Object.keys(data).length > 0) msg.data = data;

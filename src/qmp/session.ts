@@ -225,10 +225,20 @@ export class QmpSession implements SessionControl {
     return this.state === SessionState.Command;
   }
 
-  /** Sends the greeting; the connection starts in negotiation mode. */
-  start(): void {
-    if (this.negotiationTimeoutMs > 0) this.armNegotiationDeadline(Date.now() + this.negotiationTimeoutMs);
+  /** Sends the greeting; the connection starts in negotiation mode. `held`: nothing is read
+   *  and no negotiation deadline runs until release() (a client greeted while the daemon still
+   *  starts: its input waits in the socket and is parsed as usual once it can be answered). */
+  start(held = false): void {
+    if (held) this.transportImpl.pause();
+    else if (this.negotiationTimeoutMs > 0) this.armNegotiationDeadline(Date.now() + this.negotiationTimeoutMs);
     this.send(this.monitor.greeting(this.offeredCapabilities));
+  }
+
+  /** Ends start(held): the negotiation deadline starts now, and reading. */
+  release(): void {
+    if (this.state !== SessionState.Negotiating) return;
+    if (this.negotiationTimeoutMs > 0 && this.negotiateBy === undefined) this.armNegotiationDeadline(Date.now() + this.negotiationTimeoutMs);
+    this.resumeReading();
   }
 
   completeNegotiation(caps: readonly string[]): void {

@@ -255,7 +255,7 @@ describe('group commit', () => {
     expect(journal().load().entries.map((e) => e.id)).toEqual(['first', ...ids]);
   });
 
-  test('the log is replayed over the files at load: a lost or stale entry file is written again, a removal repeated', async () => {
+  test('the log is replayed over the files at load (in memory); the checkpoint after it writes a lost or stale entry file again and repeats a removal', async () => {
     const j = journal();
     await j.put(entry('a', 1));
     await j.put(entry('b', 2));
@@ -268,8 +268,34 @@ describe('group commit', () => {
     const { entries, problems } = again.load();
     expect(problems).toEqual([]);
     expect(entries.map((e) => [e.id, e.args.dump])).toEqual([['a', false]]);
+    // No file written before the start is over: the log is still the record.
+    expect(fs.existsSync(j.fileFor('a'))).toBe(false);
+    expect(fs.statSync(j.logFile).size).toBeGreaterThan(0);
+    await again.settle();
     expect(decodeEntry(fs.readFileSync(j.fileFor('a'), 'utf8')).args.dump).toBe(false);
     expect(fs.existsSync(j.fileFor('b'))).toBe(false);
+    expect(fs.statSync(j.logFile).size).toBe(0);
+  });
+
+  test('an entry only the log holds is moved aside with its content, and stays gone', async () => {
+    const j = journal();
+    await j.put(entry('a', 1));
+    await j.put(entry('b', 2));
+    await j.update('b', (e) => ({ ...e, args: { ...e.args, dump: false } }));
+    // A missing and a stale entry file, as after a crash before the renames reached the disk.
+    fs.rmSync(j.fileFor('a'));
+    fs.writeFileSync(j.fileFor('b'), encodeEntry(entry('b', 2)));
+    const again = journal();
+    expect(again.load().entries.map((e) => e.id)).toEqual(['a', 'b']);
+    const a = again.reject(again.fileFor('a'), 'lost');
+    const b = again.reject(again.fileFor('b'));
+    expect(decodeEntry(fs.readFileSync(a, 'utf8')).id).toBe('a');
+    expect(decodeEntry(fs.readFileSync(b, 'utf8')).args.dump).toBe(false);
+    expect(fs.existsSync(again.fileFor('b'))).toBe(false);
+    await again.settle();
+    expect(fs.existsSync(again.fileFor('a'))).toBe(false);
+    expect(fs.existsSync(again.fileFor('b'))).toBe(false);
+    expect(journal().load().entries).toEqual([]);
   });
 
   test('a torn last append is reported and cut; later changes land after the valid records', async () => {

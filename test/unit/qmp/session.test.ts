@@ -41,7 +41,7 @@ class FakeTransport implements Transport {
   }
 }
 
-function setup(opts: { negotiationTimeoutMs?: number; maxClients?: number; inputBudget?: InputBudget } = {}) {
+function setup(opts: { negotiationTimeoutMs?: number; maxClients?: number; inputBudget?: InputBudget; early?: boolean } = {}) {
   let release: () => void = () => undefined;
   const handlers: Record<string, Handler> = {
     qmp_capabilities: (args, { session }) => {
@@ -64,11 +64,12 @@ function setup(opts: { negotiationTimeoutMs?: number; maxClients?: number; input
     { validate: (_c: string, args: JsonObject) => ({ ok: true, value: args }) },
     { onCommand: () => undefined, onUnexpected: (e) => unexpected.push(e) },
   );
-  const monitor = new Monitor({ dispatcher, version: { qemu: { major: 11, minor: 1, micro: 0 }, package: 'x' }, maxClients: opts.maxClients ?? 4, negotiationTimeoutMs: opts.negotiationTimeoutMs, inputBudget: opts.inputBudget });
+  // early: greets before it can answer (a daemon still restoring); serve() gives the dispatcher.
+  const monitor = new Monitor({ dispatcher: opts.early ? undefined : dispatcher, version: { qemu: { major: 11, minor: 1, micro: 0 }, package: 'x' }, maxClients: opts.maxClients ?? 4, negotiationTimeoutMs: opts.negotiationTimeoutMs, inputBudget: opts.inputBudget });
   const t = new FakeTransport();
   const s = monitor.attach(t) as QmpSession;
   const feed = (text: string) => s.receive(Buffer.from(text));
-  return { monitor, t, s, feed, release: () => release(), unexpected };
+  return { monitor, t, s, feed, release: () => release(), unexpected, serve: () => monitor.serve(dispatcher) };
 }
 
 const tick = () => new Promise((r) => setImmediate(r));
@@ -88,6 +89,35 @@ test('in-band replies keep request order behind a slow command; OOB overtakes th
     '{"return": {"quick": true}, "id": "ib-quick-1"}',
     '{"id": "err-2", "error": {"class": "GenericError", "desc": "QMP input lacks member \'execute\'"}}',
   ]);
+});
+
+test('a monitor that does not serve yet greets at once and reads nothing; once it serves, input is read as usual', async () => {
+  const { monitor, t, s, feed, serve } = setup({ early: true });
+  expect(t.out).toEqual(['{"QMP": {"version": {"qemu": {"micro": 0, "minor": 1, "major": 11}, "package": "x"}, "capabilities": ["oob"]}}']);
+  const other = new FakeTransport();
+  monitor.attach(other);
+  expect(other.out).toHaveLength(1);
+  // The input waits in the socket: the transports are not read.
+  expect([t.paused, other.paused]).toEqual([true, true]);
+  // Anything that reaches the dispatcher all the same waits for serve().
+  let early: unknown;
+  void Promise.resolve(monitor.dispatch({ execute: 'qmp_capabilities' }, (s as unknown as { ctx: never }).ctx, false)).then((r) => (early = r));
+  await turns(3);
+  expect(early).toBeUndefined();
+  serve();
+  expect([t.paused, other.paused]).toEqual([false, false]);
+  await turns(3);
+  expect(early).toMatchObject({ result: {} });
+  const fresh = setup({ early: true });
+  fresh.serve();
+  // qmp_capabilities with oob, then exec-oob, written together before the daemon was ready.
+  fresh.t.out = [];
+  fresh.feed('{"execute":"qmp_capabilities","arguments":{"enable":["oob"]}}{"execute":"quick","id":1}{"exec-oob":"oob-quick","id":"o"}');
+  await turns(3);
+  expect(fresh.t.out).toEqual(['{"return": {}}', '{"return": {"quick": true}, "id": 1}', '{"return": {"oob": true}, "id": "o"}']);
+  feed('{"execute":"quick","id":2}');
+  await turns(3);
+  expect(t.out.slice(-1)).toEqual(['{"return": {"quick": true}, "id": 2}']);
 });
 
 test('parse errors are queued in-band behind a running command', async () => {
@@ -178,6 +208,19 @@ describe('negotiation timeout', () => {
     expect(other.ended).toBe(true); // it was idle too
     expect(monitor.clientCount).toBe(0);
     expect(monitor.attach(new FakeTransport())).toBeInstanceOf(QmpSession);
+  });
+
+  test('a client greeted before the monitor serves gets its whole deadline from then on', () => {
+    const { t, serve } = setup({ negotiationTimeoutMs: TIMEOUT, early: true });
+    expect(jest.getTimerCount()).toBe(0);
+    jest.advanceTimersByTime(5 * TIMEOUT);
+    expect(t.ended).toBe(false);
+    serve();
+    jest.advanceTimersByTime(TIMEOUT - 1);
+    expect(t.ended).toBe(false);
+    jest.advanceTimersByTime(1);
+    expect(t.out.slice(-1)).toEqual([timedOut]);
+    expect(t.ended).toBe(true);
   });
 
   test('a negotiated client is kept, and no timer is left behind', () => {
