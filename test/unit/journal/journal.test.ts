@@ -100,7 +100,9 @@ test('put and remove of one id land in the order they were asked, even when not 
 test('files are private to the daemon (0600 entries, 0700 directory)', async () => {
   const j = new Journal(dir);
   await j.put(entry('m', 1));
+  await j.settle();
   expect(fs.statSync(j.dir).mode & 0o777).toBe(0o700);
+  expect(fs.statSync(j.logFile).mode & 0o777).toBe(0o600);
   expect(fs.statSync(path.join(j.dir, 'm.json')).mode & 0o777).toBe(0o600);
 });
 
@@ -216,6 +218,7 @@ describe('forged or odd entries', () => {
   test('update refuses an entry swapped for a symlink after start', async () => {
     const j = new Journal(dir);
     await j.put(entry('m', 1));
+    await j.settle();
     const elsewhere = path.join(outside, 'm.json');
     fs.writeFileSync(elsewhere, encodeEntry(entry('m', 1)));
     fs.rmSync(path.join(j.dir, 'm.json'));
@@ -248,11 +251,34 @@ describe('group commit', () => {
     // 16 changes queued at once: one durable write for all, and none answered before it.
     expect(j.stats).toEqual({ batches: 2, changes: 17 });
     expect(resolved).toEqual(ids.map((id) => `${id} after 16 synced`));
-    for (const id of ids) expect(fs.existsSync(j.fileFor(id))).toBe(true);
+    // Durable in the log only: the entry files wait for the checkpoint, and a restart now
+    // replays them from the log.
+    for (const id of ids) expect(fs.existsSync(j.fileFor(id))).toBe(false);
     expect(fs.statSync(j.logFile).size).toBeGreaterThan(0);
+    expect(new Journal(dir).load({ keepTemp: true }).entries.map((e) => e.id)).toEqual(['first', ...ids]);
     await j.settle();
+    // The checkpoint wrote each file (temp file, then rename), then emptied the log.
+    expect(synced.filter((x) => x === 'object-add:applied').length).toBe(17);
+    expect(synced.indexOf('checkpoint:synced')).toBeGreaterThan(synced.lastIndexOf('object-add:applied'));
+    for (const id of ids) expect(fs.existsSync(j.fileFor(id))).toBe(true);
     expect(fs.statSync(j.logFile).size).toBe(0);
     expect(journal().load().entries.map((e) => e.id)).toEqual(['first', ...ids]);
+  });
+
+  test('one change costs one write to the log and no other file operation before it resolves', async () => {
+    const j = journal();
+    await j.put(entry('warm', j.allocSeq()));
+    const calls: string[] = [];
+    const spies = (['open', 'rename', 'rm', 'writeFile'] as const).map((m) => jest.spyOn(fs.promises, m).mockImplementation(((...a: unknown[]) => (calls.push(m), (jest.requireActual('node:fs') as typeof fs).promises[m](...(a as [never, never])))) as never));
+    try {
+      await j.put(entry('m', j.allocSeq()));
+      await j.update('m', (e) => ({ ...e, args: { ...e.args, dump: false } }));
+      await j.remove('m');
+    } finally {
+      spies.forEach((s) => s.mockRestore());
+    }
+    expect(calls).toEqual([]);
+    expect(j.stats).toEqual({ batches: 4, changes: 4 });
   });
 
   test('the log is replayed over the files at load: a lost or stale entry file is written again, a removal repeated', async () => {
@@ -261,8 +287,8 @@ describe('group commit', () => {
     await j.put(entry('b', 2));
     await j.update('a', (e) => ({ ...e, args: { ...e.args, dump: false } }));
     await j.remove('b');
-    // As after a crash before the renames reached the disk: a missing, a stale entry file.
-    fs.rmSync(j.fileFor('a'));
+    // As after a crash before the checkpoint: a missing, a stale entry file.
+    fs.rmSync(j.fileFor('a'), { force: true });
     fs.writeFileSync(j.fileFor('b'), encodeEntry(entry('b', 2)));
     const again = journal();
     const { entries, problems } = again.load();
@@ -281,7 +307,7 @@ describe('group commit', () => {
     expect(entries.map((e) => e.id)).toEqual(['a']);
     expect(problems).toEqual([{ file: j.logFile, reason: expect.stringMatching(/^journal log: the last \d+ bytes are not a whole record/) }]);
     await again.put(entry('b', again.allocSeq()));
-    fs.rmSync(again.fileFor('b'));
+    fs.rmSync(again.fileFor('b'), { force: true });
     expect(journal().load().entries.map((e) => e.id)).toEqual(['a', 'b']);
   });
 
@@ -332,7 +358,7 @@ describe('group commit', () => {
     await b.put(entry('b', 3));
     expect(fs.statSync(a.logFile).size).toBeGreaterThan(0);
     // A crash now: the log replays b's record (nothing before it ends the log early).
-    fs.rmSync(b.fileFor('b'));
+    fs.rmSync(b.fileFor('b'), { force: true });
     expect(journal().load().entries.map((e) => e.id)).toEqual(['a', 'c', 'b']);
   });
 });
