@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as fake from '../../fakes/native';
 import { MiB, objectsFixture, ObjectsFixture } from '../../fakes/objects';
-import { Journal, JournalEntry, decodeEntry } from '../../../src/journal/journal';
+import { Journal, JournalEntry, MAX_ID_BYTES, decodeEntry } from '../../../src/journal/journal';
 import { ObjectJournal, DEGRADED_SUFFIX } from '../../../src/journal/object-journal';
 import { MADV_DODUMP, MADV_DONTDUMP } from '../../../src/native/constants';
 import type { Log } from '../../../src/log';
@@ -31,6 +31,8 @@ function fsError(code: keyof typeof ERRNO, syscall: string): NodeJS.ErrnoExcepti
  *  EROFS: unlink works on a full file system, not on a read-only one). */
 class FaultyJournal extends Journal {
   fault?: keyof typeof ERRNO;
+  /** Only the test write fails (the log itself would still take a record). */
+  probeFault?: keyof typeof ERRNO;
   override put(e: JournalEntry): Promise<void> {
     return this.fault ? Promise.reject(fsError(this.fault, 'write')) : super.put(e);
   }
@@ -41,7 +43,8 @@ class FaultyJournal extends Journal {
     return this.fault === 'EROFS' ? Promise.reject(fsError('EROFS', 'unlink')) : super.remove(id);
   }
   override probe(): Promise<void> {
-    return this.fault ? Promise.reject(fsError(this.fault, 'write')) : super.probe();
+    const f = this.fault ?? this.probeFault;
+    return f ? Promise.reject(fsError(f, 'write')) : super.probe();
   }
 }
 
@@ -102,6 +105,42 @@ test('host-nodes after creation is not journaled (QEMU ignores it then): accepte
   expect(await fx.run('qom-set', { path: '/objects/m', property: 'host-nodes', value: [0, 1] })).toEqual({});
   expect(entryArgs('m')['host-nodes']).toEqual([0]);
   expect(oj.health().degraded).toBe(false);
+});
+
+test('while degraded, a qom-set is recorded only once a test write works: a record that would still fit in the log is not enough', async () => {
+  await fx.run('object-add', { 'qom-type': 'memory-backend-memfd', id: 'm', size: MiB });
+  journal.fault = 'ENOSPC';
+  expect((await fx.error('object-add', { 'qom-type': 'memory-backend-memfd', id: 'b', size: MiB })).desc).toMatch(/No space left on device/);
+  expect(oj.health().degraded).toBe(true);
+  // The log would take the record now; the test write still fails.
+  journal.fault = undefined;
+  journal.probeFault = 'ENOSPC';
+  expect(await fx.error('qom-set', { path: '/objects/m', property: 'dump', value: false })).toEqual({
+    class: 'GenericError',
+    desc: "cannot record property 'dump' of object 'm' in the state journal: No space left on device; the change was undone",
+  });
+  expect(await fx.run('qom-get', { path: '/objects/m', property: 'dump' })).toBe(true);
+  expect(entryArgs('m').dump).toBeUndefined();
+  expect(oj.health().degraded).toBe(true);
+  // The test write works again: the set is recorded and the degraded state ends.
+  journal.probeFault = undefined;
+  expect(await fx.run('qom-set', { path: '/objects/m', property: 'dump', value: false })).toEqual({});
+  expect(entryArgs('m').dump).toBe(false);
+  expect(oj.health()).toEqual({ degraded: false, pending: [] });
+});
+
+test('an id longer than an entry file name allows is refused before anything is allocated', async () => {
+  const before = fake.callsOf('memfdCreate').length;
+  const id = 'i'.repeat(MAX_ID_BYTES + 1);
+  expect(await fx.error('object-add', { 'qom-type': 'memory-backend-memfd', id, size: MiB })).toEqual({
+    class: 'GenericError',
+    desc: `cannot record object '${id}' in the state journal: File name too long`,
+  });
+  expect(fake.callsOf('memfdCreate').length).toBe(before);
+  expect(oj.health().degraded).toBe(false);
+  expect(await fx.run('object-add', { 'qom-type': 'memory-backend-memfd', id: 'i'.repeat(MAX_ID_BYTES), size: MiB })).toEqual({});
+  await journal.settle();
+  expect(fs.readdirSync(journal.dir)).toEqual([`${'i'.repeat(MAX_ID_BYTES)}.json`]);
 });
 
 test('a refused value leaves nothing to undo and is not reported as a journal failure', async () => {

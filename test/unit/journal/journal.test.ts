@@ -281,6 +281,30 @@ describe('group commit', () => {
     expect(j.stats).toEqual({ batches: 4, changes: 4 });
   });
 
+  test('a removal works when the log cannot grow (full file system): the checkpoint empties the log first, leaving out the entry being removed', async () => {
+    const j = journal();
+    await j.put(entry('kept', j.allocSeq()));
+    await j.settle();
+    await j.put(entry('gone', j.allocSeq())); // in the log only
+    const enospc = (): Promise<never> => Promise.reject(Object.assign(new Error('ENOSPC: injected'), { code: 'ENOSPC', errno: -28 }));
+    const probe = await fs.promises.open(j.logFile, 'r');
+    const proto = Object.getPrototypeOf(probe) as { write: () => Promise<unknown> };
+    await probe.close();
+    const writes = jest.spyOn(proto, 'write').mockImplementation(enospc);
+    const realOpen = fs.promises.open;
+    const opens = jest.spyOn(fs.promises, 'open').mockImplementation((...a: Parameters<typeof realOpen>) => (String(a[0]).endsWith('.tmp') ? enospc() : realOpen(...a)));
+    try {
+      await expect(j.put(entry('new', j.allocSeq()))).rejects.toMatchObject({ code: 'ENOSPC' });
+      await j.remove('gone');
+    } finally {
+      writes.mockRestore();
+      opens.mockRestore();
+    }
+    expect(fs.statSync(j.logFile).size).toBe(0);
+    expect(fs.readdirSync(j.dir)).toEqual(['kept.json']);
+    expect(journal().load().entries.map((e) => e.id)).toEqual(['kept']);
+  });
+
   test('the log is replayed over the files at load: a lost or stale entry file is written again, a removal repeated', async () => {
     const j = journal();
     await j.put(entry('a', 1));
