@@ -156,6 +156,10 @@ export const CHECKPOINT_BYTES = 1024 * 1024;
  *  log emptied), so that an idle daemon leaves one file per object and an empty log. */
 export const CHECKPOINT_IDLE_MS = 1000;
 
+/** How the checkpoint opens a temp file: created or emptied, never through a symlink, written
+ *  durably (O_DSYNC). */
+const TEMP_OPEN_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW | fs.constants.O_DSYNC;
+
 /** Entries checkpointed at once (fdatasyncs in flight on the thread pool). */
 const CHECKPOINT_PARALLEL = 16;
 
@@ -228,6 +232,13 @@ export class Journal {
   private readonly unapplied = new Map<string, Unapplied>();
   private checkpointTimer?: NodeJS.Timeout;
   private checkpointWanted = false;
+  /** A checkpoint's first part, writing the entry files, runs beside the batches (it touches
+   *  no record of the log): set while it runs. Its second part (what came in meanwhile, then
+   *  emptying the log) runs between batches once `filed`. */
+  private filing?: Promise<void>;
+  private filed = false;
+  /** The last entry-file writing failed: the next checkpoint waits for the idle timer. */
+  private retryLater = false;
   /** Durable writes (one fdatasync of the log each) and the changes they carried. */
   readonly stats = { batches: 0, changes: 0 };
   /** The crash-point test hook, called with `<change>:<step>` (src/crash-point.ts). */
@@ -494,9 +505,23 @@ export class Journal {
           await this.writeBatch(batch);
           continue;
         }
-        if (this.checkpointWanted) {
-          this.checkpointWanted = false;
+        if (this.filed) {
+          this.filed = false;
           await this.checkpoint().catch(() => undefined);
+          continue;
+        }
+        if (this.checkpointWanted && !this.filing) {
+          this.checkpointWanted = false;
+          // The entry files are written while batches go on, so that changes do not wait for
+          // thousands of files; only what came in meanwhile is written between batches.
+          this.filing = this.writeUnapplied().then(
+            () => void (this.filed = true),
+            () => void (this.retryLater = true),
+          );
+          void this.filing.finally(() => {
+            this.filing = undefined;
+            this.kick();
+          });
           continue;
         }
         break;
@@ -504,7 +529,12 @@ export class Journal {
     } finally {
       this.writing = false;
     }
-    if (this.logSize > CHECKPOINT_BYTES) this.wantCheckpoint();
+    // A checkpoint under way ends with the drain that its first part starts.
+    if (this.filing || this.filed) return;
+    if (this.retryLater) {
+      this.retryLater = false;
+      this.scheduleCheckpoint();
+    } else if (this.logSize > CHECKPOINT_BYTES) this.wantCheckpoint();
     else if (this.logSize > 0) this.scheduleCheckpoint();
   }
 
@@ -636,10 +666,10 @@ export class Journal {
    *  needed. Runs between batches. A failure leaves the log as it is (it still holds every
    *  change not yet written). */
   private async checkpoint(): Promise<void> {
-    const changes = [...this.unapplied];
-    for (let i = 0; i < changes.length; i += CHECKPOINT_PARALLEL) {
-      await Promise.all(changes.slice(i, i + CHECKPOINT_PARALLEL).map(([id, u]) => this.writeEntryFile(id, u)));
-    }
+    // Never two writers of one temp file: the first part may still run (a removal on a full
+    // file system checkpoints from within a batch).
+    await this.filing;
+    await this.writeUnapplied();
     const ids = [...this.dirty];
     for (let i = 0; i < ids.length; i += CHECKPOINT_PARALLEL) {
       await Promise.all(
@@ -671,6 +701,15 @@ export class Journal {
     }
   }
 
+  /** Writes the entry file of every change logged so far (PARALLEL at a time); a change made
+   *  meanwhile stays for the next writing (the log still holds it). */
+  private async writeUnapplied(): Promise<void> {
+    const changes = [...this.unapplied];
+    for (let i = 0; i < changes.length; i += CHECKPOINT_PARALLEL) {
+      await Promise.all(changes.slice(i, i + CHECKPOINT_PARALLEL).map(([id, u]) => (this.unapplied.get(id) === u ? this.writeEntryFile(id, u) : undefined)));
+    }
+  }
+
   /** One change of the checkpoint: its entry file made durable (or removed). The file is then
    *  current, so the change is no longer kept in memory. */
   private async writeEntryFile(id: string, u: Unapplied): Promise<void> {
@@ -680,14 +719,14 @@ export class Journal {
     } else {
       const tmp = `${file}.tmp`;
       try {
-        const h = await fs.promises.open(tmp, 'w', 0o600);
+        // O_DSYNC: durable when the write returns (no separate fdatasync, one trip fewer).
+        const h = await fs.promises.open(tmp, TEMP_OPEN_FLAGS, 0o600);
         try {
           await h.writeFile(encodeEntry(u.entry));
-          this.step(`${u.kind}:temp-written`);
-          await h.datasync();
         } finally {
           await h.close();
         }
+        this.step(`${u.kind}:temp-written`);
         await fs.promises.rename(tmp, file);
       } catch (err) {
         // A full file system leaves an empty or partial temp file: it would hold space and
@@ -704,7 +743,7 @@ export class Journal {
   /** Writes every pending change and checkpoints (tests, an orderly stop); resolves when done. */
   async settle(): Promise<void> {
     this.wantCheckpoint();
-    while (this.writing || this.queue.length > 0) await new Promise((r) => setTimeout(r, 1));
+    while (this.writing || this.queue.length > 0 || this.filing || this.filed || this.checkpointWanted) await new Promise((r) => setTimeout(r, 1));
   }
 
   /** Stops the idle checkpoint timer and closes the log (teardown). */

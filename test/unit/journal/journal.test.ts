@@ -281,6 +281,34 @@ describe('group commit', () => {
     expect(j.stats).toEqual({ batches: 4, changes: 4 });
   });
 
+  test('changes go on while a checkpoint writes the entry files; what came in meanwhile is written before the log is emptied', async () => {
+    const j = journal();
+    for (let i = 0; i < 20; i++) await j.put(entry(`a${i}`, j.allocSeq()));
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const realOpen = fs.promises.open;
+    const spy = jest.spyOn(fs.promises, 'open').mockImplementation(async (...a: Parameters<typeof realOpen>) => {
+      if (String(a[0]).endsWith('.tmp')) await gate;
+      return realOpen(...a);
+    });
+    try {
+      const settled = j.settle();
+      await new Promise((r) => setTimeout(r, 20));
+      // The checkpoint is stuck writing entry files: a change is still made durable and answered.
+      await j.put(entry('b', j.allocSeq()));
+      await j.update('a0', (e) => ({ ...e, args: { ...e.args, dump: false } }));
+      expect(fs.existsSync(j.fileFor('a1'))).toBe(false);
+      open();
+      await settled;
+    } finally {
+      spy.mockRestore();
+    }
+    expect(fs.statSync(j.logFile).size).toBe(0);
+    for (const id of ['a1', 'a19', 'b']) expect(fs.existsSync(j.fileFor(id))).toBe(true);
+    expect(decodeEntry(fs.readFileSync(j.fileFor('a0'), 'utf8')).args.dump).toBe(false);
+    expect(journal().load().entries.map((e) => e.id)).toEqual([...Array.from({ length: 20 }, (_, i) => `a${i}`), 'b']);
+  });
+
   test('a removal works when the log cannot grow (full file system): the checkpoint empties the log first, leaving out the entry being removed', async () => {
     const j = journal();
     await j.put(entry('kept', j.allocSeq()));
