@@ -217,9 +217,17 @@ export class Client extends LineQueue {
   }
 }
 
-/** Connects to `sock` and negotiates. */
+/** Connects to `sock` and negotiates. A socket file appears at bind(), a moment before the
+ *  server listens: a refused connection right after start is tried again (up to 5 s). */
 export async function negotiatedClient(sock) {
-  return (await Client.connect(sock)).negotiate();
+  for (const deadline = Date.now() + 5000; ; ) {
+    try {
+      return await (await Client.connect(sock)).negotiate();
+    } catch (e) {
+      if (e.code !== 'ECONNREFUSED' || Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
 }
 
 /** Sends a command and waits for its reply, skipping events: { ret } or { err: 'Class: desc' }. */

@@ -117,7 +117,13 @@ export function assemble(ctx: AssemblyContext): Parts {
     openFdset: (p, mode) => imported.openFromSet(p, mode),
   });
   const journal = new ObjectJournal(new Journal(options.stateDir), fds, logger);
-  teardown.add('journal probe', () => journal.close());
+  // An orderly stop writes the entry files and empties the log (a checkpoint), so a stopped
+  // daemon leaves one file per object; a successor (handover) owns the journal, so nothing is
+  // written then.
+  teardown.add('journal', async (mode) => {
+    if (mode === 'exit') await journal.journal.settle();
+    journal.close();
+  });
   const objects = new ObjectManager(
     tree,
     { added: (o) => bus.emit('object-added', o), deleted: (o) => bus.emit('object-deleted', o) },

@@ -1,10 +1,10 @@
 // The state journal: one file per live object under <state-dir>/objects/, holding the validated
 // object-add arguments (kept current by qom-set) and the identity of the backend's fd, with a
 // write-ahead log in front (<state-dir>/journal.log, group commit): every change ready at once
-// is appended in one write and made durable by one fdatasync before any of their replies; the
-// entry files are then renamed into place unsynced, and a checkpoint (idle, or a large log)
-// syncs them and empties the log. At start the log is replayed over the files. Entries that
-// cannot be used are moved to objects/rejected/, not lost.
+// is appended in one O_DSYNC write (one durable write, one trip to libuv's pool) before any of
+// their replies; the entry files are written by the next checkpoint (idle, or a large log),
+// which syncs them and empties the log. Until then the log is the record: it is replayed over
+// the files at start. Entries that cannot be used are moved to objects/rejected/, not lost.
 // A full or read-only file system is a state of the journal, not a reason not to start: the
 // directory may be missing or unwritable, a failed write leaves no temp file, and probe()
 // tells when writes work again.
@@ -191,8 +191,24 @@ export const CHECKPOINT_BYTES = 1024 * 1024;
  *  log emptied), so that an idle daemon leaves one file per object and an empty log. */
 export const CHECKPOINT_IDLE_MS = 1000;
 
+/** How the checkpoint opens a temp file: created or emptied, never through a symlink, written
+ *  durably (O_DSYNC). */
+const TEMP_OPEN_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW | fs.constants.O_DSYNC;
+
 /** Entries checkpointed at once (fdatasyncs in flight on the thread pool). */
 const CHECKPOINT_PARALLEL = 16;
+
+/** The longest id (in bytes) whose entry file can exist: `ID.json.tmp` must fit a file name
+ *  (NAME_MAX, 255 bytes). Checked before a change is logged, with the error a longer name gets
+ *  from open(2): the entry file is only written at the next checkpoint, and a change that could
+ *  never be written there would keep the log from being emptied. */
+export const MAX_ID_BYTES = 255 - `${SUFFIX}.tmp`.length;
+
+/** ENAMETOOLONG for an id longer than MAX_ID_BYTES, else undefined. */
+export function idTooLong(id: string): NodeJS.ErrnoException | undefined {
+  if (Buffer.byteLength(id, 'utf8') <= MAX_ID_BYTES) return undefined;
+  return Object.assign(new Error(`ENAMETOOLONG: name too long, open '${id}${SUFFIX}.tmp'`), { code: 'ENAMETOOLONG', errno: -36 });
+}
 
 /** Ids the journal may name a file after: what object-add accepts (QEMU's id_wellformed), so
  *  a forged log record can never name a path outside objects/. */
@@ -201,7 +217,10 @@ const ID_RE = /^[A-Za-z][A-Za-z0-9._-]*$/;
 /** Step names for the crash-point test hook (src/crash-point.ts), per kind of change. */
 export type ChangeKind = 'object-add' | 'qom-set' | 'object-del' | 'restore';
 
-type Op = { kind: ChangeKind; id: string; entry: JournalEntry | null; resolve: () => void; reject: (e: unknown) => void; tmp?: string };
+type Op = { kind: ChangeKind; id: string; entry: JournalEntry | null; resolve: () => void; reject: (e: unknown) => void };
+
+/** A change durable in the log whose entry file is not written yet (null entry: a removal). */
+type Unapplied = { entry: JournalEntry | null; kind: ChangeKind };
 
 /** One log record: a put (the whole entry) or a removal, as one JSON line and its SHA-256. */
 function encodeRecord(id: string, e: JournalEntry | null): string {
@@ -239,13 +258,22 @@ export class Journal {
    *  next append. */
   private logSize = 0;
   private logCut = false;
-  /** Entry files written since the last checkpoint (made durable by the next one). */
+  /** Entry files written unsynced since the last checkpoint (the log replayed at start; made
+   *  durable by the next checkpoint). */
   private readonly dirty = new Set<string>();
-  /** Changes durable in the log whose entry file could not be written or removed yet: the log
-   *  is the record until a checkpoint manages it. */
-  private readonly unapplied = new Map<string, JournalEntry | null>();
+  /** Changes durable in the log whose entry file is not written or removed yet: every change
+   *  since the last checkpoint (and replayed ones a read-only start cannot write). The log is
+   *  the record until a checkpoint writes them. */
+  private readonly unapplied = new Map<string, Unapplied>();
   private checkpointTimer?: NodeJS.Timeout;
   private checkpointWanted = false;
+  /** A checkpoint's first part, writing the entry files, runs beside the batches (it touches
+   *  no record of the log): set while it runs. Its second part (what came in meanwhile, then
+   *  emptying the log) runs between batches once `filed`. */
+  private filing?: Promise<void>;
+  private filed = false;
+  /** The last entry-file writing failed: the next checkpoint waits for the idle timer. */
+  private retryLater = false;
   /** Durable writes (one fdatasync of the log each) and the changes they carried. */
   readonly stats = { batches: 0, changes: 0 };
   /** The crash-point test hook, called with `<change>:<step>` (src/crash-point.ts). */
@@ -389,14 +417,14 @@ export class Journal {
     const keepInLog = how.keepTemp || replay.problems.length === 0;
     for (const [id, e] of replay.final) {
       if (keepInLog) {
-        this.unapplied.set(id, e);
+        this.unapplied.set(id, { entry: e, kind: 'restore' });
         continue;
       }
       try {
         this.applySync(id, e);
         this.dirty.add(id);
       } catch {
-        this.unapplied.set(id, e);
+        this.unapplied.set(id, { entry: e, kind: 'restore' });
       }
     }
     for (const name of how.keepTemp ? names : list()) {
@@ -412,7 +440,7 @@ export class Journal {
         problems.push({ file, id, reason: errorText(err) });
       }
     }
-    for (const e of this.unapplied.values()) if (e) entries.push(e);
+    for (const u of this.unapplied.values()) if (u.entry) entries.push(u.entry);
     entries.sort((a, b) => a.seq - b.seq);
     this.nextSeq = (entries.length > 0 ? entries[entries.length - 1].seq : 0) + 1;
     if (!how.keepTemp && (this.logSize > 0 || this.logCut)) this.scheduleCheckpoint();
@@ -467,18 +495,18 @@ export class Journal {
 
   /** The entry of `id` as last written. */
   private current(id: string): JournalEntry {
-    if (this.unapplied.has(id)) {
-      const e = this.unapplied.get(id);
-      if (!e) throw Object.assign(new Error(`no entry for '${id}'`), { code: 'ENOENT' });
-      return e;
+    const u = this.unapplied.get(id);
+    if (u) {
+      if (!u.entry) throw Object.assign(new Error(`no entry for '${id}'`), { code: 'ENOENT' });
+      return u.entry;
     }
     const e = decodeEntry(readEntryFile(this.fileOf(id)));
     checkNamed(e, id);
     return e;
   }
 
-  /** Reads the entry of `id`, changes it with `fn` and writes it back, in turn with the other
-   *  writes of that id (nothing is kept in memory between writes). */
+  /** Reads the entry of `id` (as last logged), changes it with `fn` and writes it back, in turn
+   *  with the other writes of that id. */
   update(id: string, fn: (e: JournalEntry) => JournalEntry, kind: ChangeKind = 'qom-set', staged?: () => void): Promise<void> {
     return this.chain(id, () => this.commit(kind, id, fn(this.current(id)), staged));
   }
@@ -491,6 +519,8 @@ export class Journal {
   /** Queues one change for the next batch; resolves once it is durable (group commit: every
    *  change queued while a batch is being written goes into the next one). */
   private commit(kind: ChangeKind, id: string, entry: JournalEntry | null, staged?: () => void): Promise<void> {
+    const tooLong = idTooLong(id);
+    if (tooLong) return Promise.reject(tooLong);
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ kind, id, entry, resolve, reject });
       this.kick();
@@ -515,9 +545,23 @@ export class Journal {
           await this.writeBatch(batch);
           continue;
         }
-        if (this.checkpointWanted) {
-          this.checkpointWanted = false;
+        if (this.filed) {
+          this.filed = false;
           await this.checkpoint().catch(() => undefined);
+          continue;
+        }
+        if (this.checkpointWanted && !this.filing) {
+          this.checkpointWanted = false;
+          // The entry files are written while batches go on, so that changes do not wait for
+          // thousands of files; only what came in meanwhile is written between batches.
+          this.filing = this.writeUnapplied().then(
+            () => void (this.filed = true),
+            () => void (this.retryLater = true),
+          );
+          void this.filing.finally(() => {
+            this.filing = undefined;
+            this.kick();
+          });
           continue;
         }
         break;
@@ -525,7 +569,12 @@ export class Journal {
     } finally {
       this.writing = false;
     }
-    if (this.logSize > CHECKPOINT_BYTES) this.wantCheckpoint();
+    // A checkpoint under way ends with the drain that its first part starts.
+    if (this.filing || this.filed) return;
+    if (this.retryLater) {
+      this.retryLater = false;
+      this.scheduleCheckpoint();
+    } else if (this.logSize > CHECKPOINT_BYTES) this.wantCheckpoint();
     else if (this.logSize > 0) this.scheduleCheckpoint();
   }
 
@@ -533,48 +582,26 @@ export class Journal {
     for (const op of batch) this.step(`${op.kind}:${step}`);
   }
 
-  /** One batch: each new entry written to its temp file; then every change appended to the log
-   *  in one write and made durable by one fdatasync; then the temp files renamed into place
-   *  (and removed entries unlinked), unsynced: the log holds them until the next checkpoint. */
+  /** One batch: every change appended to the log in one O_DSYNC write (its one durable write);
+   *  then the replies. The entry files are left to the next checkpoint: the log holds the
+   *  changes until then, so nothing but that write stands between a change and its reply. */
   private async writeBatch(batch: Op[]): Promise<void> {
-    // The temp files first: a full file system refuses a new entry here, before anything is
-    // logged, and a crash leaves only temp files, which load() removes.
-    const ready: Op[] = [];
-    await Promise.all(
-      batch.map(async (op) => {
-        if (!op.entry) {
-          ready.push(op);
-          return;
-        }
-        const tmp = `${this.fileOf(op.id)}.tmp`;
-        try {
-          const h = await fs.promises.open(tmp, 'w', 0o600);
-          try {
-            await h.writeFile(encodeEntry(op.entry));
-          } finally {
-            await h.close();
-          }
-          op.tmp = tmp;
-          ready.push(op);
-        } catch (err) {
-          // A full file system leaves an empty or partial temp file: it would hold space and
-          // wait for the next start to be removed. The entry itself is untouched.
-          await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
-          op.reject(err);
-        }
-      }),
-    );
-    if (ready.length === 0) return;
-    // In the order asked (the temp writes finish in any order).
-    ready.sort((a, b) => batch.indexOf(a) - batch.indexOf(b));
-    this.steps(ready, 'temp-written');
+    this.steps(batch, 'logging');
     try {
-      await this.append(ready.map((op) => encodeRecord(op.id, op.entry)).join(''), ready);
+      await this.append(batch.map((op) => encodeRecord(op.id, op.entry)).join(''), batch);
     } catch (err) {
-      const removals = ready.filter((op) => !op.entry);
+      const removals = batch.filter((op) => !op.entry);
       // A removal must work on a full file system: a checkpoint empties the log (so no record
-      // of these ids is left to replay), then they are unlinked and the directory synced.
+      // of these ids is left to replay), then they are unlinked and the directory synced. Their
+      // own pending changes are left out of it (writing an entry about to be removed could
+      // need the very space that is missing), and kept if it fails: the log still holds them.
       if (removals.length > 0 && isStorageFault(err) && (err as NodeJS.ErrnoException).code !== 'EROFS') {
+        const held = new Map<string, Unapplied>();
+        for (const op of removals) {
+          const u = this.unapplied.get(op.id);
+          if (u) held.set(op.id, u);
+          this.unapplied.delete(op.id);
+        }
         try {
           await this.checkpoint();
           for (const op of removals) await fs.promises.rm(this.fileOf(op.id), { force: true });
@@ -583,45 +610,28 @@ export class Journal {
             this.dirty.delete(op.id);
             op.resolve();
           }
-          for (const op of ready) if (op.entry) this.fail(op, err);
+          for (const op of batch) if (op.entry) op.reject(err);
           return;
         } catch {
+          for (const [id, u] of held) if (!this.unapplied.has(id)) this.unapplied.set(id, u);
           /* answered below with the append's error */
         }
       }
-      for (const op of ready) this.fail(op, err);
+      for (const op of batch) op.reject(err);
       return;
     }
-    this.steps(ready, 'synced');
-    // Distinct ids (one change per id per batch): the renames can run at once.
-    await Promise.all(
-      ready.map(async (op) => {
-        try {
-          if (op.tmp) await fs.promises.rename(op.tmp, this.fileOf(op.id));
-          else await fs.promises.rm(this.fileOf(op.id), { force: true });
-          this.unapplied.delete(op.id);
-        } catch {
-          // Durable in the log all the same; the next checkpoint writes it.
-          this.unapplied.set(op.id, op.entry);
-          if (op.tmp) await fs.promises.rm(op.tmp, { force: true }).catch(() => undefined);
-        }
-        this.dirty.add(op.id);
-      }),
-    );
-    this.steps(ready, 'applied');
-    for (const op of ready) op.resolve();
+    this.steps(batch, 'synced');
+    // Distinct ids (one change per id per batch).
+    for (const op of batch) this.unapplied.set(op.id, { entry: op.entry, kind: op.kind });
+    for (const op of batch) op.resolve();
   }
 
-  private fail(op: Op, err: unknown): void {
-    if (op.tmp) void fs.promises.rm(op.tmp, { force: true }).catch(() => undefined);
-    op.reject(err);
-  }
-
-  /** Appends the records and fdatasyncs the log: the batch's one durable write. A failure cuts
-   *  the log back to its last valid record. */
+  /** Appends the records to the log, opened O_DSYNC: the write returns once they are durable
+   *  (as write + fdatasync would, in one call). A failure cuts the log back to its last valid
+   *  record. */
   private async append(text: string, batch: readonly Op[]): Promise<void> {
     if (!this.log) {
-      this.log = await fs.promises.open(this.logFile, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK, 0o600);
+      this.log = await fs.promises.open(this.logFile, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK | fs.constants.O_DSYNC, 0o600);
       const st = await this.log.stat();
       if (!st.isFile()) {
         await this.closeLog();
@@ -659,8 +669,6 @@ export class Journal {
         if (bytesWritten === 0) throw Object.assign(new Error('short write to the journal log'), { code: 'ENOSPC', errno: -28 });
         done += bytesWritten;
       }
-      this.steps(batch, 'logged');
-      await this.log.datasync();
     } catch (err) {
       this.logCut = true;
       await this.log.truncate(this.logSize).then(
@@ -692,38 +700,16 @@ export class Journal {
     this.kick();
   }
 
-  /** Makes every entry file written since the last checkpoint durable (fdatasync each, then the
-   *  directory), then empties the log: its records are no longer needed. Runs between batches.
-   *  A failure leaves the log as it is (it still holds every change). */
+  /** Writes every change logged since the last checkpoint to its entry file, durably (temp file
+   *  written and fdatasynced, then renamed; a removal unlinks), fdatasyncs the files replayed
+   *  unsynced at start, syncs the directory, then empties the log: its records are no longer
+   *  needed. Runs between batches. A failure leaves the log as it is (it still holds every
+   *  change not yet written). */
   private async checkpoint(): Promise<void> {
-    // After a start that kept the log's changes in memory these are many: written
-    // CHECKPOINT_PARALLEL at a time (distinct ids, distinct files).
-    const toApply = [...this.unapplied];
-    for (let i = 0; i < toApply.length; i += CHECKPOINT_PARALLEL) {
-      await Promise.all(
-        toApply.slice(i, i + CHECKPOINT_PARALLEL).map(async ([id, e]) => {
-          // Moved aside meanwhile (reject(), while a restore runs): not written back.
-          const current = (): boolean => this.unapplied.get(id) === e;
-          if (!current()) return;
-          const file = this.fileOf(id);
-          if (!e) await fs.promises.rm(file, { force: true });
-          else {
-            const tmp = `${file}.tmp`;
-            const h = await fs.promises.open(tmp, 'w', 0o600);
-            try {
-              await h.writeFile(encodeEntry(e));
-            } finally {
-              await h.close();
-            }
-            if (!current()) return void (await fs.promises.rm(tmp, { force: true }));
-            await fs.promises.rename(tmp, file);
-          }
-          // A newer change of the id may have come meanwhile (it is then the one kept).
-          if (this.unapplied.get(id) === e) this.unapplied.delete(id);
-          this.dirty.add(id);
-        }),
-      );
-    }
+    // Never two writers of one temp file: the first part may still run (a removal on a full
+    // file system checkpoints from within a batch).
+    await this.filing;
+    await this.writeUnapplied();
     const ids = [...this.dirty];
     for (let i = 0; i < ids.length; i += CHECKPOINT_PARALLEL) {
       await Promise.all(
@@ -755,10 +741,51 @@ export class Journal {
     }
   }
 
+  /** Writes the entry file of every change logged so far (PARALLEL at a time); a change made
+   *  meanwhile stays for the next writing (the log still holds it). */
+  private async writeUnapplied(): Promise<void> {
+    const changes = [...this.unapplied];
+    for (let i = 0; i < changes.length; i += CHECKPOINT_PARALLEL) {
+      await Promise.all(changes.slice(i, i + CHECKPOINT_PARALLEL).map(([id, u]) => (this.unapplied.get(id) === u ? this.writeEntryFile(id, u) : undefined)));
+    }
+  }
+
+  /** One change of the checkpoint: its entry file made durable (or removed). The file is then
+   *  current, so the change is no longer kept in memory. */
+  private async writeEntryFile(id: string, u: Unapplied): Promise<void> {
+    const file = this.fileOf(id);
+    if (!u.entry) {
+      await fs.promises.rm(file, { force: true });
+    } else {
+      const tmp = `${file}.tmp`;
+      try {
+        // O_DSYNC: durable when the write returns (no separate fdatasync, one trip fewer).
+        const h = await fs.promises.open(tmp, TEMP_OPEN_FLAGS, 0o600);
+        try {
+          await h.writeFile(encodeEntry(u.entry));
+        } finally {
+          await h.close();
+        }
+        this.step(`${u.kind}:temp-written`);
+        // Moved aside meanwhile (reject(), while a restore runs): not written back.
+        if (this.unapplied.get(id) !== u) return void (await fs.promises.rm(tmp, { force: true }));
+        await fs.promises.rename(tmp, file);
+      } catch (err) {
+        // A full file system leaves an empty or partial temp file: it would hold space and
+        // wait for the next start to be removed. The change stays in the log.
+        await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
+        throw err;
+      }
+    }
+    this.step(`${u.kind}:applied`);
+    this.dirty.delete(id);
+    if (this.unapplied.get(id) === u) this.unapplied.delete(id);
+  }
+
   /** Writes every pending change and checkpoints (tests, an orderly stop); resolves when done. */
   async settle(): Promise<void> {
     this.wantCheckpoint();
-    while (this.writing || this.queue.length > 0) await new Promise((r) => setTimeout(r, 1));
+    while (this.writing || this.queue.length > 0 || this.filing || this.filed || this.checkpointWanted) await new Promise((r) => setTimeout(r, 1));
   }
 
   /** Stops the idle checkpoint timer and closes the log (teardown). */
@@ -777,7 +804,7 @@ export class Journal {
     // An entry only the log holds so far (load keeps a whole log's changes in memory) is
     // written aside, and an older file of it goes; usually the file is that entry already
     // (renamed into place, not yet checkpointed): then it is moved, which a full disk allows.
-    const pending = path.dirname(file) === this.dir ? this.unapplied.get(id) : undefined;
+    const pending = path.dirname(file) === this.dir ? this.unapplied.get(id)?.entry : undefined;
     if (pending && !holds(file, encodeEntry(pending))) {
       fs.writeFileSync(to, encodeEntry(pending), { mode: 0o600, flag: 'wx' });
       fs.rmSync(file, { force: true });

@@ -13,7 +13,7 @@ import * as native from '../native';
 import { errorText } from '../errors/text';
 import type { Log } from '../log';
 import { FdRegistry } from '../fds/registry';
-import { FdIdentity, Journal, JournalEntry, isStorageFault } from './journal';
+import { FdIdentity, Journal, JournalEntry, idTooLong, isStorageFault } from './journal';
 
 /** While degraded, how often the journal checks whether it can write again (so that query-cpr,
  *  /metrics and deferred rewrites catch up without waiting for an object-add). */
@@ -200,8 +200,11 @@ export class ObjectJournal implements ObjectPersistence {
   }
 
   // ---- ObjectPersistence ------------------------------------------------------------------
-  /** Before an object is allocated: while degraded, only if a probe write succeeds now. */
-  async admit(): Promise<void> {
+  /** Before an object is allocated: an id its entry file can be named after, and while
+   *  degraded, only if a probe write succeeds now. */
+  async admit(id: string): Promise<void> {
+    const tooLong = idTooLong(id);
+    if (tooLong) throw new Error(journalFailureText(tooLong));
     if (!this.fault) return;
     if (await this.probe()) return;
     throw new Error(`${this.fault!.text}; ${DEGRADED_SUFFIX}`);
@@ -235,6 +238,9 @@ export class ObjectJournal implements ObjectPersistence {
     // Objects from --object are not journaled: nothing to update.
     if (obj.name in this.unjournaled) return;
     const value = obj.getProperty(property);
+    // While degraded, a change is recorded only once a test write works again, as object-add:
+    // a record may still fit in the log's last block, but the entry file could not be written.
+    if (this.fault && !(await this.probe())) throw new Error(this.fault.text);
     try {
       await this.journal.update(obj.name, (e) => ({ ...e, args: { ...e.args, [property]: value } }), 'qom-set', staged);
     } catch (err) {

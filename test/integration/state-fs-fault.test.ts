@@ -94,6 +94,10 @@ async function firstRun(): Promise<number> {
   const pid = sm.proc!.pid!;
   writeBackendPattern(pid, SHARED);
   expect(await sm.storeSettles([SHARED.id])).toEqual([SHARED.id]);
+  // The journal's checkpoint (1 s after the last change) has written the entry files: the file
+  // system fills up afterwards. (Filled before it, an entry lives in the log only, and a lost
+  // one cannot be moved aside on the full file system: it is reported again at the next start.)
+  for (const deadline = Date.now() + 10000; !fs.existsSync(path.join(sm.stateDir, 'objects', `${PRIV.id}.json`)) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
   c.close();
   await sm.kill();
   return pid;

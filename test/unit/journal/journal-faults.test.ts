@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as fake from '../../fakes/native';
 import { MiB, objectsFixture, ObjectsFixture } from '../../fakes/objects';
-import { Journal, JournalEntry, decodeEntry } from '../../../src/journal/journal';
+import { Journal, JournalEntry, MAX_ID_BYTES, decodeEntry } from '../../../src/journal/journal';
 import { ObjectJournal, DEGRADED_SUFFIX } from '../../../src/journal/object-journal';
 import { MADV_DODUMP, MADV_DONTDUMP } from '../../../src/native/constants';
 import type { Log } from '../../../src/log';
@@ -31,6 +31,8 @@ function fsError(code: keyof typeof ERRNO, syscall: string): NodeJS.ErrnoExcepti
  *  EROFS: unlink works on a full file system, not on a read-only one). */
 class FaultyJournal extends Journal {
   fault?: keyof typeof ERRNO;
+  /** Only the test write fails (the log itself would still take a record). */
+  probeFault?: keyof typeof ERRNO;
   override put(e: JournalEntry): Promise<void> {
     return this.fault ? Promise.reject(fsError(this.fault, 'write')) : super.put(e);
   }
@@ -41,7 +43,8 @@ class FaultyJournal extends Journal {
     return this.fault === 'EROFS' ? Promise.reject(fsError('EROFS', 'unlink')) : super.remove(id);
   }
   override probe(): Promise<void> {
-    return this.fault ? Promise.reject(fsError(this.fault, 'write')) : super.probe();
+    const f = this.fault ?? this.probeFault;
+    return f ? Promise.reject(fsError(f, 'write')) : super.probe();
   }
 }
 
@@ -66,7 +69,9 @@ afterEach(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-const entryArgs = (id: string): Record<string, unknown> => decodeEntry(fs.readFileSync(journal.fileFor(id), 'utf8')).args;
+/** The entry of `id` as a restart would find it: the entry files with the log replayed over them
+ *  (read-only; the files themselves wait for the next checkpoint). */
+const entryArgs = (id: string): Record<string, unknown> => new Journal(dir).load({ keepTemp: true }).entries.find((e) => e.id === id)!.args;
 const memdev = async (id: string): Promise<Record<string, unknown>> => ((await fx.run('query-memdev')) as Record<string, unknown>[]).find((m) => m.id === id)!;
 
 test('a qom-set the journal cannot record is undone: reply, live value, query-memdev and journal agree', async () => {
@@ -100,6 +105,42 @@ test('host-nodes after creation is not journaled (QEMU ignores it then): accepte
   expect(await fx.run('qom-set', { path: '/objects/m', property: 'host-nodes', value: [0, 1] })).toEqual({});
   expect(entryArgs('m')['host-nodes']).toEqual([0]);
   expect(oj.health().degraded).toBe(false);
+});
+
+test('while degraded, a qom-set is recorded only once a test write works: a record that would still fit in the log is not enough', async () => {
+  await fx.run('object-add', { 'qom-type': 'memory-backend-memfd', id: 'm', size: MiB });
+  journal.fault = 'ENOSPC';
+  expect((await fx.error('object-add', { 'qom-type': 'memory-backend-memfd', id: 'b', size: MiB })).desc).toMatch(/No space left on device/);
+  expect(oj.health().degraded).toBe(true);
+  // The log would take the record now; the test write still fails.
+  journal.fault = undefined;
+  journal.probeFault = 'ENOSPC';
+  expect(await fx.error('qom-set', { path: '/objects/m', property: 'dump', value: false })).toEqual({
+    class: 'GenericError',
+    desc: "cannot record property 'dump' of object 'm' in the state journal: No space left on device; the change was undone",
+  });
+  expect(await fx.run('qom-get', { path: '/objects/m', property: 'dump' })).toBe(true);
+  expect(entryArgs('m').dump).toBeUndefined();
+  expect(oj.health().degraded).toBe(true);
+  // The test write works again: the set is recorded and the degraded state ends.
+  journal.probeFault = undefined;
+  expect(await fx.run('qom-set', { path: '/objects/m', property: 'dump', value: false })).toEqual({});
+  expect(entryArgs('m').dump).toBe(false);
+  expect(oj.health()).toEqual({ degraded: false, pending: [] });
+});
+
+test('an id longer than an entry file name allows is refused before anything is allocated', async () => {
+  const before = fake.callsOf('memfdCreate').length;
+  const id = 'i'.repeat(MAX_ID_BYTES + 1);
+  expect(await fx.error('object-add', { 'qom-type': 'memory-backend-memfd', id, size: MiB })).toEqual({
+    class: 'GenericError',
+    desc: `cannot record object '${id}' in the state journal: File name too long`,
+  });
+  expect(fake.callsOf('memfdCreate').length).toBe(before);
+  expect(oj.health().degraded).toBe(false);
+  expect(await fx.run('object-add', { 'qom-type': 'memory-backend-memfd', id: 'i'.repeat(MAX_ID_BYTES), size: MiB })).toEqual({});
+  await journal.settle();
+  expect(fs.readdirSync(journal.dir)).toEqual([`${'i'.repeat(MAX_ID_BYTES)}.json`]);
 });
 
 test('a refused value leaves nothing to undo and is not reported as a journal failure', async () => {
@@ -136,12 +177,14 @@ test('while degraded, object-add is refused before allocating, with the reason; 
   expect(await fx.run('object-add', { 'qom-type': 'memory-backend-memfd', id: 'c', size: MiB })).toEqual({});
   expect(oj.health()).toEqual({ degraded: false, pending: [] });
   expect(entryArgs('c').id).toBe('c');
+  await journal.settle();
   expect(fs.readdirSync(journal.dir).sort()).toEqual(['a.json', 'c.json']); // no probe left behind
 });
 
 test('object-del keeps the object when its entry cannot be removed (read-only), and works on a full one', async () => {
   await fx.run('object-add', { 'qom-type': 'memory-backend-memfd', id: 'm', size: MiB });
   await fx.run('object-add', { 'qom-type': 'memory-backend-memfd', id: 'n', size: MiB });
+  await journal.settle();
   journal.fault = 'EROFS';
   expect(await fx.error('object-del', { id: 'm' })).toEqual({ class: 'GenericError', desc: "cannot remove object 'm' from the state journal: Read-only file system" });
   expect(fx.objects.get('m')).toBeDefined();
@@ -149,27 +192,65 @@ test('object-del keeps the object when its entry cannot be removed (read-only), 
   expect(oj.health().degraded).toBe(true);
   journal.fault = 'ENOSPC';
   expect(await fx.run('object-del', { id: 'n' })).toEqual({});
+  await journal.settle();
   expect(fs.existsSync(journal.fileFor('n'))).toBe(false);
   // A removal is no proof that writes work: still degraded.
   expect(oj.health().degraded).toBe(true);
 });
 
-test('a write that fails half-way leaves no temp file behind, and the entry as it was', async () => {
+test('a log append that fails half-way is cut back: the change is refused, the journal as it was', async () => {
   await journal.put({ id: 'x', seq: 1, args: { id: 'x', v: 1 } });
-  // ENOSPC at the write, after the temp file was created, as on a full file system.
+  await journal.settle();
+  journal.close();
+  // A restarted journal opens the log at its first append: that handle writes half and fails,
+  // as on a full file system.
+  const again = new Journal(dir);
+  again.load();
   const realOpen = fs.promises.open;
   const spy = jest.spyOn(fs.promises, 'open').mockImplementation(async (...a: Parameters<typeof realOpen>) => {
     const h = await realOpen(...a);
-    h.writeFile = () => Promise.reject(fsError('ENOSPC', 'write'));
+    if (a[0] !== again.logFile) return h;
+    const realWrite = h.write.bind(h) as (b: Buffer, o: number, l: number, p: number) => Promise<unknown>;
+    h.write = (async (b: Buffer, o: number, l: number, p: number) => {
+      await realWrite(b, o, Math.floor(l / 2), p);
+      throw fsError('ENOSPC', 'write');
+    }) as unknown as typeof h.write;
     return h;
   });
   try {
-    await expect(journal.put({ id: 'x', seq: 1, args: { id: 'x', v: 2 } })).rejects.toMatchObject({ code: 'ENOSPC' });
+    await expect(again.put({ id: 'x', seq: 1, args: { id: 'x', v: 2 } })).rejects.toMatchObject({ code: 'ENOSPC' });
+  } finally {
+    spy.mockRestore();
+  }
+  again.close();
+  expect(fs.statSync(again.logFile).size).toBe(0);
+  expect(fs.readdirSync(journal.dir)).toEqual(['x.json']);
+  expect(new Journal(dir).load({ keepTemp: true })).toEqual({ entries: [{ id: 'x', seq: 1, args: { id: 'x', v: 1 } }], problems: [] });
+});
+
+test('a checkpoint whose entry write fails leaves no temp file behind and keeps the log, which still holds the change', async () => {
+  await journal.put({ id: 'x', seq: 1, args: { id: 'x', v: 1 } });
+  await journal.settle();
+  await journal.put({ id: 'x', seq: 1, args: { id: 'x', v: 2 } });
+  const realOpen = fs.promises.open;
+  const spy = jest.spyOn(fs.promises, 'open').mockImplementation(async (...a: Parameters<typeof realOpen>) => {
+    const h = await realOpen(...a);
+    if (String(a[0]).endsWith('.tmp')) h.writeFile = () => Promise.reject(fsError('ENOSPC', 'write'));
+    return h;
+  });
+  try {
+    await journal.settle();
   } finally {
     spy.mockRestore();
   }
   expect(fs.readdirSync(journal.dir)).toEqual(['x.json']);
-  expect(entryArgs('x').v).toBe(1);
+  expect(decodeEntry(fs.readFileSync(journal.fileFor('x'), 'utf8')).args.v).toBe(1);
+  expect(fs.statSync(journal.logFile).size).toBeGreaterThan(0);
+  expect(entryArgs('x').v).toBe(2);
+  // The next checkpoint that can write makes the file current and empties the log.
+  await journal.settle();
+  expect(decodeEntry(fs.readFileSync(journal.fileFor('x'), 'utf8')).args.v).toBe(2);
+  expect(fs.statSync(journal.logFile).size).toBe(0);
 });
 
 test('qom-sets of one object run one at a time: an undo never overwrites a later, recorded set', async () => {

@@ -100,7 +100,9 @@ test('put and remove of one id land in the order they were asked, even when not 
 test('files are private to the daemon (0600 entries, 0700 directory)', async () => {
   const j = new Journal(dir);
   await j.put(entry('m', 1));
+  await j.settle();
   expect(fs.statSync(j.dir).mode & 0o777).toBe(0o700);
+  expect(fs.statSync(j.logFile).mode & 0o777).toBe(0o600);
   expect(fs.statSync(path.join(j.dir, 'm.json')).mode & 0o777).toBe(0o600);
 });
 
@@ -170,7 +172,8 @@ describe('forged or odd entries', () => {
     } as unknown as ObjectManager;
     const validator = { validate: (_c: string, args: Record<string, JsonValue>) => ({ ok: true as const, value: args }) };
     const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
-    const oj = new ObjectJournal(new Journal(dir), new FdRegistry(), quiet);
+    const restoring = new Journal(dir);
+    const oj = new ObjectJournal(restoring, new FdRegistry(), quiet);
     const t0 = performance.now();
     expect(await oj.restore(objects, validator, new Set())).toBe(1);
     expect(performance.now() - t0).toBeLessThan(1000);
@@ -181,7 +184,9 @@ describe('forged or odd entries', () => {
       expect(p?.problem).toMatch(/^journal entry unreadable \(.+\); moved aside, object not restored$/);
       expect(p?.file).toMatch(new RegExp(`^${j.rejectedDir}/${id}\\.\\d+\\.json$`));
     }
-    // objects/ holds the valid entry and the rejected folder; rejected/ holds the rest as they were.
+    // objects/ holds the valid entry (once checkpointed) and the rejected folder; rejected/ holds
+    // the rest as they were.
+    await restoring.settle();
     expect(fs.readdirSync(j.dir).sort()).toEqual(['good.json', 'rejected']);
     expect(fs.readdirSync(j.rejectedDir)).toHaveLength(FORGED.length);
     const kept = (id: string): fs.Stats => fs.lstatSync(oj.problems.find((q) => q.id === id)!.file!);
@@ -216,6 +221,7 @@ describe('forged or odd entries', () => {
   test('update refuses an entry swapped for a symlink after start', async () => {
     const j = new Journal(dir);
     await j.put(entry('m', 1));
+    await j.settle();
     const elsewhere = path.join(outside, 'm.json');
     fs.writeFileSync(elsewhere, encodeEntry(entry('m', 1)));
     fs.rmSync(path.join(j.dir, 'm.json'));
@@ -248,11 +254,86 @@ describe('group commit', () => {
     // 16 changes queued at once: one durable write for all, and none answered before it.
     expect(j.stats).toEqual({ batches: 2, changes: 17 });
     expect(resolved).toEqual(ids.map((id) => `${id} after 16 synced`));
-    for (const id of ids) expect(fs.existsSync(j.fileFor(id))).toBe(true);
+    // Durable in the log only: the entry files wait for the checkpoint, and a restart now
+    // replays them from the log.
+    for (const id of ids) expect(fs.existsSync(j.fileFor(id))).toBe(false);
     expect(fs.statSync(j.logFile).size).toBeGreaterThan(0);
+    expect(new Journal(dir).load({ keepTemp: true }).entries.map((e) => e.id)).toEqual(['first', ...ids]);
     await j.settle();
+    // The checkpoint wrote each file (temp file, then rename), then emptied the log.
+    expect(synced.filter((x) => x === 'object-add:applied').length).toBe(17);
+    expect(synced.indexOf('checkpoint:synced')).toBeGreaterThan(synced.lastIndexOf('object-add:applied'));
+    for (const id of ids) expect(fs.existsSync(j.fileFor(id))).toBe(true);
     expect(fs.statSync(j.logFile).size).toBe(0);
     expect(journal().load().entries.map((e) => e.id)).toEqual(['first', ...ids]);
+  });
+
+  test('one change costs one write to the log and no other file operation before it resolves', async () => {
+    const j = journal();
+    await j.put(entry('warm', j.allocSeq()));
+    const calls: string[] = [];
+    const spies = (['open', 'rename', 'rm', 'writeFile'] as const).map((m) => jest.spyOn(fs.promises, m).mockImplementation(((...a: unknown[]) => (calls.push(m), (jest.requireActual('node:fs') as typeof fs).promises[m](...(a as [never, never])))) as never));
+    try {
+      await j.put(entry('m', j.allocSeq()));
+      await j.update('m', (e) => ({ ...e, args: { ...e.args, dump: false } }));
+      await j.remove('m');
+    } finally {
+      spies.forEach((s) => s.mockRestore());
+    }
+    expect(calls).toEqual([]);
+    expect(j.stats).toEqual({ batches: 4, changes: 4 });
+  });
+
+  test('changes go on while a checkpoint writes the entry files; what came in meanwhile is written before the log is emptied', async () => {
+    const j = journal();
+    for (let i = 0; i < 20; i++) await j.put(entry(`a${i}`, j.allocSeq()));
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const realOpen = fs.promises.open;
+    const spy = jest.spyOn(fs.promises, 'open').mockImplementation(async (...a: Parameters<typeof realOpen>) => {
+      if (String(a[0]).endsWith('.tmp')) await gate;
+      return realOpen(...a);
+    });
+    try {
+      const settled = j.settle();
+      await new Promise((r) => setTimeout(r, 20));
+      // The checkpoint is stuck writing entry files: a change is still made durable and answered.
+      await j.put(entry('b', j.allocSeq()));
+      await j.update('a0', (e) => ({ ...e, args: { ...e.args, dump: false } }));
+      expect(fs.existsSync(j.fileFor('a1'))).toBe(false);
+      open();
+      await settled;
+    } finally {
+      spy.mockRestore();
+    }
+    expect(fs.statSync(j.logFile).size).toBe(0);
+    for (const id of ['a1', 'a19', 'b']) expect(fs.existsSync(j.fileFor(id))).toBe(true);
+    expect(decodeEntry(fs.readFileSync(j.fileFor('a0'), 'utf8')).args.dump).toBe(false);
+    expect(journal().load().entries.map((e) => e.id)).toEqual([...Array.from({ length: 20 }, (_, i) => `a${i}`), 'b']);
+  });
+
+  test('a removal works when the log cannot grow (full file system): the checkpoint empties the log first, leaving out the entry being removed', async () => {
+    const j = journal();
+    await j.put(entry('kept', j.allocSeq()));
+    await j.settle();
+    await j.put(entry('gone', j.allocSeq())); // in the log only
+    const enospc = (): Promise<never> => Promise.reject(Object.assign(new Error('ENOSPC: injected'), { code: 'ENOSPC', errno: -28 }));
+    const probe = await fs.promises.open(j.logFile, 'r');
+    const proto = Object.getPrototypeOf(probe) as { write: () => Promise<unknown> };
+    await probe.close();
+    const writes = jest.spyOn(proto, 'write').mockImplementation(enospc);
+    const realOpen = fs.promises.open;
+    const opens = jest.spyOn(fs.promises, 'open').mockImplementation((...a: Parameters<typeof realOpen>) => (String(a[0]).endsWith('.tmp') ? enospc() : realOpen(...a)));
+    try {
+      await expect(j.put(entry('new', j.allocSeq()))).rejects.toMatchObject({ code: 'ENOSPC' });
+      await j.remove('gone');
+    } finally {
+      writes.mockRestore();
+      opens.mockRestore();
+    }
+    expect(fs.statSync(j.logFile).size).toBe(0);
+    expect(fs.readdirSync(j.dir)).toEqual(['kept.json']);
+    expect(journal().load().entries.map((e) => e.id)).toEqual(['kept']);
   });
 
   test('the log is replayed over the files at load (in memory); the checkpoint after it writes a lost or stale entry file again and repeats a removal', async () => {
@@ -261,8 +342,8 @@ describe('group commit', () => {
     await j.put(entry('b', 2));
     await j.update('a', (e) => ({ ...e, args: { ...e.args, dump: false } }));
     await j.remove('b');
-    // As after a crash before the renames reached the disk: a missing, a stale entry file.
-    fs.rmSync(j.fileFor('a'));
+    // As after a crash before the checkpoint: a missing, a stale entry file.
+    fs.rmSync(j.fileFor('a'), { force: true });
     fs.writeFileSync(j.fileFor('b'), encodeEntry(entry('b', 2)));
     const again = journal();
     const { entries, problems } = again.load();
@@ -282,8 +363,8 @@ describe('group commit', () => {
     await j.put(entry('a', 1));
     await j.put(entry('b', 2));
     await j.update('b', (e) => ({ ...e, args: { ...e.args, dump: false } }));
-    // A missing and a stale entry file, as after a crash before the renames reached the disk.
-    fs.rmSync(j.fileFor('a'));
+    // A missing and a stale entry file, as after a crash before a checkpoint wrote them.
+    fs.rmSync(j.fileFor('a'), { force: true });
     fs.writeFileSync(j.fileFor('b'), encodeEntry(entry('b', 2)));
     const again = journal();
     expect(again.load().entries.map((e) => e.id)).toEqual(['a', 'b']);
@@ -307,7 +388,7 @@ describe('group commit', () => {
     expect(entries.map((e) => e.id)).toEqual(['a']);
     expect(problems).toEqual([{ file: j.logFile, reason: expect.stringMatching(/^journal log: the last \d+ bytes are not a whole record/) }]);
     await again.put(entry('b', again.allocSeq()));
-    fs.rmSync(again.fileFor('b'));
+    fs.rmSync(again.fileFor('b'), { force: true });
     expect(journal().load().entries.map((e) => e.id)).toEqual(['a', 'b']);
   });
 
@@ -358,7 +439,7 @@ describe('group commit', () => {
     await b.put(entry('b', 3));
     expect(fs.statSync(a.logFile).size).toBeGreaterThan(0);
     // A crash now: the log replays b's record (nothing before it ends the log early).
-    fs.rmSync(b.fileFor('b'));
+    fs.rmSync(b.fileFor('b'), { force: true });
     expect(journal().load().entries.map((e) => e.id)).toEqual(['a', 'c', 'b']);
   });
 });
