@@ -6,10 +6,11 @@
 // Memory is bounded whatever the input: unfinished messages share a budget across connections,
 // and requests wait while the transport reports a large output backlog. Time is bounded too: a
 // session parses at most FEED_SLICE_BYTES and runs at most REQUESTS_PER_TURN requests per
-// event-loop turn, so a huge frame or a long pipeline never holds other clients up for long.
+// event-loop turn, so a huge frame or a long pipeline never holds other clients up for long;
+// a reply too large to print in one turn (a 64 MiB id echoed) is written a piece per turn.
 import { crashPoint } from '../crash-point';
 import { JsonStreamParser, StreamItem } from '../json/stream';
-import { encodeJson } from '../json/writer';
+import { encodeJson, encodeJsonPieces, encodingIsLarge } from '../json/writer';
 import { JsonValue, isJsonObject } from '../json/value';
 import { isOobRequest } from './dispatcher';
 import { PreEncoded, Reply, SessionControl, CommandContext, PassedFd, PeerCredentials, WithFds } from './messages';
@@ -146,7 +147,14 @@ export const FEED_SLICE_BYTES = 64 * 1024;
  *  query-version requests, ~30 ms of work on a loaded host). */
 export const REQUESTS_PER_TURN = 128;
 
+/** Output a reply printed a piece at a time writes per event-loop turn (a 32 Mi-character
+ *  non-ASCII id is 192 MB of \uXXXX escapes; printing it at once held the loop for seconds). */
+export const STREAM_BYTES_PER_TURN = 256 * 1024;
+
 export type Queued = { kind: 'value'; value: JsonValue } | { kind: 'error'; desc: string };
+
+/** Output waiting in order: text, a reply printed a piece at a time, a reply with fds. */
+type OutItem = string | { pieces: Iterator<string> } | { line: string; withFds: WithFds };
 
 export enum SessionState {
   Negotiating,
@@ -161,7 +169,11 @@ export class QmpSession implements SessionControl {
   /** In-band requests started and not answered yet, oldest first. */
   private readonly running: Running[] = [];
   private paused = false;
-  private out: string[] = [];
+  private out: OutItem[] = [];
+  /** Items of `out` that are not text; and the reply being written a piece per turn, which
+   *  everything after it waits for. */
+  private outSpecial = 0;
+  private streaming: Iterator<string> | undefined;
   private inReceive = false;
   private readonly parser: JsonStreamParser;
   private readonly ctx: CommandContext;
@@ -399,7 +411,7 @@ export class QmpSession implements SessionControl {
     this.state = SessionState.Closed;
     this.clearNegotiationDeadline();
     this.queue.length = 0;
-    this.out = [];
+    this.dropOutput();
     this.backlog = [];
     this.parser.reset();
     this.releaseInput();
@@ -470,6 +482,12 @@ export class QmpSession implements SessionControl {
    *  transport is dropped by the caller once the other process has taken over). */
   async export(): Promise<{ fd: number; state: SessionExport } | undefined> {
     if (!this.frozen) return undefined;
+    // A reply being written a piece per turn (and what waits behind it) goes out first.
+    const deadline = Date.now() + HANDOVER_OUTPUT_MS;
+    while ((this.streaming !== undefined || this.outSpecial > 0) && this.state !== SessionState.Closed) {
+      if (Date.now() > deadline) throw new Error('a client did not take its pending output');
+      await new Promise((r) => setTimeout(r, 2));
+    }
     const h = await this.transportImpl.handOver!();
     if (!h || this.state === SessionState.Closed) return undefined;
     if (!this.frozen) {
@@ -634,7 +652,7 @@ export class QmpSession implements SessionControl {
   /** The one guard of request execution: nothing runs while frozen for a handover, or once
    *  closed; while requests run, only what pump() lets overlap. */
   private mayRunNext(): boolean {
-    return !this.frozen && !this.outputBlocked && !this.turnYielded && this.state !== SessionState.Closed;
+    return !this.frozen && !this.outputBlocked && !this.turnYielded && this.streaming === undefined && this.state !== SessionState.Closed;
   }
 
   /** Draining (the peer finished sending) ends once nothing is left to run or answer. */
@@ -668,6 +686,12 @@ export class QmpSession implements SessionControl {
       return;
     }
     if (withFds) return this.sendWithFds(encodeReply(reply), withFds);
+    if (reply.hasId && encodingIsLarge(reply.id)) {
+      this.out.push({ pieces: encodeReplyPieces(reply) });
+      this.outSpecial++;
+      if (!this.inReceive) this.flush();
+      return;
+    }
     this.send(encodeReply(reply));
   }
 
@@ -680,6 +704,11 @@ export class QmpSession implements SessionControl {
       withFds.release();
       return this.send(line);
     }
+    if (this.streaming !== undefined || this.outSpecial > 0) {
+      this.out.push({ line, withFds }); // after the reply being written a piece per turn
+      this.outSpecial++;
+      return;
+    }
     this.flush();
     t.writeWithFds(line, withFds.fds);
     if (!this.outputBlocked && t.backlogged?.(() => this.outputUnblocked())) this.outputBlocked = true;
@@ -691,11 +720,72 @@ export class QmpSession implements SessionControl {
   }
 
   private flush(): void {
-    if (this.out.length === 0 || this.state === SessionState.Closed) return;
-    const text = this.out.length === 1 ? this.out[0] : this.out.join('');
-    this.out = [];
-    this.transportImpl.write(text);
+    if (this.out.length === 0 || this.state === SessionState.Closed || this.streaming !== undefined) return;
+    if (this.outSpecial === 0) {
+      const text = this.out.length === 1 ? (this.out[0] as string) : this.out.join('');
+      this.out = [];
+      this.transportImpl.write(text);
+    } else {
+      // In order: the text up to the next reply in pieces or with fds, that reply, and so on.
+      while (this.out.length > 0 && this.streaming === undefined && !this.isClosed()) {
+        let k = 0;
+        while (k < this.out.length && typeof this.out[k] === 'string') k++;
+        if (k > 0) {
+          this.transportImpl.write((this.out.splice(0, k) as string[]).join(''));
+          continue;
+        }
+        const item = this.out.shift() as Exclude<OutItem, string>;
+        this.outSpecial--;
+        if ('pieces' in item) {
+          this.streaming = item.pieces;
+          this.continueStream(true);
+        } else {
+          this.transportImpl.writeWithFds!(item.line, item.withFds.fds);
+        }
+      }
+    }
+    if (this.isClosed()) return;
     if (!this.outputBlocked && this.transportImpl.backlogged?.(() => this.outputUnblocked())) this.outputBlocked = true;
+  }
+
+  /** Writes the next STREAM_BYTES_PER_TURN of the reply being printed a piece at a time; the
+   *  rest once the peer has taken it (a backlog) or next turn. Once it is all written, what
+   *  waited behind it goes out and requests run again (`fromFlush`: flush() goes on itself). */
+  private continueStream(fromFlush = false): void {
+    const it = this.streaming;
+    if (it === undefined) return;
+    if (this.state === SessionState.Closed) {
+      this.streaming = undefined;
+      return;
+    }
+    let text = '';
+    let done = false;
+    while (text.length < STREAM_BYTES_PER_TURN) {
+      const r = it.next();
+      if (r.done === true) {
+        done = true;
+        break;
+      }
+      text += r.value;
+    }
+    if (text !== '') this.transportImpl.write(text);
+    if (done) {
+      this.streaming = undefined;
+      if (fromFlush) return;
+      this.flush();
+      this.pump();
+      return;
+    }
+    if (this.transportImpl.backlogged?.(() => this.continueStream())) return;
+    setImmediate(() => this.continueStream());
+  }
+
+  /** The connection is gone: output not written is dropped, fds not sent closed. */
+  private dropOutput(): void {
+    for (const o of this.out) if (typeof o !== 'string' && 'withFds' in o) o.withFds.release();
+    this.out = [];
+    this.outSpecial = 0;
+    this.streaming = undefined;
   }
 
   private outputUnblocked(): void {
@@ -704,6 +794,26 @@ export class QmpSession implements SessionControl {
     this.pump();
     this.flush();
   }
+}
+
+/** How long a handover waits for a reply being written a piece per turn. */
+const HANDOVER_OUTPUT_MS = 5000;
+
+/** encodeReply()'s text in pieces, for a reply whose id is large to print (encodingIsLarge). */
+export function* encodeReplyPieces(reply: Reply): Generator<string, void, undefined> {
+  const id = encodeJsonPieces(reply.id ?? null, { qdictOrder: true });
+  if (reply.error) {
+    yield '{"id": ';
+    yield* id;
+    yield `, "error": {"class": ${encodeJson(reply.error.class)}, "desc": ${encodeJson(reply.error.desc)}}}\r\n`;
+    return;
+  }
+  const result = reply.result;
+  const value = result instanceof WithFds ? result.result : result;
+  const ret = value instanceof PreEncoded ? value.json : encodeJson(value === undefined ? {} : value, { qdictOrder: true });
+  yield `{"return": ${ret}, "id": `;
+  yield* id;
+  yield '}\r\n';
 }
 
 /** Encodes a reply the way QEMU prints it: members in QDict order
