@@ -2,7 +2,7 @@
 // reproducing QEMU's json-lexer + json-streamer + json-parser (qemu-facts §1.9, §2) including
 // their exact error texts and resynchronisation. What a value means (QMP request checks, §1.4)
 // is the dispatcher's job; printing values and error texts is writer.ts's.
-import { JsonFloat, JsonObject, JsonValue, MEMBER_ORDER } from './value';
+import { JsonFloat, JsonObject, JsonValue, LONG_PARTS, LongString, MEMBER_ORDER } from './value';
 
 export type StreamItem = { kind: 'value'; value: JsonValue } | { kind: 'error'; desc: string };
 
@@ -119,6 +119,8 @@ interface Frame {
   isKey: boolean;
   /** Insertion order, kept once an integer-like key makes Object.keys() disagree with it. */
   order: string[] | null;
+  /** Members that are long strings decoded in parts (value.ts LONG_PARTS). */
+  long?: Map<string, LongString>;
 }
 
 const PEND_INITIAL = 256;
@@ -149,8 +151,10 @@ export class JsonStreamParser {
   private strChars = 0;
   private strError: string | null = null;
   private strHead: Buffer | null = null;
-  /** The string token being parsed, decoded already (null: decodeError says why). */
+  /** The string token being parsed, decoded already (null: decodeError says why), and its
+   *  parts when it was decoded as it arrived. */
   private preDecoded: string | null | undefined = undefined;
+  private preParts: LongString | undefined;
   private generation = 0; // bumped by reset() so feed() notices a reset made by onItem
 
   // Streamer (message splitting and limits)
@@ -482,7 +486,15 @@ export class JsonStreamParser {
     if (this.strError === null) {
       const last = decodeRun(this.pend, 0, len - 1, len, false);
       if (last === null) this.strError = decodeError;
-      else value = this.strParts.length === 1 ? this.strParts[0] + last : this.strParts.join('') + last;
+      else {
+        // A rope of the parts: joining them flat is one fresh allocation of up to 128 MB,
+        // seconds of page faults in one turn; the parts go along for printing (LONG_PARTS).
+        const parts = this.strParts;
+        if (last !== '') parts.push(last);
+        value = '';
+        for (const p of parts) value += p;
+        this.preParts = { value, parts };
+      }
     }
     if (value === null) decodeError = this.strError as string;
     const size = this.pendBase + len;
@@ -493,6 +505,7 @@ export class JsonStreamParser {
       this.token(T_STRING, this.pend, 0, len, size);
     } finally {
       this.preDecoded = undefined;
+      this.preParts = undefined;
     }
     if (this.pend.length > PEND_KEEP && this.pendLen === 0) this.pend = Buffer.allocUnsafe(PEND_INITIAL);
   }
@@ -687,6 +700,7 @@ export class JsonStreamParser {
     const f = this.stack.pop() as Frame;
     if (f.isKey) return this.error('key is not a string in object');
     if (f.order !== null) Object.defineProperty(f.obj, MEMBER_ORDER, { value: f.order });
+    if (f.long !== undefined) Object.defineProperty(f.obj, LONG_PARTS, { value: f.long });
     this.add(f.obj ?? (f.arr as JsonValue[]));
   }
 
@@ -709,6 +723,7 @@ export class JsonStreamParser {
     if (Object.prototype.hasOwnProperty.call(obj, key)) return this.error('duplicate key');
     if (f.order !== null) f.order.push(key);
     else if (isIndexKey(key)) f.order = [...Object.keys(obj), key]; // keys so far are in order
+    if (this.preParts !== undefined && v === this.preParts.value) (f.long ??= new Map()).set(key, this.preParts);
     if (key === '__proto__') {
       // An own member, not the prototype: assignment would call the __proto__ setter.
       Object.defineProperty(obj, key, { value: v, enumerable: true, writable: true, configurable: true });

@@ -240,7 +240,15 @@ function weigh(v: JsonValue | undefined, budget: number): number {
  * is exactly encodeJson(v, opts). For values encodingIsLarge() finds large; the caller takes
  * pieces a turn's worth at a time.
  */
-export function* encodeJsonPieces(v: JsonValue, opts?: EncodeOptions): Generator<string, void, undefined> {
+export function* encodeJsonPieces(v: JsonValue, opts?: EncodeOptions, parts?: readonly string[]): Generator<string, void, undefined> {
+  if (typeof v === 'string' && parts !== undefined && parts.reduce((n, p) => n + p.length, 0) === v.length) {
+    // A long string decoded in parts (value.ts LONG_PARTS): quoted a part at a time, never
+    // read whole (a part ends between characters: decoded strings hold no lone surrogate).
+    yield '"';
+    for (const p of parts) yield* p.length < 2 * PIECE_CHARS ? [quoteBody(p)] : quotePieces(p, false);
+    yield '"';
+    return;
+  }
   yield* pieces(v, opts?.qdictOrder === true);
 }
 
@@ -281,9 +289,10 @@ function* member(v: JsonValue, qdict: boolean): Generator<string, void, undefine
   else yield enc(v, qdict);
 }
 
-/** quote(s) in pieces of PIECE_CHARS characters, never splitting a surrogate pair. */
-function* quotePieces(s: string): Generator<string, void, undefined> {
-  yield '"';
+/** quote(s) in pieces of PIECE_CHARS characters, never splitting a surrogate pair
+ *  (`quotes`: false for the body alone). */
+function* quotePieces(s: string, quotes = true): Generator<string, void, undefined> {
+  if (quotes) yield '"';
   const n = s.length;
   for (let i = 0; i < n; ) {
     let j = Math.min(n, i + PIECE_CHARS);
@@ -292,7 +301,7 @@ function* quotePieces(s: string): Generator<string, void, undefined> {
     yield quoteBody(s.slice(i, j));
     i = j;
   }
-  yield '"';
+  if (quotes) yield '"';
 }
 
 // ---- numbers

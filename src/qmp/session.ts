@@ -11,7 +11,7 @@
 import { crashPoint } from '../crash-point';
 import { JsonStreamParser, StreamItem } from '../json/stream';
 import { encodeJson, encodeJsonPieces, encodingIsLarge } from '../json/writer';
-import { JsonValue, isJsonObject } from '../json/value';
+import { JsonValue, isJsonObject, longParts } from '../json/value';
 import { isOobRequest } from './dispatcher';
 import { PreEncoded, Reply, SessionControl, CommandContext, PassedFd, PeerCredentials, WithFds } from './messages';
 
@@ -536,7 +536,7 @@ export class QmpSession implements SessionControl {
     }
     if (item.kind === 'value' && isOobRequest(item.value) && !this.frozen) {
       // Out-of-band: answered now, overtaking queued in-band requests (§1.5).
-      this.answer(this.monitor.dispatch(item.value, this.ctx, this.oobEnabled));
+      this.answer(this.noteId(item.value, this.monitor.dispatch(item.value, this.ctx, this.oobEnabled)));
       return;
     }
     this.queue.push(item);
@@ -574,7 +574,7 @@ export class QmpSession implements SessionControl {
                 queueMicrotask(() => this.pump());
               },
             };
-      const r = this.monitor.dispatch(item.value, ctx, this.oobEnabled);
+      const r = this.noteId(item.value, this.monitor.dispatch(item.value, ctx, this.oobEnabled));
       this.countRun();
       if (r instanceof Promise) {
         this.running.push(run);
@@ -679,6 +679,24 @@ export class QmpSession implements SessionControl {
     }
   }
 
+  /** Replies whose id is a long string decoded in parts (json/value.ts LONG_PARTS): printed
+   *  from the parts. */
+  private readonly idParts = new WeakMap<Reply, readonly string[]>();
+
+  /** Notes the parts of the request's id for its reply (the id is echoed as it came). */
+  private noteId(msg: JsonValue, r: Reply | Promise<Reply>): Reply | Promise<Reply> {
+    const parts = longParts(msg, 'id');
+    if (parts === undefined) return r;
+    if (!(r instanceof Promise)) {
+      this.idParts.set(r, parts);
+      return r;
+    }
+    return r.then((reply) => {
+      this.idParts.set(reply, parts);
+      return reply;
+    });
+  }
+
   private writeReply(reply: Reply): void {
     const withFds = reply.result instanceof WithFds ? reply.result : undefined;
     if (this.state === SessionState.Closed) {
@@ -687,7 +705,7 @@ export class QmpSession implements SessionControl {
     }
     if (withFds) return this.sendWithFds(encodeReply(reply), withFds);
     if (reply.hasId && encodingIsLarge(reply.id)) {
-      this.out.push({ pieces: encodeReplyPieces(reply) });
+      this.out.push({ pieces: encodeReplyPieces(reply, this.idParts.get(reply)) });
       this.outSpecial++;
       if (!this.inReceive) this.flush();
       return;
@@ -800,8 +818,8 @@ export class QmpSession implements SessionControl {
 const HANDOVER_OUTPUT_MS = 5000;
 
 /** encodeReply()'s text in pieces, for a reply whose id is large to print (encodingIsLarge). */
-export function* encodeReplyPieces(reply: Reply): Generator<string, void, undefined> {
-  const id = encodeJsonPieces(reply.id ?? null, { qdictOrder: true });
+export function* encodeReplyPieces(reply: Reply, idParts?: readonly string[]): Generator<string, void, undefined> {
+  const id = encodeJsonPieces(reply.id ?? null, { qdictOrder: true }, idParts);
   if (reply.error) {
     yield '{"id": ';
     yield* id;

@@ -3,7 +3,7 @@
 // pieces must be exactly encodeJson's (and a reply exactly encodeReply's) text.
 import { JsonStreamParser, StreamItem, STRING_PART_BYTES, MAX_ECHO_BYTES } from '../../../src/json/stream';
 import { encodeJson, encodeJsonPieces, encodingIsLarge, PIECE_CHARS } from '../../../src/json/writer';
-import { JsonValue } from '../../../src/json/value';
+import { JsonValue, longParts } from '../../../src/json/value';
 import { encodeReply, encodeReplyPieces } from '../../../src/qmp/session';
 import type { Reply } from '../../../src/qmp/messages';
 
@@ -87,6 +87,21 @@ describe('long strings decoded as they arrive', () => {
     const p = new JsonStreamParser((it) => items.push(it), limits);
     for (const c of split(rng(3), msg, 64 * 1024)) p.feed(c);
     expect(items[0]).toEqual({ kind: 'error', desc: 'JSON token size limit exceeded' });
+  });
+
+  test('a long id keeps its parts, and is printed from them exactly as encodeJson prints it', () => {
+    for (const unit of ['é', '😀', 'a\\u00e9\\n', 'x']) {
+      const msg = Buffer.from(`{"execute": "x", "id": "${unit.repeat(3 * STRING_PART_BYTES)}", "z": 1}`);
+      const items = parseChunks(split(rng(5), msg, 64 * 1024));
+      expect(items.length).toBe(1);
+      const v = (items[0] as { value: Record<string, JsonValue> }).value;
+      const parts = longParts(v, 'id');
+      expect(parts !== undefined && parts.length).toBeGreaterThan(2);
+      expect([...encodeJsonPieces(v.id, {}, parts)].join('')).toBe(encodeJson(v.id));
+      expect(longParts(v, 'z')).toBeUndefined();
+      v.id = 'other';
+      expect(longParts(v, 'id')).toBeUndefined();
+    }
   });
 
   test('unfinishedCost counts the decoded part', () => {
