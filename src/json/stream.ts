@@ -193,6 +193,12 @@ export class JsonStreamParser {
     return this.pendLen + 2 * this.strChars + 2 * this.tokenSize + TOKEN_HEAP_COST * this.tokenCount;
   }
 
+  /** Tokens of the message being received (each a live object of its partial value, or
+   *  parser bookkeeping); sessions add them up across connections. */
+  get unfinishedTokens(): number {
+    return this.tokenCount;
+  }
+
   /** Discards any partial token and message (QEMU re-creates its parser on disconnect, §1.7). */
   reset(): void {
     this.generation++;

@@ -9,7 +9,7 @@
 // event-loop turn, so a huge frame or a long pipeline never holds other clients up for long;
 // a reply too large to print in one turn (a 64 MiB id echoed) is written a piece per turn.
 import { crashPoint } from '../crash-point';
-import { JsonStreamParser, StreamItem } from '../json/stream';
+import { JsonStreamParser, MAX_TOKEN_COUNT, StreamItem } from '../json/stream';
 import { encodeJson, encodeJsonPieces, encodingIsLarge } from '../json/writer';
 import { JsonValue, isJsonObject, longParts } from '../json/value';
 import { isOobRequest } from './dispatcher';
@@ -96,6 +96,14 @@ export const INPUT_BUDGET_BYTES = 512 * 1024 * 1024;
  *  that a hostile client holding the budget cannot lock out ordinary ones. With --max-clients
  *  1024 this adds at most 1 GiB to the budget. */
 export const INPUT_ALLOWANCE_PER_CLIENT = 1024 * 1024;
+/** Tokens that unfinished messages of all connections together may hold beyond each one's
+ *  allowance: one message at QEMU's token limit. Each token of a partial value is a live heap
+ *  object, and the garbage collector's pauses grow with their number, not their bytes: seven
+ *  connections holding 2 Mi-token messages (4.9 M objects, within the byte budget) made every
+ *  other client wait ~60 ms at the 99th percentile. A message at QEMU's limits still passes
+ *  when no other connection holds a large one; past the total the connection is cut off with
+ *  INPUT_BUDGET_TEXT, as for the byte budget. */
+export const INPUT_BUDGET_TOKENS = MAX_TOKEN_COUNT;
 export const INPUT_BUDGET_TEXT = 'QMP input limit exceeded: unfinished messages of all clients hold too much memory; closing the connection';
 
 /** Received fds (SCM_RIGHTS) all connections together may hold untaken. Each holds at most
@@ -108,11 +116,13 @@ export const MAX_HELD_FDS = 2048;
  *  they hold). */
 export class InputBudget {
   used = 0;
+  tokens = 0;
   fdsHeld = 0;
   constructor(
     readonly limit = INPUT_BUDGET_BYTES,
     readonly allowance = INPUT_ALLOWANCE_PER_CLIENT,
     readonly fdLimit = MAX_HELD_FDS,
+    readonly tokenLimit = INPUT_BUDGET_TOKENS,
   ) {}
 }
 
@@ -192,8 +202,9 @@ export class QmpSession implements SessionControl {
   private negotiationTimer: NodeJS.Timeout | undefined;
   /** The deadline passed while frozen: acted on at thaw (an export carries the deadline). */
   private negotiationExpired = false;
-  /** This session's share of the monitor's inputBudget.used. */
+  /** This session's share of the monitor's inputBudget.used and .tokens. */
   private inputCharged = 0;
+  private tokensCharged = 0;
   /** The transport's output backlog is large: queued requests wait (their replies would pile
    *  up), and the queue's length stops input as usual. */
   private outputBlocked = false;
@@ -353,10 +364,13 @@ export class QmpSession implements SessionControl {
   private chargeInput(): void {
     if (this.state === SessionState.Closed) return;
     const cost = this.parser.unfinishedCost;
+    const tokens = this.parser.unfinishedTokens;
     const inputBudget = this.monitor.inputBudget;
     inputBudget.used += cost - this.inputCharged;
+    inputBudget.tokens += tokens - this.tokensCharged;
     this.inputCharged = cost;
-    if (cost <= inputBudget.allowance || inputBudget.used <= inputBudget.limit) return;
+    this.tokensCharged = tokens;
+    if (cost <= inputBudget.allowance || (inputBudget.used <= inputBudget.limit && inputBudget.tokens <= inputBudget.tokenLimit)) return;
     this.parser.reset();
     this.releaseInput();
     this.queue.length = 0;
@@ -368,7 +382,9 @@ export class QmpSession implements SessionControl {
 
   private releaseInput(): void {
     this.monitor.inputBudget.used -= this.inputCharged;
+    this.monitor.inputBudget.tokens -= this.tokensCharged;
     this.inputCharged = 0;
+    this.tokensCharged = 0;
   }
 
   /** fds received and not taken by a command yet: QEMU's way (qemu-facts: tcp_chr_recv) is to
