@@ -11,7 +11,9 @@
 //   --warm    ms to wait after the daemon starts, before the probe (default 5000: the daemon
 //             compiles its argument validators in the background after start)
 //   env HOSTMEMD_NODE_ARGS: extra node options for the daemon (e.g. "--cpu-prof
-//             --cpu-prof-dir=/tmp/prof" to find where the event loop is held)
+//             --cpu-prof-dir=/tmp/prof" to find where the event loop is held, "--trace-gc")
+//   env HOSTMEMD_ATTACK_LOG: a file the daemons' stderr (the log) and stdout (--trace-gc) are
+//             appended to
 // Attacks: bad-token (one 64 MiB message ending in a bad byte), unfinished (100 connections each
 // holding an unfinished 2.1 MB `[{},{},...`), ws-frame (one WebSocket frame of 2.33 M requests),
 // non-ascii-id (a 64 MiB id of non-ASCII characters, reply read in full), long-name (a 64 MiB
@@ -47,9 +49,14 @@ async function startDaemon({ ws = false } = {}) {
   const sock = path.join(dir, 'qmp.sock');
   const port = ws ? await freePort() : 0;
   const extra = ws ? ['--ws', `127.0.0.1:${port}`] : [];
-  const proc = spawn(process.execPath, [...(process.env.HOSTMEMD_NODE_ARGS ?? '').split(' ').filter((a) => a), path.join(ROOT, 'bin', 'hostmemd'), '--state-dir', dir, '--accel', 'none', ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const logFile = process.env.HOSTMEMD_ATTACK_LOG;
+  const proc = spawn(process.execPath, [...(process.env.HOSTMEMD_NODE_ARGS ?? '').split(' ').filter((a) => a), path.join(ROOT, 'bin', 'hostmemd'), '--state-dir', dir, '--accel', 'none', ...extra], { stdio: ['ignore', logFile ? 'pipe' : 'ignore', 'pipe'] });
   let logBytes = 0;
-  proc.stderr.on('data', (d) => (logBytes += d.length));
+  proc.stdout?.on('data', (d) => fs.appendFileSync(logFile, d));
+  proc.stderr.on('data', (d) => {
+    logBytes += d.length;
+    if (logFile) fs.appendFileSync(logFile, d);
+  });
   const deadline = Date.now() + 15000;
   while (!fs.existsSync(sock)) {
     if (proc.exitCode !== null || Date.now() > deadline) throw new Error('hostmemd did not start');

@@ -2,7 +2,7 @@
 // reproducing QEMU's json-lexer + json-streamer + json-parser (qemu-facts §1.9, §2) including
 // their exact error texts and resynchronisation. What a value means (QMP request checks, §1.4)
 // is the dispatcher's job; printing values and error texts is writer.ts's.
-import { JsonFloat, JsonObject, JsonValue, MEMBER_ORDER } from './value';
+import { JsonFloat, JsonObject, JsonValue, LONG_PARTS, LongString, MEMBER_ORDER } from './value';
 
 export type StreamItem = { kind: 'value'; value: JsonValue } | { kind: 'error'; desc: string };
 
@@ -25,6 +25,10 @@ export const ECHO_MARK = '...';
 /** Estimated heap bytes per token of an unfinished message (a parsed `{}` in a list costs a JS
  *  object, a list slot and parser bookkeeping: about 26 bytes measured, rounded up). */
 export const TOKEN_HEAP_COST = 32;
+/** A string token whose bytes from earlier chunks reach this many is decoded as it arrives, a
+ *  part per chunk fed (sessions feed 64 KiB per turn): decoding a 64 MiB string at its closing
+ *  quote held the event loop for seconds. */
+export const STRING_PART_BYTES = 64 * 1024;
 
 export interface JsonStreamLimits {
   maxTokenSize: number;
@@ -115,6 +119,8 @@ interface Frame {
   isKey: boolean;
   /** Insertion order, kept once an integer-like key makes Object.keys() disagree with it. */
   order: string[] | null;
+  /** Members that are long strings decoded in parts (value.ts LONG_PARTS). */
+  long?: Map<string, LongString>;
 }
 
 const PEND_INITIAL = 256;
@@ -137,6 +143,18 @@ export class JsonStreamParser {
   private pend: Buffer = Buffer.allocUnsafe(PEND_INITIAL); // open token's bytes from earlier chunks
   private pendLen = 0;
   private strFlags = 0;
+  // A long string being decoded as it arrives (STRING_PART_BYTES): the token's bytes before
+  // pend[0] (pendBase of them) are decoded into strParts (strChars characters), or strError
+  // says why they cannot be; strHead keeps the token's first MAX_ECHO_BYTES for an echo.
+  private pendBase = 0;
+  private strParts: string[] = [];
+  private strChars = 0;
+  private strError: string | null = null;
+  private strHead: Buffer | null = null;
+  /** The string token being parsed, decoded already (null: decodeError says why), and its
+   *  parts when it was decoded as it arrived. */
+  private preDecoded: string | null | undefined = undefined;
+  private preParts: LongString | undefined;
   private generation = 0; // bumped by reset() so feed() notices a reset made by onItem
 
   // Streamer (message splitting and limits)
@@ -172,7 +190,13 @@ export class JsonStreamParser {
    *  connections (qmp/session.ts input budget). */
   get unfinishedCost(): number {
     if (this.state === L_START && this.tokenCount === 0) return 0;
-    return this.pendLen + 2 * this.tokenSize + TOKEN_HEAP_COST * this.tokenCount;
+    return this.pendLen + 2 * this.strChars + 2 * this.tokenSize + TOKEN_HEAP_COST * this.tokenCount;
+  }
+
+  /** Tokens of the message being received (each a live object of its partial value, or
+   *  parser bookkeeping); sessions add them up across connections. */
+  get unfinishedTokens(): number {
+    return this.tokenCount;
   }
 
   /** Discards any partial token and message (QEMU re-creates its parser on disconnect, §1.7). */
@@ -180,6 +204,7 @@ export class JsonStreamParser {
     this.generation++;
     this.state = L_START;
     this.pendLen = 0;
+    this.dropLongString();
     if (this.pend.length > PEND_KEEP) this.pend = Buffer.allocUnsafe(PEND_INITIAL);
     this.resetMessage();
   }
@@ -246,7 +271,7 @@ export class JsonStreamParser {
         case L_SQ: {
           const quote = st === L_DQ ? 0x22 : 0x27;
           // Plain bytes are consumed in bulk, but never past the token size limit.
-          const stop = Math.min(n, this.tokStart + max - this.pendLen);
+          const stop = Math.min(n, this.tokStart + max - this.pendLen - this.pendBase);
           let hi = 0;
           let c = 0;
           while (i < stop) {
@@ -328,7 +353,7 @@ export class JsonStreamParser {
         case L_DIGITS:
         case L_MANTISSA_DIGITS:
         case L_EXP_DIGITS: {
-          const stop = Math.min(n, this.tokStart + max - this.pendLen);
+          const stop = Math.min(n, this.tokStart + max - this.pendLen - this.pendBase);
           while (i < stop && chunk[i] >= 0x30 && chunk[i] <= 0x39) i++;
           if (i >= n) continue;
           const c = chunk[i];
@@ -368,7 +393,7 @@ export class JsonStreamParser {
         }
 
         case L_KEYWORD: {
-          const stop = Math.min(n, this.tokStart + max - this.pendLen);
+          const stop = Math.min(n, this.tokStart + max - this.pendLen - this.pendBase);
           while (i < stop && chunk[i] >= 0x61 && chunk[i] <= 0x7a) i++;
           if (i >= n) continue;
           const c = chunk[i];
@@ -383,14 +408,18 @@ export class JsonStreamParser {
       }
       // A byte was added to the open token: enforce the lexer's token size limit (§2.1). The
       // oversized token is dropped and lexing restarts in the start state with the next byte.
-      if (i - this.tokStart + this.pendLen > max) {
+      if (i - this.tokStart + this.pendLen + this.pendBase > max) {
         this.pendLen = 0;
+        this.dropLongString();
         this.state = L_START;
         this.fail(TOKEN_SIZE_ERROR);
         if (this.generation !== gen) return;
       }
     }
-    if (this.state > L_RECOVERY) this.appendPend(chunk, this.tokStart, n);
+    if (this.state > L_RECOVERY) {
+      this.appendPend(chunk, this.tokStart, n);
+      if (this.state <= L_SQ_ESC && this.pendLen >= STRING_PART_BYTES) this.decodeAhead();
+    }
   }
 
   // ---- lexer helpers
@@ -406,9 +435,44 @@ export class JsonStreamParser {
     this.pendLen = need;
   }
 
+  /** The open string token has STRING_PART_BYTES or more in pend: decodes what can be decoded
+   *  (not a UTF-8 sequence or escape the next chunk may complete) and drops it from pend. After
+   *  a decoding error only the bytes are counted: the token's value is an error either way. */
+  private decodeAhead(): void {
+    const pend = this.pend;
+    let from = 0;
+    if (this.pendBase === 0) {
+      this.strHead = Buffer.from(pend.subarray(0, MAX_ECHO_BYTES));
+      from = 1; // the opening quote
+    }
+    let to = this.pendLen;
+    if (this.strError === null) {
+      const part = decodeRun(pend, from, this.pendLen, this.pendLen, true);
+      if (part === null) this.strError = decodeError;
+      else {
+        this.strParts.push(part);
+        this.strChars += part.length;
+        to = runEnd;
+      }
+    }
+    pend.copy(pend, 0, to, this.pendLen);
+    this.pendLen -= to;
+    this.pendBase += to;
+  }
+
+  private dropLongString(): void {
+    if (this.pendBase === 0) return;
+    this.pendBase = 0;
+    this.strParts = [];
+    this.strChars = 0;
+    this.strError = null;
+    this.strHead = null;
+  }
+
   /** The open token ends before chunk[end]: hand it to the streamer. */
   private endToken(type: number, chunk: Buffer, end: number): void {
     this.state = L_START;
+    if (this.pendBase > 0) return this.endLongString(chunk, end);
     if (this.pendLen === 0) {
       this.token(type, chunk, this.tokStart, end);
       return;
@@ -420,12 +484,46 @@ export class JsonStreamParser {
     if (this.pend.length > PEND_KEEP && this.pendLen === 0) this.pend = Buffer.allocUnsafe(PEND_INITIAL);
   }
 
+  /** A string decoded as it arrived ends: its last part, then the streamer as usual. */
+  private endLongString(chunk: Buffer, end: number): void {
+    this.appendPend(chunk, this.tokStart, end);
+    const len = this.pendLen;
+    let value: string | null = null;
+    if (this.strError === null) {
+      const last = decodeRun(this.pend, 0, len - 1, len, false);
+      if (last === null) this.strError = decodeError;
+      else {
+        // A rope of the parts: joining them flat is one fresh allocation of up to 128 MB,
+        // seconds of page faults in one turn; the parts go along for printing (LONG_PARTS).
+        const parts = this.strParts;
+        if (last !== '') parts.push(last);
+        value = '';
+        for (const p of parts) value += p;
+        this.preParts = { value, parts };
+      }
+    }
+    if (value === null) decodeError = this.strError as string;
+    const size = this.pendBase + len;
+    this.dropLongString();
+    this.pendLen = 0;
+    this.preDecoded = value;
+    try {
+      this.token(T_STRING, this.pend, 0, len, size);
+    } finally {
+      this.preDecoded = undefined;
+      this.preParts = undefined;
+    }
+    if (this.pend.length > PEND_KEEP && this.pendLen === 0) this.pend = Buffer.allocUnsafe(PEND_INITIAL);
+  }
+
   /** Lexical error on chunk[end - 1]: QEMU reports the token so far, bad byte included (§2.2),
    *  drops the message being collected and skips input until a resync byte (§1.9). */
   private lexError(chunk: Buffer, end: number): void {
     let text: string;
     const len = this.pendLen + (end - this.tokStart);
-    if (len > MAX_ECHO_BYTES) {
+    if (this.pendBase > 0) {
+      text = echoHead(this.strHead as Buffer); // a long string: its head was kept
+    } else if (len > MAX_ECHO_BYTES) {
       // Only the head is copied and decoded: the token can be 64 MiB (MAX_ECHO_BYTES).
       const fromPend = Math.min(this.pendLen, MAX_ECHO_BYTES);
       const head = Buffer.allocUnsafe(MAX_ECHO_BYTES);
@@ -439,6 +537,7 @@ export class JsonStreamParser {
       text = lenientDecode(this.pend, 0, this.pendLen);
     }
     this.pendLen = 0;
+    this.dropLongString();
     if (this.pend.length > PEND_KEEP) this.pend = Buffer.allocUnsafe(PEND_INITIAL);
     this.state = L_RECOVERY;
     this.fail(`${PARSE_ERROR}stray '${text}'`);
@@ -446,7 +545,9 @@ export class JsonStreamParser {
 
   // ---- streamer (§2.3): splits messages by bracket depth, enforces limits
 
-  private token(type: number, b: Buffer, s: number, e: number): void {
+  /** A token b[s..e); `size`: its length in the input when only its end is in b (a long
+   *  string decoded as it arrived). */
+  private token(type: number, b: Buffer, s: number, e: number, size = e - s): void {
     switch (type) {
       case T_LCURLY:
         this.braces++;
@@ -463,10 +564,10 @@ export class JsonStreamParser {
     }
     // After a limit error the message is dropped and the following tokens start new messages,
     // so the rest of a deep or huge message yields a cascade of errors, as in QEMU (§2.1).
-    if (this.tokenSize + (e - s) + 1 > this.maxTokenSize) return this.fail(TOKEN_SIZE_ERROR);
+    if (this.tokenSize + size + 1 > this.maxTokenSize) return this.fail(TOKEN_SIZE_ERROR);
     if (this.tokenCount + 1 > this.maxTokenCount) return this.fail(TOKEN_COUNT_ERROR);
     if (this.braces + this.brackets > this.maxNesting) return this.fail(NESTING_ERROR);
-    this.tokenSize += e - s;
+    this.tokenSize += size;
     this.tokenCount++;
     if (this.expect !== P_ERROR) this.parse(type, b, s, e);
     if ((this.braces > 0 || this.brackets > 0) && this.braces >= 0 && this.brackets >= 0) return;
@@ -555,7 +656,7 @@ export class JsonStreamParser {
         this.expect = P_ARR_FIRST;
         return;
       case T_STRING: {
-        const str = decodeString(b, s, e, this.strFlags);
+        const str = this.preDecoded !== undefined ? this.preDecoded : decodeString(b, s, e, this.strFlags);
         if (str === null) return this.error(decodeError);
         return this.add(str);
       }
@@ -579,7 +680,7 @@ export class JsonStreamParser {
   private parseKey(type: number, b: Buffer, s: number, e: number): void {
     switch (type) {
       case T_STRING: {
-        const key = decodeString(b, s, e, this.strFlags);
+        const key = this.preDecoded !== undefined ? this.preDecoded : decodeString(b, s, e, this.strFlags);
         if (key === null) return this.error(decodeError);
         this.stack[this.stack.length - 1].key = key;
         this.expect = P_COLON;
@@ -605,6 +706,7 @@ export class JsonStreamParser {
     const f = this.stack.pop() as Frame;
     if (f.isKey) return this.error('key is not a string in object');
     if (f.order !== null) Object.defineProperty(f.obj, MEMBER_ORDER, { value: f.order });
+    if (f.long !== undefined) Object.defineProperty(f.obj, LONG_PARTS, { value: f.long });
     this.add(f.obj ?? (f.arr as JsonValue[]));
   }
 
@@ -627,6 +729,7 @@ export class JsonStreamParser {
     if (Object.prototype.hasOwnProperty.call(obj, key)) return this.error('duplicate key');
     if (f.order !== null) f.order.push(key);
     else if (isIndexKey(key)) f.order = [...Object.keys(obj), key]; // keys so far are in order
+    if (this.preParts !== undefined && v === this.preParts.value) (f.long ??= new Map()).set(key, this.preParts);
     if (key === '__proto__') {
       // An own member, not the prototype: assignment would call the __proto__ setter.
       Object.defineProperty(obj, key, { value: v, enumerable: true, writable: true, configurable: true });
@@ -842,9 +945,24 @@ const SHORT_ESCAPES: Record<number, string> = {
 
 /** Left-to-right decoding with escapes, reporting the first error as QEMU's parse_string. */
 function decodeSlow(b: Buffer, s: number, e: number): string | null {
-  const end = e - 1; // the closing quote
+  return decodeRun(b, s + 1, e - 1, e, false);
+}
+
+/** Where the last decodeRun() stopped. */
+let runEnd = 0;
+/** Longest escape: a surrogate pair, \uXXXX\uXXXX. */
+const MAX_ESCAPE_BYTES = 12;
+/** Longest sequence modUtf8At() reads. */
+const MAX_SEQUENCE_BYTES = 6;
+
+/**
+ * Decodes the string bytes b[s..end) (`e`: where the token ends, its closing quote included,
+ * for escapes read past `end`). `partial`: b[s..end) is a part of a longer string, decoded up
+ * to a UTF-8 sequence or escape the rest may complete (runEnd says where).
+ */
+function decodeRun(b: Buffer, s: number, end: number, e: number, partial: boolean): string | null {
   let out = '';
-  let run = s + 1; // start of raw bytes not yet appended
+  let run = s; // start of raw bytes not yet appended
   let p = run;
   while (p < end) {
     const c = b[p];
@@ -852,6 +970,7 @@ function decodeSlow(b: Buffer, s: number, e: number): string | null {
       p++;
       continue;
     }
+    if (partial && p + (c === 0x5c ? MAX_ESCAPE_BYTES : MAX_SEQUENCE_BYTES) > end) break;
     if (c !== 0x5c) {
       const cp = modUtf8At(b, p, end);
       if (cp < 0) {
@@ -898,7 +1017,8 @@ function decodeSlow(b: Buffer, s: number, e: number): string | null {
     }
     run = p;
   }
-  if (run < end) out += b.toString('utf8', run, end);
+  if (run < p) out += b.toString('utf8', run, p);
+  runEnd = p;
   return out;
 }
 

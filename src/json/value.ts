@@ -30,6 +30,25 @@ export function isJsonNumber(v: unknown): v is number | bigint | JsonFloat {
  *  (qemu-facts §1.1) depends on insertion order. Non-enumerable, so invisible to comparisons. */
 export const MEMBER_ORDER: unique symbol = Symbol('hostmemd.memberOrder');
 
+/** Where stream.ts records, on a parsed object, the parts of its members that are long strings
+ *  decoded as they arrived (Map from member name to parts, joined the value). The value is a
+ *  rope of those parts: copying it flat is a fresh allocation of up to 128 MB, and printing
+ *  it from its parts (writer.ts encodeJsonPieces) needs none. Non-enumerable. */
+export const LONG_PARTS: unique symbol = Symbol('hostmemd.longParts');
+
+export interface LongString {
+  value: string;
+  parts: readonly string[];
+}
+
+/** The parts `o[key]` was decoded from, when it is (still) a long string decoded in parts. */
+export function longParts(o: unknown, key: string): readonly string[] | undefined {
+  if (typeof o !== 'object' || o === null) return undefined;
+  const long = (o as { [LONG_PARTS]?: Map<string, LongString> })[LONG_PARTS]?.get(key);
+  // The same string (identity, which compares without reading the characters).
+  return long !== undefined && (o as Record<string, unknown>)[key] === long.value ? long.parts : undefined;
+}
+
 /** An object's keys in insertion order: the recorded order while it still matches the object's
  *  own keys, else Object.keys(). */
 export function memberKeys(o: JsonObject): string[] {

@@ -137,8 +137,13 @@ function quote(s: string): string {
 
 /** What quote() prints, for a long string: the exact length first, then the bytes (ASCII). */
 export function quoteLong(s: string): string {
+  return '"' + quoteBody(s) + '"';
+}
+
+/** quote() without the quotes, into a buffer sized first. */
+function quoteBody(s: string): string {
   const n = s.length;
-  let len = 2;
+  let len = 0;
   for (let i = 0; i < n; i++) {
     const c = s.charCodeAt(i);
     if (c >= 0x20 && c < 0x7f) len += c === 0x22 || c === 0x5c ? 2 : 1;
@@ -162,7 +167,6 @@ export function quoteLong(s: string): string {
     b[o++] = HEX.charCodeAt((c >> 4) & 15);
     b[o++] = HEX.charCodeAt(c & 15);
   };
-  b[o++] = 0x22;
   for (let i = 0; i < n; i++) {
     const c = s.charCodeAt(i);
     if (c >= 0x20 && c < 0x7f) {
@@ -199,8 +203,105 @@ export function quoteLong(s: string): string {
     if ((c >= 0xd800 && c <= 0xdfff) || (c >= 0xfdd0 && c <= 0xfdef) || c >= 0xfffe) u(0xfffd);
     else u(c);
   }
-  b[o++] = 0x22;
   return b.toString('latin1');
+}
+
+// ---- incremental encoding (a value too large to print in one event-loop turn)
+
+/** Characters of a long string quoted per piece by encodeJsonPieces (up to 6 bytes each). */
+export const PIECE_CHARS = 32 * 1024;
+
+/** Whether printing `v` is large work: a string of PIECE_CHARS or more, or more than
+ *  PIECE_CHARS strings' worth of members and characters in all. Stops counting there. */
+export function encodingIsLarge(v: JsonValue | undefined): boolean {
+  return weigh(v, PIECE_CHARS) < 0;
+}
+
+/** `budget` less the weight of v (negative once exceeded; counting stops there). */
+function weigh(v: JsonValue | undefined, budget: number): number {
+  if (typeof v === 'string') return budget - v.length;
+  if (typeof v !== 'object' || v === null || v instanceof JsonFloat) return budget - 1;
+  if (Array.isArray(v)) {
+    budget -= 1;
+    for (let i = 0; i < v.length && budget >= 0; i++) budget = weigh(v[i], budget);
+    return budget;
+  }
+  budget -= 1;
+  for (const k of Object.keys(v)) {
+    if (budget < 0) break;
+    budget = weigh(v[k], budget - k.length);
+  }
+  return budget;
+}
+
+/**
+ * encodeJson()'s text as a sequence of pieces, each small work to make: a long string is
+ * quoted PIECE_CHARS characters at a time, containers member by member. The concatenation
+ * is exactly encodeJson(v, opts). For values encodingIsLarge() finds large; the caller takes
+ * pieces a turn's worth at a time.
+ */
+export function* encodeJsonPieces(v: JsonValue, opts?: EncodeOptions, parts?: readonly string[]): Generator<string, void, undefined> {
+  if (typeof v === 'string' && parts !== undefined && parts.reduce((n, p) => n + p.length, 0) === v.length) {
+    // A long string decoded in parts (value.ts LONG_PARTS): quoted a part at a time, never
+    // read whole (a part ends between characters: decoded strings hold no lone surrogate).
+    yield '"';
+    for (const p of parts) yield* p.length < 2 * PIECE_CHARS ? [quoteBody(p)] : quotePieces(p, false);
+    yield '"';
+    return;
+  }
+  yield* pieces(v, opts?.qdictOrder === true);
+}
+
+function* pieces(v: JsonValue | undefined, qdict: boolean): Generator<string, void, undefined> {
+  if (typeof v === 'string') {
+    if (v.length < PIECE_CHARS) yield quote(v);
+    else yield* quotePieces(v);
+    return;
+  }
+  if (typeof v !== 'object' || v === null || v instanceof JsonFloat) {
+    yield enc(v, qdict);
+    return;
+  }
+  if (Array.isArray(v)) {
+    if (v.length === 0) return yield '[]';
+    for (let i = 0; i < v.length; i++) {
+      yield i === 0 ? '[' : ', ';
+      yield* member(v[i], qdict);
+    }
+    return yield ']';
+  }
+  let keys = memberKeys(v);
+  if (qdict && keys.length > 1) keys = qdictKeyOrder(keys);
+  let first = true;
+  for (const k of keys) {
+    const m = v[k];
+    if (m === undefined) continue;
+    yield (first ? '{' : ', ') + quote(k) + ': ';
+    first = false;
+    yield* member(m, qdict);
+  }
+  yield first ? '{}' : '}';
+}
+
+/** A member: printed at once when small (a generator per scalar would be slow). */
+function* member(v: JsonValue, qdict: boolean): Generator<string, void, undefined> {
+  if ((typeof v === 'object' && v !== null && !(v instanceof JsonFloat)) || (typeof v === 'string' && v.length >= PIECE_CHARS)) yield* pieces(v, qdict);
+  else yield enc(v, qdict);
+}
+
+/** quote(s) in pieces of PIECE_CHARS characters, never splitting a surrogate pair
+ *  (`quotes`: false for the body alone). */
+function* quotePieces(s: string, quotes = true): Generator<string, void, undefined> {
+  if (quotes) yield '"';
+  const n = s.length;
+  for (let i = 0; i < n; ) {
+    let j = Math.min(n, i + PIECE_CHARS);
+    const last = s.charCodeAt(j - 1);
+    if (j < n && last >= 0xd800 && last <= 0xdbff) j--; // its trailing half is in the next piece
+    yield quoteBody(s.slice(i, j));
+    i = j;
+  }
+  if (quotes) yield '"';
 }
 
 // ---- numbers

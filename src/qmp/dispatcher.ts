@@ -1,11 +1,11 @@
 // Turns one parsed request into a reply: QEMU's top-level checks (qemu-facts §1.4) in their
 // order, command lookup in the table the session's state allows, the OOB rule, ajv argument
 // validation, then the handler. It knows nothing of sockets or wire text.
-import { JsonValue, JsonObject, isJsonObject, memberKeys } from '../json/value';
+import { JsonValue, JsonObject, isJsonObject, longParts, memberKeys } from '../json/value';
 import { qdictKeyOrder } from '../json/writer';
 import { CommandContext, Handler, Reply, CommandResult } from './messages';
 import { toQmpError, QmpErrorBody } from '../errors/to-qmp';
-import { clip } from '../errors/text';
+import { clip, MAX_ECHO_CHARS } from '../errors/text';
 
 /** What the dispatcher needs to know of a command (from the compiled schema). */
 export interface DispatchCommand {
@@ -66,7 +66,11 @@ export class Dispatcher {
       }
     }
     if (execKey === undefined) return fail(generic("QMP input lacks member 'execute'"));
-    const name = msg[execKey] as string;
+    let name = msg[execKey] as string;
+    // No command has a name this long, and only its head is ever echoed or logged (clip):
+    // keep just that, from the decoded parts when it has them, so that a 64 MiB name is never
+    // copied whole (a fresh allocation of that size is a long stall of page faults).
+    if (name.length > MAX_ECHO_CHARS) name = head(name, longParts(msg, execKey), MAX_ECHO_CHARS + 1);
     const startNs = process.hrtime.bigint();
 
     const negotiated = ctx.session.negotiated;
@@ -120,4 +124,15 @@ export class Dispatcher {
 
 function generic(desc: string): QmpErrorBody {
   return { class: 'GenericError', desc };
+}
+
+/** The first `n` characters of `s`, from `parts` (s's decoded parts) when given. */
+function head(s: string, parts: readonly string[] | undefined, n: number): string {
+  if (parts === undefined) return s.slice(0, n);
+  let out = '';
+  for (const p of parts) {
+    if (out.length >= n) break;
+    out += p.slice(0, n - out.length);
+  }
+  return out;
 }

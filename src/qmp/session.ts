@@ -6,11 +6,12 @@
 // Memory is bounded whatever the input: unfinished messages share a budget across connections,
 // and requests wait while the transport reports a large output backlog. Time is bounded too: a
 // session parses at most FEED_SLICE_BYTES and runs at most REQUESTS_PER_TURN requests per
-// event-loop turn, so a huge frame or a long pipeline never holds other clients up for long.
+// event-loop turn, so a huge frame or a long pipeline never holds other clients up for long;
+// a reply too large to print in one turn (a 64 MiB id echoed) is written a piece per turn.
 import { crashPoint } from '../crash-point';
-import { JsonStreamParser, StreamItem } from '../json/stream';
-import { encodeJson } from '../json/writer';
-import { JsonValue, isJsonObject } from '../json/value';
+import { JsonStreamParser, MAX_TOKEN_COUNT, StreamItem } from '../json/stream';
+import { encodeJson, encodeJsonPieces, encodingIsLarge } from '../json/writer';
+import { JsonValue, isJsonObject, longParts } from '../json/value';
 import { isOobRequest } from './dispatcher';
 import { PreEncoded, Reply, SessionControl, CommandContext, PassedFd, PeerCredentials, WithFds } from './messages';
 
@@ -98,6 +99,14 @@ export const INPUT_BUDGET_BYTES = 512 * 1024 * 1024;
  *  that a hostile client holding the budget cannot lock out ordinary ones. With --max-clients
  *  1024 this adds at most 1 GiB to the budget. */
 export const INPUT_ALLOWANCE_PER_CLIENT = 1024 * 1024;
+/** Tokens that unfinished messages of all connections together may hold beyond each one's
+ *  allowance: one message at QEMU's token limit. Each token of a partial value is a live heap
+ *  object, and the garbage collector's pauses grow with their number, not their bytes: seven
+ *  connections holding 2 Mi-token messages (4.9 M objects, within the byte budget) made every
+ *  other client wait ~60 ms at the 99th percentile. A message at QEMU's limits still passes
+ *  when no other connection holds a large one; past the total the connection is cut off with
+ *  INPUT_BUDGET_TEXT, as for the byte budget. */
+export const INPUT_BUDGET_TOKENS = MAX_TOKEN_COUNT;
 export const INPUT_BUDGET_TEXT = 'QMP input limit exceeded: unfinished messages of all clients hold too much memory; closing the connection';
 
 /** Received fds (SCM_RIGHTS) all connections together may hold untaken. Each holds at most
@@ -110,11 +119,13 @@ export const MAX_HELD_FDS = 2048;
  *  they hold). */
 export class InputBudget {
   used = 0;
+  tokens = 0;
   fdsHeld = 0;
   constructor(
     readonly limit = INPUT_BUDGET_BYTES,
     readonly allowance = INPUT_ALLOWANCE_PER_CLIENT,
     readonly fdLimit = MAX_HELD_FDS,
+    readonly tokenLimit = INPUT_BUDGET_TOKENS,
   ) {}
 }
 
@@ -149,7 +160,14 @@ export const FEED_SLICE_BYTES = 64 * 1024;
  *  query-version requests, ~30 ms of work on a loaded host). */
 export const REQUESTS_PER_TURN = 128;
 
+/** Output a reply printed a piece at a time writes per event-loop turn (a 32 Mi-character
+ *  non-ASCII id is 192 MB of \uXXXX escapes; printing it at once held the loop for seconds). */
+export const STREAM_BYTES_PER_TURN = 256 * 1024;
+
 export type Queued = { kind: 'value'; value: JsonValue } | { kind: 'error'; desc: string };
+
+/** Output waiting in order: text, a reply printed a piece at a time, a reply with fds. */
+type OutItem = string | { pieces: Iterator<string> } | { line: string; withFds: WithFds } | { bytes: readonly Buffer[] };
 
 export enum SessionState {
   Negotiating,
@@ -164,7 +182,11 @@ export class QmpSession implements SessionControl {
   /** In-band requests started and not answered yet, oldest first. */
   private readonly running: Running[] = [];
   private paused = false;
-  private out: string[] = [];
+  private out: OutItem[] = [];
+  /** Items of `out` that are not text; and the reply being written a piece per turn, which
+   *  everything after it waits for. */
+  private outSpecial = 0;
+  private streaming: Iterator<string> | undefined;
   private inReceive = false;
   private readonly parser: JsonStreamParser;
   private readonly ctx: CommandContext;
@@ -183,8 +205,9 @@ export class QmpSession implements SessionControl {
   private negotiationTimer: NodeJS.Timeout | undefined;
   /** The deadline passed while frozen: acted on at thaw (an export carries the deadline). */
   private negotiationExpired = false;
-  /** This session's share of the monitor's inputBudget.used. */
+  /** This session's share of the monitor's inputBudget.used and .tokens. */
   private inputCharged = 0;
+  private tokensCharged = 0;
   /** The transport's output backlog is large: queued requests wait (their replies would pile
    *  up), and the queue's length stops input as usual. */
   private outputBlocked = false;
@@ -354,10 +377,13 @@ export class QmpSession implements SessionControl {
   private chargeInput(): void {
     if (this.state === SessionState.Closed) return;
     const cost = this.parser.unfinishedCost;
+    const tokens = this.parser.unfinishedTokens;
     const inputBudget = this.monitor.inputBudget;
     inputBudget.used += cost - this.inputCharged;
+    inputBudget.tokens += tokens - this.tokensCharged;
     this.inputCharged = cost;
-    if (cost <= inputBudget.allowance || inputBudget.used <= inputBudget.limit) return;
+    this.tokensCharged = tokens;
+    if (cost <= inputBudget.allowance || (inputBudget.used <= inputBudget.limit && inputBudget.tokens <= inputBudget.tokenLimit)) return;
     this.parser.reset();
     this.releaseInput();
     this.queue.length = 0;
@@ -369,7 +395,9 @@ export class QmpSession implements SessionControl {
 
   private releaseInput(): void {
     this.monitor.inputBudget.used -= this.inputCharged;
+    this.monitor.inputBudget.tokens -= this.tokensCharged;
     this.inputCharged = 0;
+    this.tokensCharged = 0;
   }
 
   /** fds received and not taken by a command yet: QEMU's way (qemu-facts: tcp_chr_recv) is to
@@ -412,7 +440,7 @@ export class QmpSession implements SessionControl {
     this.state = SessionState.Closed;
     this.clearNegotiationDeadline();
     this.queue.length = 0;
-    this.out = [];
+    this.dropOutput();
     this.backlog = [];
     this.parser.reset();
     this.releaseInput();
@@ -483,6 +511,12 @@ export class QmpSession implements SessionControl {
    *  transport is dropped by the caller once the other process has taken over). */
   async export(): Promise<{ fd: number; state: SessionExport } | undefined> {
     if (!this.frozen) return undefined;
+    // A reply being written a piece per turn (and what waits behind it) goes out first.
+    const deadline = Date.now() + HANDOVER_OUTPUT_MS;
+    while ((this.streaming !== undefined || this.outSpecial > 0) && this.state !== SessionState.Closed) {
+      if (Date.now() > deadline) throw new Error('a client did not take its pending output');
+      await new Promise((r) => setTimeout(r, 2));
+    }
     const h = await this.transportImpl.handOver!();
     if (!h || this.state === SessionState.Closed) return undefined;
     if (!this.frozen) {
@@ -531,7 +565,7 @@ export class QmpSession implements SessionControl {
     }
     if (item.kind === 'value' && isOobRequest(item.value) && !this.frozen) {
       // Out-of-band: answered now, overtaking queued in-band requests (§1.5).
-      this.answer(this.monitor.dispatch(item.value, this.ctx, this.oobEnabled));
+      this.answer(this.noteId(item.value, this.monitor.dispatch(item.value, this.ctx, this.oobEnabled)));
       return;
     }
     this.queue.push(item);
@@ -569,7 +603,7 @@ export class QmpSession implements SessionControl {
                 queueMicrotask(() => this.pump());
               },
             };
-      const r = this.monitor.dispatch(item.value, ctx, this.oobEnabled);
+      const r = this.noteId(item.value, this.monitor.dispatch(item.value, ctx, this.oobEnabled));
       this.countRun();
       if (r instanceof Promise) {
         this.running.push(run);
@@ -647,7 +681,7 @@ export class QmpSession implements SessionControl {
   /** The one guard of request execution: nothing runs while frozen for a handover, or once
    *  closed; while requests run, only what pump() lets overlap. */
   private mayRunNext(): boolean {
-    return !this.frozen && !this.outputBlocked && !this.turnYielded && this.state !== SessionState.Closed;
+    return !this.frozen && !this.outputBlocked && !this.turnYielded && this.streaming === undefined && this.state !== SessionState.Closed;
   }
 
   /** Draining (the peer finished sending) ends once nothing is left to run or answer. */
@@ -674,6 +708,24 @@ export class QmpSession implements SessionControl {
     }
   }
 
+  /** Replies whose id is a long string decoded in parts (json/value.ts LONG_PARTS): printed
+   *  from the parts. */
+  private readonly idParts = new WeakMap<Reply, readonly string[]>();
+
+  /** Notes the parts of the request's id for its reply (the id is echoed as it came). */
+  private noteId(msg: JsonValue, r: Reply | Promise<Reply>): Reply | Promise<Reply> {
+    const parts = longParts(msg, 'id');
+    if (parts === undefined) return r;
+    if (!(r instanceof Promise)) {
+      this.idParts.set(r, parts);
+      return r;
+    }
+    return r.then((reply) => {
+      this.idParts.set(reply, parts);
+      return reply;
+    });
+  }
+
   private writeReply(reply: Reply): void {
     const withFds = reply.result instanceof WithFds ? reply.result : undefined;
     if (this.state === SessionState.Closed) {
@@ -681,6 +733,12 @@ export class QmpSession implements SessionControl {
       return;
     }
     if (withFds) return this.sendWithFds(encodeReply(reply), withFds);
+    if (reply.hasId && encodingIsLarge(reply.id)) {
+      this.out.push({ pieces: encodeReplyPieces(reply, this.idParts.get(reply)) });
+      this.outSpecial++;
+      if (!this.inReceive) this.flush();
+      return;
+    }
     const chunks = reply.result instanceof PreEncoded && !reply.error ? reply.result.chunks : undefined;
     if (chunks && this.transportImpl.writeBytes) return this.sendBytes(replyChunks(reply, chunks));
     this.send(encodeReply(reply));
@@ -689,6 +747,11 @@ export class QmpSession implements SessionControl {
   /** A reply in byte chunks: what is batched goes first, then the chunks as they are. */
   private sendBytes(chunks: readonly Buffer[]): void {
     const t = this.transportImpl;
+    if (this.streaming !== undefined || this.outSpecial > 0) {
+      this.out.push({ bytes: chunks }); // after the reply being written a piece per turn
+      this.outSpecial++;
+      return;
+    }
     this.flush();
     t.writeBytes?.(chunks);
     if (!this.outputBlocked && t.backlogged?.(() => this.outputUnblocked())) this.outputBlocked = true;
@@ -703,6 +766,11 @@ export class QmpSession implements SessionControl {
       withFds.release();
       return this.send(line);
     }
+    if (this.streaming !== undefined || this.outSpecial > 0) {
+      this.out.push({ line, withFds }); // after the reply being written a piece per turn
+      this.outSpecial++;
+      return;
+    }
     this.flush();
     t.writeWithFds(line, withFds.fds);
     if (!this.outputBlocked && t.backlogged?.(() => this.outputUnblocked())) this.outputBlocked = true;
@@ -714,11 +782,74 @@ export class QmpSession implements SessionControl {
   }
 
   private flush(): void {
-    if (this.out.length === 0 || this.state === SessionState.Closed) return;
-    const text = this.out.length === 1 ? this.out[0] : this.out.join('');
-    this.out = [];
-    this.transportImpl.write(text);
+    if (this.out.length === 0 || this.state === SessionState.Closed || this.streaming !== undefined) return;
+    if (this.outSpecial === 0) {
+      const text = this.out.length === 1 ? (this.out[0] as string) : this.out.join('');
+      this.out = [];
+      this.transportImpl.write(text);
+    } else {
+      // In order: the text up to the next reply in pieces or with fds, that reply, and so on.
+      while (this.out.length > 0 && this.streaming === undefined && !this.isClosed()) {
+        let k = 0;
+        while (k < this.out.length && typeof this.out[k] === 'string') k++;
+        if (k > 0) {
+          this.transportImpl.write((this.out.splice(0, k) as string[]).join(''));
+          continue;
+        }
+        const item = this.out.shift() as Exclude<OutItem, string>;
+        this.outSpecial--;
+        if ('pieces' in item) {
+          this.streaming = item.pieces;
+          this.continueStream(true);
+        } else if ('bytes' in item) {
+          this.transportImpl.writeBytes!(item.bytes);
+        } else {
+          this.transportImpl.writeWithFds!(item.line, item.withFds.fds);
+        }
+      }
+    }
+    if (this.isClosed()) return;
     if (!this.outputBlocked && this.transportImpl.backlogged?.(() => this.outputUnblocked())) this.outputBlocked = true;
+  }
+
+  /** Writes the next STREAM_BYTES_PER_TURN of the reply being printed a piece at a time; the
+   *  rest once the peer has taken it (a backlog) or next turn. Once it is all written, what
+   *  waited behind it goes out and requests run again (`fromFlush`: flush() goes on itself). */
+  private continueStream(fromFlush = false): void {
+    const it = this.streaming;
+    if (it === undefined) return;
+    if (this.state === SessionState.Closed) {
+      this.streaming = undefined;
+      return;
+    }
+    let text = '';
+    let done = false;
+    while (text.length < STREAM_BYTES_PER_TURN) {
+      const r = it.next();
+      if (r.done === true) {
+        done = true;
+        break;
+      }
+      text += r.value;
+    }
+    if (text !== '') this.transportImpl.write(text);
+    if (done) {
+      this.streaming = undefined;
+      if (fromFlush) return;
+      this.flush();
+      this.pump();
+      return;
+    }
+    if (this.transportImpl.backlogged?.(() => this.continueStream())) return;
+    setImmediate(() => this.continueStream());
+  }
+
+  /** The connection is gone: output not written is dropped, fds not sent closed. */
+  private dropOutput(): void {
+    for (const o of this.out) if (typeof o !== 'string' && 'withFds' in o) o.withFds.release();
+    this.out = [];
+    this.outSpecial = 0;
+    this.streaming = undefined;
   }
 
   private outputUnblocked(): void {
@@ -736,6 +867,26 @@ const RETURN_CLOSE = Buffer.from('}\r\n', 'latin1');
 export function replyChunks(reply: Reply, chunks: readonly Buffer[]): Buffer[] {
   const close = reply.hasId ? Buffer.from(`, "id": ${encodeJson(reply.id ?? null, { qdictOrder: true })}}\r\n`, 'latin1') : RETURN_CLOSE;
   return [RETURN_OPEN, ...chunks, close];
+}
+
+/** How long a handover waits for a reply being written a piece per turn. */
+const HANDOVER_OUTPUT_MS = 5000;
+
+/** encodeReply()'s text in pieces, for a reply whose id is large to print (encodingIsLarge). */
+export function* encodeReplyPieces(reply: Reply, idParts?: readonly string[]): Generator<string, void, undefined> {
+  const id = encodeJsonPieces(reply.id ?? null, { qdictOrder: true }, idParts);
+  if (reply.error) {
+    yield '{"id": ';
+    yield* id;
+    yield `, "error": {"class": ${encodeJson(reply.error.class)}, "desc": ${encodeJson(reply.error.desc)}}}\r\n`;
+    return;
+  }
+  const result = reply.result;
+  const value = result instanceof WithFds ? result.result : result;
+  const ret = value instanceof PreEncoded ? value.json : encodeJson(value === undefined ? {} : value, { qdictOrder: true });
+  yield `{"return": ${ret}, "id": `;
+  yield* id;
+  yield '}\r\n';
 }
 
 /** Encodes a reply the way QEMU prints it: members in QDict order

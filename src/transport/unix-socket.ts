@@ -176,9 +176,18 @@ class SocketTransport implements Transport {
   attached(clientId: string): void {
     this.clientId = clientId;
   }
+  /** pretty=on: the start of a message written in pieces, re-indented once it is whole. */
+  private prettyHeld = '';
+
   write(text: string): boolean {
     if (this.sock.destroyed) return false;
-    if (this.pretty) text = prettyMessages(text);
+    if (this.pretty) {
+      const whole = this.prettyHeld + text;
+      const end = whole.lastIndexOf('\r\n') + 2;
+      this.prettyHeld = whole.slice(end);
+      if (end === 1) return !this.outputPaused; // no message complete yet (lastIndexOf -1)
+      text = prettyMessages(whole.slice(0, end));
+    }
     if (this.outgoing.length > 0) {
       this.queueOutgoing({ text });
       return !this.outputPaused;

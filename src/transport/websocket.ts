@@ -103,12 +103,14 @@ class WebSocketTransport implements Transport {
     if (this.ws.readyState !== this.ws.OPEN) return false;
     // Session output is CRLF-terminated compact ASCII JSON: a CRLF never occurs inside a
     // message (strings escape control characters), so splitting on it yields whole messages.
+    // Text after the last CRLF is the start of a message written in pieces (a huge reply): it
+    // goes as a fragment (RFC 6455 §5.4), continued by the next write.
     let start = 0;
     for (let i = text.indexOf('\r\n'); i >= 0; i = text.indexOf('\r\n', start)) {
-      this.ws.send(text.slice(start, i));
+      this.ws.send(text.slice(start, i), { fin: true });
       start = i + 2;
     }
-    if (start < text.length) this.ws.send(text.slice(start));
+    if (start < text.length) this.ws.send(text.slice(start), { fin: false });
     if (this.ws.bufferedAmount <= this.limits.maxBufferedBytes) return true;
     this.startBacklog();
     return false;

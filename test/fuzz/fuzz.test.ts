@@ -22,7 +22,9 @@ test(
       `done: ${r.raw} raw + ${r.schema} schema inputs in ${(r.ms / 1000).toFixed(1)} s (${r.batches} batches), ` +
         `${r.failures.length} failures, probe max ${r.maxProbeMs.toFixed(0)} ms over ${r.probeAnswers} answers, ` +
         `objects created and deleted ${r.objectsCreated}; fds baseline ${r.baseline.fds} end ${r.end.fds} peak ${r.peak.fds}; ` +
-        `maps baseline ${r.baseline.maps} end ${r.end.maps} peak ${r.peak.maps}; file maps baseline ${r.baseline.fileMaps} end ${r.end.fileMaps}`,
+        `file maps baseline ${r.baseline.fileMaps} end ${r.end.fileMaps} peak ${r.peak.fileMaps}; ` +
+        `marked anonymous maps baseline ${r.baseline.backendAnonMaps} end ${r.end.backendAnonMaps} peak ${r.peak.backendAnonMaps}; ` +
+        `all maps (not compared) baseline ${r.baseline.maps} end ${r.end.maps} peak ${r.peak.maps}`,
     );
     log(`commands generated: ${JSON.stringify(r.commands)}`);
     for (const f of r.failures.slice(0, 20)) log(`FAILURE ${f.slice(0, 1000)}`);

@@ -47,6 +47,27 @@ describe('frame size limit', () => {
   });
 });
 
+describe('a reply printed a piece per turn', () => {
+  let d: WebDaemon;
+  beforeAll(async () => {
+    d = await startWebDaemon([]);
+  });
+  afterAll(async () => {
+    await d.stop();
+  });
+
+  test('a long id echoed in pieces arrives as one message (fragments), then the next reply', async () => {
+    const c = await WsQmpClient.negotiated(d.url, d.token);
+    c.send('{"execute":"query-version","id":1}');
+    const small = await c.line();
+    const ret = small.slice(0, small.indexOf(', "id": 1}'));
+    // 200 kB of UTF-8 (decoded in parts), 600 kB of \\uXXXX escapes (written in pieces).
+    c.send(`{"execute":"query-version","id":"${'é'.repeat(100_000)}😀"}{"execute":"query-version","id":2}`);
+    expect(await c.line()).toBe(`${ret}, "id": "${'\\u00E9'.repeat(100_000)}\\uD83D\\uDE00"}`);
+    expect(await c.line()).toBe(`${ret}, "id": 2}`);
+  });
+});
+
 describe('message rate limit', () => {
   let d: WebDaemon;
   beforeAll(async () => {

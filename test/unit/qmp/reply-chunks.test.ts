@@ -67,3 +67,13 @@ test('a transport with writeBytes gets the chunks in order with the text replies
   expect(bytes.out.split('\r\n').slice(1, -1)).toEqual(expected);
   expect(text.out).toBe(bytes.out);
 });
+
+test('a reply in chunks waits behind a reply whose long id is written a piece per turn', async () => {
+  const longId = 'i'.repeat(4 << 20);
+  const input = `{"execute":"qmp_capabilities"}{"execute":"quick","id":"${longId}"}{"execute":"list","id":2}{"execute":"quick","id":3}`;
+  const bytes = new BytesTransport();
+  session(bytes)(input);
+  const expected = ['{"return": {}}', `{"return": {"quick": true}, "id": "${longId}"}`, '{"return": [{"a": 1}, {"b": "x"}], "id": 2}', '{"return": {"quick": true}, "id": 3}'];
+  for (let i = 0; i < 200 && bytes.out.split('\r\n').length < expected.length + 2; i++) await new Promise((r) => setImmediate(r));
+  expect(bytes.out.split('\r\n').slice(1, -1)).toEqual(expected);
+});

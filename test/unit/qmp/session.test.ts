@@ -338,6 +338,22 @@ describe('bounded input and output (issue 13)', () => {
     expect(inputBudget.used).toBe(0);
   });
 
+  test('unfinished tokens past the token budget cut off the connection, within the byte budget', () => {
+    // A byte budget nobody reaches; tokens (live objects of partial values) limited to 3,000.
+    const inputBudget = new InputBudget(1e9, 10_000, undefined, 3000);
+    const a = setup({ inputBudget });
+    const b = setup({ inputBudget });
+    a.feed('[' + '{},'.repeat(700)); // 2,101 tokens
+    b.feed('[' + '{},'.repeat(400)); // 1,201 more: past 3,000
+    expect(a.t.ended).toBe(false);
+    expect(b.t.out.slice(-1)).toEqual([`{"error": {"class": "GenericError", "desc": "${INPUT_BUDGET_TEXT}"}}`]);
+    expect(b.t.ended).toBe(true);
+    expect(inputBudget.tokens).toBe(2101);
+    a.feed('{}]');
+    expect(inputBudget.tokens).toBe(0);
+    expect(inputBudget.used).toBe(0);
+  });
+
   test('admit() false: the rest of the chunk is dropped and the session closed', () => {
     const { t, s, monitor } = setup();
     let n = 0;
