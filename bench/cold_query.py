@@ -3,7 +3,8 @@
 Adds N 1 MiB memfd backends (pipelined in batches of 200), then times the first query-memdev
 and the first qom-list /objects after that, each also once more, and once right after one
 more object-add. Prints one JSON object: per call the milliseconds until the reply line was
-read, the milliseconds including json.loads (what a Python client sees), the call's start and
+read, the milliseconds including json.loads (what a Python client sees), json.loads alone
+(parse_ms: the client's own floor, whatever the server), the call's start and
 end on CLOCK_MONOTONIC (t0/t1, seconds: a --cpu-prof of the daemon uses the same clock), and,
 with --pid, the server's main-thread CPU milliseconds (/proc/PID/schedstat) over the call, and
 with --state-dir, hostmemd's journal log size before and after it (log_bytes).
@@ -104,7 +105,7 @@ def run():
         t2 = time.monotonic()
         if 'return' not in r:
             raise Failed(f'{cmd["execute"]}: {r}')
-        return {'read_ms': (t1 - t0) * 1000, 'python_ms': (t2 - t0) * 1000, 'server_cpu_ms': (c1 - c0) if pid else None, 'entries': len(r['return']), 't0': t0, 't1': t1, 'log_bytes': [l0, log_bytes()]}
+        return {'read_ms': (t1 - t0) * 1000, 'python_ms': (t2 - t0) * 1000, 'parse_ms': (t2 - t1) * 1000, 'server_cpu_ms': (c1 - c0) if pid else None, 'entries': len(r['return']), 't0': t0, 't1': t1, 'log_bytes': [l0, log_bytes()]}
 
     for name, cmd in [('query-memdev', {'execute': 'query-memdev'}), ('qom-list', {'execute': 'qom-list', 'arguments': {'path': '/objects'}})]:
         out[name] = {'first': timed(cmd), 'second': timed(cmd)}
