@@ -130,3 +130,11 @@ export function backendPatternIntact(pid: number, b: { id: string; size: bigint 
   const at = backendMapping(pid, size);
   return patternOffsets(size).every((off) => readProcessMemory(pid, at + off, 4096).equals(patternPage(b.id + off)));
 }
+
+/** `count()` once it equals `want`, or its last value after `ms` (bounded): fds a daemon closes
+ *  just after its reply (a sent copy, a closed connection) come and go a moment late. */
+export async function settledCount(count: () => number, want: number, ms = 3000): Promise<number> {
+  const deadline = Date.now() + ms;
+  while (count() !== want && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  return count();
+}

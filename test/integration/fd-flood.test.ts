@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import * as native from '../../src/native';
 import { spawnDaemon, Child } from '../helpers/daemon';
 import { FdQmpClient, openFdCount } from '../helpers/fd-client';
-import { fdTargets } from '../helpers/proc';
+import { fdTargets, settledCount } from '../helpers/proc';
 import { MAX_HELD_FDS } from '../../src/qmp/session';
 import { MAX_FDS_PER_READ } from '../../src/transport/unix-socket';
 
@@ -23,16 +23,11 @@ afterAll(async () => {
 const daemonFds = (): number => openFdCount(d.proc.pid as number);
 const memfds = (n: number): native.Fd[] => Array.from({ length: n }, () => native.memfdCreate('flood', native.MFD_CLOEXEC));
 
-async function settle(target: number): Promise<void> {
-  for (let i = 0; i < 300 && daemonFds() !== target; i++) await new Promise((r) => setTimeout(r, 10));
-}
 /** The daemon's fds on memfds this test sent (named "flood"): nothing else of the daemon's
  *  (a journal write, a thread's fd) can come and go in this count. */
 const floodFds = (): number => fdTargets(d.proc.pid as number).filter((t) => t.startsWith('/memfd:flood')).length;
-async function settledFlood(target: number): Promise<number> {
-  for (let i = 0; i < 300 && floodFds() !== target; i++) await new Promise((r) => setTimeout(r, 10));
-  return floodFds();
-}
+const settle = (target: number): Promise<number> => settledCount(daemonFds, target);
+const settledFlood = (target: number): Promise<number> => settledCount(floodFds, target);
 
 test('one message with 40 fds: 16 held, a getfd keeps one, the rest are closed', async () => {
   const c = await FdQmpClient.negotiated(d.sock);

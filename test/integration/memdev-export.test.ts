@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import * as native from '../../src/native';
 import { spawnDaemon, Child } from '../helpers/daemon';
 import { FdQmpClient, openFdCount, readThroughFd, withMapping } from '../helpers/fd-client';
+import { settledCount } from '../helpers/proc';
 import { EXPORT_PRIVATE_TEXT, EXPORT_PREALLOC_TEXT } from '../../src/backends';
 
 const MiB = 1 << 20;
@@ -42,11 +43,7 @@ const daemonFds = (): number => {
 };
 /** The count once it reaches `want` (bounded: 3 s): a closed connection or a journal write in
  *  flight may hold an fd for a moment after the reply. */
-async function settledFds(want: number): Promise<number> {
-  const deadline = Date.now() + 3000;
-  while (daemonFds() !== want && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  return daemonFds();
-}
+const settledFds = (want: number): Promise<number> => settledCount(daemonFds, want);
 /** How many of the daemon's fds are open on the file with inode `ino` (a memfd's). */
 const daemonFdsOn = (ino: number): number => {
   const pid = d.proc.pid as number;
@@ -60,11 +57,7 @@ const daemonFdsOn = (ino: number): number => {
   }
   return n;
 };
-async function settledOn(ino: number, want: number): Promise<number> {
-  const deadline = Date.now() + 3000;
-  while (daemonFdsOn(ino) !== want && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  return daemonFdsOn(ino);
-}
+const settledOn = (ino: number, want: number): Promise<number> => settledCount(() => daemonFdsOn(ino), want);
 const ok = { return: {} };
 
 async function add(id: string, type: string, props: Record<string, unknown> = {}): Promise<void> {
@@ -216,6 +209,5 @@ test('a client that goes away before reading its reply leaks no fd in the daemon
     await x.close();
   }
   // The daemon notices each close: its count comes back.
-  for (let i = 0; i < 200 && daemonFds() !== start; i++) await new Promise((r) => setTimeout(r, 10));
-  expect(daemonFds()).toBe(start);
+  expect(await settledFds(start)).toBe(start);
 });
