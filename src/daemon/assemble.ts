@@ -18,8 +18,7 @@ import { accelHandlers } from '../commands/accel';
 import { MemdevReplies, QomListReplies, qomHandlers } from '../commands/qom';
 import { cprHandlers, cprInfo, CprServices } from '../commands/cpr';
 import { hmpHandlers } from '../commands/hmp';
-import { genericError } from '../errors/qmp-error';
-import { parseObjectKeyval } from './object-keyval';
+import { objectAddArgs } from './object-keyval';
 import { vmmHandlers } from '../commands/vmm';
 import { VmmRegistry, fileKey } from './vmms';
 import * as native from '../native';
@@ -190,13 +189,7 @@ export function assemble(ctx: AssemblyContext): Parts {
       tree,
       objects,
       // HMP's object_add: keyval (or JSON) text, then the checks of a QMP object-add.
-      objectArgs: (text) => {
-        const parsed = parseObjectKeyval(text, model, CONFIG_SYMBOLS);
-        if (parsed.help) return parsed;
-        const checked = validator.validate('object-add', parsed.args);
-        if (!checked.ok) throw genericError(checked.desc);
-        return { help: false, args: checked.value };
-      },
+      objectArgs: (text) => objectAddArgs(text, model, CONFIG_SYMBOLS, validator),
       cpr: () => cprInfo(cprServices),
       changed: (obj) => memdevs.changed(obj),
     }),

@@ -5,6 +5,7 @@
 import { JsonObject, JsonValue } from '../json/value';
 import { genericError } from '../errors/qmp-error';
 import { SchemaModel } from '../qapi/model';
+import type { ArgValidator } from '../qapi/validate';
 import { ObjectArgText } from '../commands/hmp';
 import { branchMembers, parseSize } from './object-opt';
 import { parseOneJson } from '../commands/hmp-text';
@@ -101,8 +102,18 @@ function put(tree: Tree, path: string[], value: string): void {
   setOwn(t, last, value);
 }
 
+/** HMP object_add's argument as the handler needs it: a help request, or object-add's
+ *  arguments parsed (keyval or JSON) and then checked as a QMP object-add's are. */
+export function objectAddArgs(text: string, model: SchemaModel, defined: ReadonlySet<string>, validator: Pick<ArgValidator, 'validate'>): ObjectArgText {
+  const parsed = parseObjectKeyval(text, model, defined);
+  if (parsed.help) return parsed;
+  const checked = validator.validate('object-add', parsed.args);
+  if (!checked.ok) throw genericError(checked.desc);
+  return { help: false, args: checked.value };
+}
+
 /** object_add's argument: a help request, or object-add's arguments typed by the schema (the
- *  caller checks them as a QMP object-add). */
+ *  caller checks them as a QMP object-add: objectAddArgs). */
 export function parseObjectKeyval(text: string, model: SchemaModel, defined: ReadonlySet<string>): ObjectArgText {
   if (text.startsWith('{')) {
     const v = parseOneJson(text);

@@ -11,11 +11,10 @@ import { objectsFixture, ObjectsFixture, CTX as ctx, MiB } from '../../fakes/obj
 import { hmpHandlers } from '../../../src/commands/hmp';
 import { parseHmpLine, HmpCommandDef } from '../../../src/commands/hmp-line';
 import { prettyJson, rangesText, parseOneJson } from '../../../src/commands/hmp-text';
-import { keyvalParse, parseObjectKeyval } from '../../../src/daemon/object-keyval';
+import { keyvalParse, objectAddArgs, parseObjectKeyval } from '../../../src/daemon/object-keyval';
 import { loadSchema } from '../../../src/qapi/load';
 import { CONFIG_SYMBOLS } from '../../../src/daemon/config';
 import { ArgValidator } from '../../../src/qapi/validate';
-import { genericError } from '../../../src/errors/qmp-error';
 import { toQmpError } from '../../../src/errors/to-qmp';
 import { JsonValue } from '../../../src/json/value';
 
@@ -33,13 +32,7 @@ beforeEach(() => {
     version: { qemu: { major: 7, minor: 2, micro: 0 }, package: 'hostmemd 9.9.9' },
     tree: fx.tree,
     objects: fx.objects,
-    objectArgs: (text) => {
-      const parsed = parseObjectKeyval(text, model, CONFIG_SYMBOLS);
-      if (parsed.help) return parsed;
-      const checked = validator.validate('object-add', parsed.args);
-      if (!checked.ok) throw genericError(checked.desc);
-      return { help: false, args: checked.value };
-    },
+    objectArgs: (text) => objectAddArgs(text, model, CONFIG_SYMBOLS, validator),
     cpr: () => cprValue,
     changed: () => undefined,
   }).get('human-monitor-command')!;
