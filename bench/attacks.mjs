@@ -93,50 +93,14 @@ function rss(pid) {
   }
 }
 
-// The probe process: negotiates, prints "ready", then query-version in a loop until its stdin
-// ends, then prints the sorted round trips' p50/p99/max (ms). An answer still missing 10 s after
-// the end counts as taking that long.
-const PROBE = `
-const net = require('node:net');
-const c = net.connect(process.argv[1]);
-c.setNoDelay(true);
-let buf = '', stage = 0, t0 = 0, stop = false, outstanding = false;
-const times = [];
-c.setEncoding('latin1');
-c.on('error', () => finish());
-c.on('data', (d) => {
-  buf += d;
-  for (let i; (i = buf.indexOf('\\r\\n')) >= 0; ) { const l = buf.slice(0, i); buf = buf.slice(i + 2); onLine(l); }
-});
-function onLine(l) {
-  if (stage === 0) { stage = 1; c.write('{"execute":"qmp_capabilities"}'); return; }
-  if (stage === 1) { stage = 2; process.stdout.write('ready\\n'); send(); return; }
-  if (l.startsWith('{"event"')) return;
-  outstanding = false;
-  times.push(performance.now() - t0);
-  setTimeout(send, 2);
-}
-function send() {
-  if (stop) return finish();
-  outstanding = true;
-  t0 = performance.now();
-  c.write('{"execute":"query-version"}');
-}
-function finish() {
-  times.sort((a, b) => a - b);
-  const pc = (p) => times[Math.min(times.length - 1, Math.floor(times.length * p))];
-  process.stdout.write(JSON.stringify({ p50: pc(0.5), p99: pc(0.99), max: times[times.length - 1], n: times.length }) + '\\n');
-  process.exit(0);
-}
-process.stdin.resume();
-process.stdin.on('end', () => {
-  stop = true;
-  setTimeout(() => { if (outstanding) times.push(performance.now() - t0); finish(); }, 10000).unref();
-});
-`;
+// The probe process (tools/qmp-probe.cjs): negotiates, prints "ready", then query-version in a
+// loop until its stdin ends, then prints the round trips' p50/p99/max (ms). An answer still
+// missing 10 s after the end counts as taking that long.
+const PROBE = path.join(ROOT, 'tools', 'qmp-probe.cjs');
+const PROBE_GRACE_MS = 10000;
 
 async function startProbe(sock) {
-  const p = spawn(process.execPath, ['-e', PROBE, sock], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const p = spawn(process.execPath, [PROBE, sock, String(PROBE_GRACE_MS)], { stdio: ['pipe', 'pipe', 'inherit'] });
   let out = '';
   p.stdout.setEncoding('utf8');
   const exited = new Promise((r) => p.on('exit', r));

@@ -6,9 +6,10 @@
 // (noted at each test) so that each test stays well below 20 s on 2 cores.
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { RawQmpClient } from '../helpers/qmp-client';
-import { spawnDaemon, Child } from '../helpers/daemon';
+import { ROOT, spawnDaemon, Child } from '../helpers/daemon';
 import { WsQmpClient, startWebDaemon } from '../web/ws-client';
 import { INPUT_BUDGET_TEXT } from '../../src/qmp/session';
 
@@ -21,46 +22,11 @@ function rss(pid: number): { now: number; peak: number } {
   return { now: kb('VmRSS'), peak: kb('VmHWM') };
 }
 
-/** The probe: a separate process (so that the test's own work of building and sending the
- *  attack does not count) asking query-version in a loop, 2 ms apart. It prints "ready" once
- *  negotiated and, when its stdin ends, the round-trip times' p99 as JSON. A request still
- *  unanswered 5 s later counts as taking that long. */
-const PROBE = `
-const net = require('node:net');
-const c = net.connect(process.argv[1]);
-let buf = '', stage = 0, t0 = 0, stop = false, outstanding = false, unanswered = false;
-const times = [];
-c.setEncoding('latin1');
-c.on('data', (d) => {
-  buf += d;
-  for (let i; (i = buf.indexOf('\\r\\n')) >= 0; ) { const l = buf.slice(0, i); buf = buf.slice(i + 2); onLine(l); }
-});
-function onLine(l) {
-  if (stage === 0) { stage = 1; c.write('{"execute":"qmp_capabilities"}'); return; }
-  if (stage === 1) { stage = 2; process.stdout.write('ready\\n'); send(); return; }
-  if (l.startsWith('{"event"')) return;
-  outstanding = false;
-  times.push(performance.now() - t0);
-  setTimeout(send, 2);
-}
-function send() {
-  if (stop) return finish();
-  outstanding = true;
-  t0 = performance.now();
-  c.write('{"execute":"query-version"}');
-}
-function finish() {
-  times.sort((a, b) => a - b);
-  const p99 = times[Math.min(times.length - 1, Math.floor(times.length * 0.99))];
-  process.stdout.write(JSON.stringify({ p99, n: times.length, max: times[times.length - 1], unanswered }) + '\\n');
-  process.exit(0);
-}
-process.stdin.resume();
-process.stdin.on('end', () => {
-  stop = true;
-  setTimeout(() => { if (outstanding) { unanswered = true; times.push(performance.now() - t0); } finish(); }, 5000).unref();
-});
-`;
+/** The probe (tools/qmp-probe.cjs): a separate process (so that the test's own work of building
+ *  and sending the attack does not count) asking query-version in a loop, 2 ms apart. It prints
+ *  "ready" once negotiated and, when its stdin ends, the round-trip times' p99 as JSON. A
+ *  request still unanswered 5 s later counts as taking that long. */
+const PROBE = path.join(ROOT, 'tools', 'qmp-probe.cjs');
 
 /** The probe's figures are printed, not asserted (timing depends on the machine's load; the
  *  bench `bench/attacks.mjs` measures them): what is asserted is that the probe was served
@@ -85,7 +51,7 @@ interface Probe {
 
 /** Starts the probe against `sock` and waits until it is negotiated. */
 async function latencyProbe(sock: string): Promise<Probe> {
-  const p = spawn(process.execPath, ['-e', PROBE, sock], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const p = spawn(process.execPath, [PROBE, sock, '5000'], { stdio: ['pipe', 'pipe', 'inherit'] });
   let out = '';
   p.stdout.setEncoding('utf8');
   const exited = new Promise<void>((r) => p.on('exit', () => r()));
