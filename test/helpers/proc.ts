@@ -64,13 +64,17 @@ export function fdTargets(pid: number | 'self' = 'self'): string[] {
   return out;
 }
 
-/** Mappings that belong to memory backends (memfd, POSIX shm, guest_memfd, backing files):
- *  the whole-process count also moves with the JS heap and malloc, which is not ours. */
+/** Mappings that belong to memory backends: memfd, POSIX shm, guest_memfd, backing files,
+ *  shared anonymous memory (`/dev/zero (deleted)`), and private anonymous memory marked the
+ *  way backends mark it (VmFlags `mg` for merge=on, the default, or `dd` for dump=off; V8 and
+ *  malloc never set them). The whole-process count also moves with the JS heap, which is not
+ *  ours: V8 maps and unmaps hundreds of heap pages as it grows and collects. */
 export function backendMapsCount(pid: number | 'self' = 'self'): number {
-  return fs
-    .readFileSync(`/proc/${pid}/maps`, 'utf8')
-    .split('\n')
-    .filter((l) => /\/memfd:|\/dev\/shm\/hostmemd|kvm-gmem|hostmemd_back_mem|hostmemd-test/.test(l)).length;
+  return smaps(pid).filter(
+    (m) =>
+      /\/memfd:|\/dev\/shm\/hostmemd|kvm-gmem|hostmemd_back_mem|hostmemd-test|^\/dev\/zero/.test(m.path) ||
+      (m.path === '' && (m.vmFlags.includes('mg') || m.vmFlags.includes('dd'))),
+  ).length;
 }
 
 /** Start of the one writable, file-backed mapping of exactly `size` bytes in `pid` (a memory
