@@ -43,7 +43,15 @@ class FakeTransport implements Transport {
 
 function setup(opts: { negotiationTimeoutMs?: number; maxClients?: number; inputBudget?: InputBudget; early?: boolean } = {}) {
   let release: () => void = () => undefined;
+  // change: answered once commit() is called, sending an event first (as a journaled change).
+  let commit: () => void = () => undefined;
+  const committed = new Promise<void>((resolve) => (commit = resolve));
   const handlers: Record<string, Handler> = {
+    change: (args) =>
+      committed.then(() => {
+        monitor.emitEvent('CHANGED', { id: args.id as string });
+        return {};
+      }),
     qmp_capabilities: (args, { session }) => {
       session.completeNegotiation((args.enable as string[] | undefined) ?? []);
       return {};
@@ -69,7 +77,7 @@ function setup(opts: { negotiationTimeoutMs?: number; maxClients?: number; input
   const t = new FakeTransport();
   const s = monitor.attach(t) as QmpSession;
   const feed = (text: string) => s.receive(Buffer.from(text));
-  return { monitor, t, s, feed, release: () => release(), unexpected, serve: () => monitor.serve(dispatcher) };
+  return { monitor, t, s, feed, release: () => release(), commit: () => commit(), unexpected, serve: () => monitor.serve(dispatcher) };
 }
 
 const tick = () => new Promise((r) => setImmediate(r));
@@ -132,16 +140,42 @@ test('parse errors are queued in-band behind a running command', async () => {
   expect(t.out).toEqual(['{"return": {"blocked": true}, "id": 1}', '{"error": {"class": "GenericError", "desc": "JSON parse error, expecting value"}}']);
 });
 
-test('events reach only negotiated sessions, with timestamp first and data omitted when empty', () => {
+test('events reach only negotiated sessions, with timestamp first and data omitted when empty; those of one turn go out in one write', async () => {
   const { monitor, t, feed } = setup();
   t.out = [];
   monitor.emitEvent('OBJECT_ADDED', { id: 'm' });
+  await tick();
   expect(t.out).toEqual([]);
   feed('{"execute":"qmp_capabilities"}');
+  const writes = jest.spyOn(t, 'write');
   monitor.emitEvent('OBJECT_ADDED', { id: 'm' });
   monitor.emitEvent('STOP', {});
+  expect(t.out).toHaveLength(1); // written at the end of the turn's cascade, not one by one
+  await tick();
+  expect(writes).toHaveBeenCalledTimes(1);
   expect(t.out[1]).toMatch(/^\{"timestamp": \{"seconds": \d+, "microseconds": \d+\}, "event": "OBJECT_ADDED", "data": \{"id": "m"\}\}$/);
   expect(t.out[2]).toMatch(/^\{"timestamp": \{"seconds": \d+, "microseconds": \d+\}, "event": "STOP"\}$/);
+});
+
+test('changes answered together: each connection gets its reply and every event in one write', async () => {
+  const { monitor, t, feed, commit } = setup();
+  feed('{"execute":"qmp_capabilities"}');
+  const other = new FakeTransport();
+  const o = monitor.attach(other) as QmpSession;
+  o.receive(Buffer.from('{"execute":"qmp_capabilities"}'));
+  t.out = [];
+  other.out = [];
+  feed('{"execute":"change","arguments":{"id":"a"},"id":1}');
+  o.receive(Buffer.from('{"execute":"change","arguments":{"id":"b"},"id":2}'));
+  const writes = [jest.spyOn(t, 'write'), jest.spyOn(other, 'write')];
+  commit();
+  await tick();
+  expect(writes.map((w) => w.mock.calls.length)).toEqual([1, 1]);
+  const shape = (lines: string[]) => lines.map((l) => l.replace(/"timestamp": \{[^}]*\}, /, ''));
+  // Events in the order they were sent; where each reply falls among them is not the point.
+  expect(shape(t.out).sort()).toEqual(['{"event": "CHANGED", "data": {"id": "a"}}', '{"event": "CHANGED", "data": {"id": "b"}}', '{"return": {}, "id": 1}']);
+  expect(shape(other.out).sort()).toEqual(['{"event": "CHANGED", "data": {"id": "a"}}', '{"event": "CHANGED", "data": {"id": "b"}}', '{"return": {}, "id": 2}']);
+  for (const out of [t.out, other.out]) expect(shape(out.filter((l) => l.includes('"event"')))).toEqual(['{"event": "CHANGED", "data": {"id": "a"}}', '{"event": "CHANGED", "data": {"id": "b"}}']);
 });
 
 test('a handler that throws a plain Error gives GenericError, is reported, and the session lives on', () => {
