@@ -7,14 +7,38 @@
 import { build } from 'esbuild';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
+import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const OUT_DIR = path.join(ROOT, 'dist', 'daemon');
 // koffi is required by its file, relative to the bundle, as found now: resolving the package
 // name at every start (node_modules walk, package.json exports) cost ~5 ms before the greeting.
-const koffiFile = createRequire(path.join(OUT_DIR, 'main.js')).resolve('koffi');
-const koffiPath = './' + path.relative(OUT_DIR, koffiFile).split(path.sep).join('/');
+// Its entry then finds the platform's binary (util, fs, module, package.json, a platform probe)
+// and wraps it in deprecation shims hostmemd never calls: ~6 ms more. The bundle requires a
+// small module written here instead, which loads the binary this build's koffi loaded, by its
+// file; if that file is gone or is another koffi version, it falls back to koffi's entry.
+const requireHere = createRequire(path.join(OUT_DIR, 'main.js'));
+const koffiFile = requireHere.resolve('koffi');
+const koffi = requireHere('koffi');
+const binary = Object.keys(requireHere.cache).find((f) => f.endsWith('.node') && f.includes('koffi'));
+const rel = (f) => './' + path.relative(OUT_DIR, f).split(path.sep).join('/');
+const shim = path.join(OUT_DIR, 'koffi-native.js');
+writeFileSync(
+  shim,
+  `'use strict';
+// Written by tools/bundle.mjs: koffi ${koffi.version}'s native module, loaded by its file.
+let native;
+try {
+  native = ${binary ? `require(${JSON.stringify(rel(binary))})` : 'undefined'};
+  if (native && native.version !== ${JSON.stringify(koffi.version)}) native = undefined;
+} catch {
+  native = undefined;
+}
+module.exports = native ?? require(${JSON.stringify(rel(koffiFile))});
+`,
+);
+const koffiPath = './koffi-native.js';
 await build({
   entryPoints: [path.join(ROOT, 'dist', 'daemon', 'main.js')],
   outfile: path.join(ROOT, 'dist', 'daemon', 'main.bundle.js'),
