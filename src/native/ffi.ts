@@ -3,8 +3,30 @@
 // in this file checks errors or owns resources; errno.ts, fd.ts, mapping.ts and libc.ts do.
 // Facts: guest-memfd-facts.md §8 (koffi 3.3.4 on node 20) and §10.20-24 (koffi pitfalls).
 import koffi from 'koffi';
+import type { LibraryHandle } from 'koffi';
 
 const libc = koffi.load('libc.so.6');
+
+type KoffiFunction = ReturnType<LibraryHandle['func']>;
+
+/** The functions of `lib` named by their C prototypes, each declared on first use: koffi parses
+ *  a prototype in tens of microseconds, and a start that greets first (issue 16) calls only a
+ *  few of these before its greeting. */
+function declareLazily<K extends string>(lib: LibraryHandle, protos: Record<K, string>): Record<K, KoffiFunction> {
+  const fns = {} as Record<K, KoffiFunction>;
+  for (const name of Object.keys(protos) as K[]) {
+    Object.defineProperty(fns, name, {
+      configurable: true,
+      enumerable: true,
+      get: () => {
+        const fn = lib.func(protos[name]);
+        Object.defineProperty(fns, name, { value: fn, enumerable: true });
+        return fn;
+      },
+    });
+  }
+  return fns;
+}
 
 /** A raw address. koffi 3 represents every pointer as a BigInt (facts §10.20). */
 export type Address = bigint;
@@ -18,54 +40,54 @@ export type PointerArg = Buffer | Address | null;
 // Prototypes follow the glibc declarations on x86-64 (off_t is 64-bit, so int64_t; size_t is
 // 64-bit). Variadic functions are declared variadic and called with (type, value) pairs; they
 // have no .async (facts §8, probes/out/koffi_async.out), which only madvise needs here.
-const f = {
-  close: libc.func('int close(int fd)'),
-  open: libc.func('int open(const char *path, int flags, ...)'),
-  openat: libc.func('int openat(int dirfd, const char *path, int flags, ...)'),
-  unlinkat: libc.func('int unlinkat(int dirfd, const char *path, int flags)'),
-  fcntl: libc.func('int fcntl(int fd, int cmd, ...)'),
-  ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)'),
-  memfdCreate: libc.func('int memfd_create(const char *name, unsigned int flags)'),
-  ftruncate: libc.func('int ftruncate(int fd, int64_t length)'),
-  fallocate: libc.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)'),
-  fstat: libc.func('int fstat(int fd, void *statbuf)'),
-  fstatfs: libc.func('int fstatfs(int fd, void *buf)'),
-  shmOpen: libc.func('int shm_open(const char *name, int oflag, uint32_t mode)'),
-  shmUnlink: libc.func('int shm_unlink(const char *name)'),
-  mkfifo: libc.func('int mkfifo(const char *path, uint32_t mode)'),
-  mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
-  munmap: libc.func('int munmap(void *addr, size_t length)'),
-  madvise: libc.func('int madvise(void *addr, size_t length, int advice)'),
-  mincore: libc.func('int mincore(void *addr, size_t length, void *vec)'),
-  syscall: libc.func('long syscall(long number, ...)'),
-  memcpy: libc.func('void *memcpy(void *dest, const void *src, size_t n)'),
-  getpagesize: libc.func('int getpagesize()'),
-  sysconf: libc.func('long sysconf(int name)'),
-  getrlimit: libc.func('int getrlimit(int resource, void *rlim)'),
-  prctl: libc.func('int prctl(int option, ...)'),
-  getppid: libc.func('int getppid()'),
-  setrlimit: libc.func('int setrlimit(int resource, const void *rlim)'),
-  dup2: libc.func('int dup2(int oldfd, int newfd)'),
-  close_range: libc.func('int close_range(unsigned int first, unsigned int last, int flags)'),
-  execve: libc.func('int execve(const char *path, const char **argv, const char **envp)'),
-  exit: libc.func('void _exit(int status)'),
-  signal: libc.func('void *signal(int sig, void *handler)'),
-  strerror: libc.func('const char *strerror(int errnum)'),
-  socket: libc.func('int socket(int domain, int type, int protocol)'),
-  socketpair: libc.func('int socketpair(int domain, int type, int protocol, void *sv)'),
-  bind: libc.func('int bind(int fd, const void *addr, uint32_t addrlen)'),
-  listen: libc.func('int listen(int fd, int backlog)'),
-  connect: libc.func('int connect(int fd, const void *addr, uint32_t addrlen)'),
-  accept4: libc.func('int accept4(int fd, void *addr, void *addrlen, int flags)'),
-  sendmsg: libc.func('long sendmsg(int fd, void *msg, int flags)'),
-  recvmsg: libc.func('long recvmsg(int fd, void *msg, int flags)'),
-  shutdown: libc.func('int shutdown(int fd, int how)'),
-  getsockname: libc.func('int getsockname(int fd, void *addr, void *addrlen)'),
-  getsockopt: libc.func('int getsockopt(int fd, int level, int optname, void *optval, void *optlen)'),
-  setsockopt: libc.func('int setsockopt(int fd, int level, int optname, const void *optval, uint32_t optlen)'),
-  newlocale: libc.func('void *newlocale(int category_mask, const char *locale, void *base)'),
-  strerrorL: libc.func('const char *strerror_l(int errnum, void *locale)'),
-};
+const f = declareLazily(libc, {
+  close: 'int close(int fd)',
+  open: 'int open(const char *path, int flags, ...)',
+  openat: 'int openat(int dirfd, const char *path, int flags, ...)',
+  unlinkat: 'int unlinkat(int dirfd, const char *path, int flags)',
+  fcntl: 'int fcntl(int fd, int cmd, ...)',
+  ioctl: 'int ioctl(int fd, unsigned long request, ...)',
+  memfdCreate: 'int memfd_create(const char *name, unsigned int flags)',
+  ftruncate: 'int ftruncate(int fd, int64_t length)',
+  fallocate: 'int fallocate(int fd, int mode, int64_t offset, int64_t len)',
+  fstat: 'int fstat(int fd, void *statbuf)',
+  fstatfs: 'int fstatfs(int fd, void *buf)',
+  shmOpen: 'int shm_open(const char *name, int oflag, uint32_t mode)',
+  shmUnlink: 'int shm_unlink(const char *name)',
+  mkfifo: 'int mkfifo(const char *path, uint32_t mode)',
+  mmap: 'void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)',
+  munmap: 'int munmap(void *addr, size_t length)',
+  madvise: 'int madvise(void *addr, size_t length, int advice)',
+  mincore: 'int mincore(void *addr, size_t length, void *vec)',
+  syscall: 'long syscall(long number, ...)',
+  memcpy: 'void *memcpy(void *dest, const void *src, size_t n)',
+  getpagesize: 'int getpagesize()',
+  sysconf: 'long sysconf(int name)',
+  getrlimit: 'int getrlimit(int resource, void *rlim)',
+  prctl: 'int prctl(int option, ...)',
+  getppid: 'int getppid()',
+  setrlimit: 'int setrlimit(int resource, const void *rlim)',
+  dup2: 'int dup2(int oldfd, int newfd)',
+  close_range: 'int close_range(unsigned int first, unsigned int last, int flags)',
+  execve: 'int execve(const char *path, const char **argv, const char **envp)',
+  exit: 'void _exit(int status)',
+  signal: 'void *signal(int sig, void *handler)',
+  strerror: 'const char *strerror(int errnum)',
+  socket: 'int socket(int domain, int type, int protocol)',
+  socketpair: 'int socketpair(int domain, int type, int protocol, void *sv)',
+  bind: 'int bind(int fd, const void *addr, uint32_t addrlen)',
+  listen: 'int listen(int fd, int backlog)',
+  connect: 'int connect(int fd, const void *addr, uint32_t addrlen)',
+  accept4: 'int accept4(int fd, void *addr, void *addrlen, int flags)',
+  sendmsg: 'long sendmsg(int fd, void *msg, int flags)',
+  recvmsg: 'long recvmsg(int fd, void *msg, int flags)',
+  shutdown: 'int shutdown(int fd, int how)',
+  getsockname: 'int getsockname(int fd, void *addr, void *addrlen)',
+  getsockopt: 'int getsockopt(int fd, int level, int optname, void *optval, void *optlen)',
+  setsockopt: 'int setsockopt(int fd, int level, int optname, const void *optval, uint32_t optlen)',
+  newlocale: 'void *newlocale(int category_mask, const char *locale, void *base)',
+  strerrorL: 'const char *strerror_l(int errnum, void *locale)',
+});
 
 /** errno of the calling thread. Read it right after the failing call, before any other FFI call
  *  (facts §10.21); inside an .async callback koffi restores the worker's errno. */
@@ -205,15 +227,15 @@ function onPool(fn: { async: (...a: unknown[]) => void }, args: unknown[]): Prom
 // loop's epoll watches a socket for input without reading it, and calls back on the loop
 // thread, as it does for Node's own sockets. No thread is involved.
 const node = koffi.load(null);
-const uv = {
-  defaultLoop: node.func('void *uv_default_loop()'),
-  handleSize: node.func('size_t uv_handle_size(int type)'),
-  pollInit: node.func('int uv_poll_init(void *loop, void *handle, int fd)'),
-  pollStart: node.func('int uv_poll_start(void *handle, int events, void *cb)'),
-  pollStop: node.func('int uv_poll_stop(void *handle)'),
-  close: node.func('void uv_close(void *handle, void *cb)'),
-  strerror: node.func('const char *uv_strerror(int err)'),
-};
+const uv = declareLazily(node, {
+  defaultLoop: 'void *uv_default_loop()',
+  handleSize: 'size_t uv_handle_size(int type)',
+  pollInit: 'int uv_poll_init(void *loop, void *handle, int fd)',
+  pollStart: 'int uv_poll_start(void *handle, int events, void *cb)',
+  pollStop: 'int uv_poll_stop(void *handle)',
+  close: 'void uv_close(void *handle, void *cb)',
+  strerror: 'const char *uv_strerror(int err)',
+});
 /** uv_handle_type UV_POLL (uv.h). */
 const UV_POLL = 8;
 /** uv_poll_event: UV_READABLE | UV_DISCONNECT. */
@@ -230,30 +252,36 @@ const rethrow = (e: unknown): void => {
     throw e;
   });
 };
-const onPoll = koffi.register(
-  (handle: Address, status: number, events: number) => {
-    try {
-      pollCallbacks.get(BigInt(handle))?.(status, events);
-    } catch (e) {
-      rethrow(e);
-    }
-  },
-  koffi.pointer(koffi.proto('void (void *handle, int status, int events)')),
-);
-const onClose = koffi.register(
-  (handle: Address) => {
-    const key = BigInt(handle);
-    const then = closeCallbacks.get(key);
-    closeCallbacks.delete(key);
-    koffi.free(key);
-    try {
-      then?.();
-    } catch (e) {
-      rethrow(e);
-    }
-  },
-  koffi.pointer(koffi.proto('void (void *handle)')),
-);
+type Registered = ReturnType<typeof koffi.register>;
+// Registered when the first handle is started, not at load (a start greets first, issue 16).
+let onPollCb: Registered | undefined;
+let onCloseCb: Registered | undefined;
+const onPoll = (): Registered =>
+  (onPollCb ??= koffi.register(
+    (handle: Address, status: number, events: number) => {
+      try {
+        pollCallbacks.get(BigInt(handle))?.(status, events);
+      } catch (e) {
+        rethrow(e);
+      }
+    },
+    koffi.pointer(koffi.proto('void (void *handle, int status, int events)')),
+  ));
+const onClose = (): Registered =>
+  (onCloseCb ??= koffi.register(
+    (handle: Address) => {
+      const key = BigInt(handle);
+      const then = closeCallbacks.get(key);
+      closeCallbacks.delete(key);
+      koffi.free(key);
+      try {
+        then?.();
+      } catch (e) {
+        rethrow(e);
+      }
+    },
+    koffi.pointer(koffi.proto('void (void *handle)')),
+  ));
 
 /** A uv_poll handle on `fd` in Node's main loop; its memory lives until uvPollClose's callback. */
 export function uvPollOpen(fd: number, cb: PollCallback): { handle: Address; rc: number } {
@@ -266,14 +294,14 @@ export function uvPollOpen(fd: number, cb: PollCallback): { handle: Address; rc:
   pollCallbacks.set(handle, cb);
   return { handle, rc };
 }
-export const uvPollStart = (handle: Address, events: number): number => uv.pollStart(handle, events, onPoll);
+export const uvPollStart = (handle: Address, events: number): number => uv.pollStart(handle, events, onPoll());
 export const uvPollStop = (handle: Address): number => uv.pollStop(handle);
 /** Stops and closes the handle; `then` runs once libuv is done with it (its fd may be closed
  *  then, not before). */
 export function uvPollClose(handle: Address, then: () => void): void {
   pollCallbacks.delete(handle);
   closeCallbacks.set(handle, then);
-  uv.close(handle, onClose);
+  uv.close(handle, onClose());
 }
 /** libuv's text for a negative UV_E* code. */
 export const uvStrerror = (err: number): string => uv.strerror(err) ?? `libuv error ${err}`;
