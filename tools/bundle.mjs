@@ -39,6 +39,7 @@ module.exports = native ?? require(${JSON.stringify(rel(koffiFile))});
 `,
 );
 const koffiPath = './koffi-native.js';
+const [WRAP_HEAD, WRAP_TAIL] = createRequire(import.meta.url)('node:module').wrapper;
 await build({
   entryPoints: [path.join(ROOT, 'dist', 'daemon', 'main.js')],
   outfile: path.join(ROOT, 'dist', 'daemon', 'main.bundle.js'),
@@ -51,6 +52,11 @@ await build({
   external: ['fastify', '@fastify/*', 'prom-client', 'ws'],
   plugins: [{ name: 'koffi-by-path', setup: (b) => b.onResolve({ filter: /^koffi$/ }, () => ({ path: koffiPath, external: true })) }],
   keepNames: true,
+  // The file is the CommonJS wrapper function itself (Module.wrap's text), so bin/hostmemd
+  // compiles it as read: wrapping it there made a second copy of the 0.8 MB source at every
+  // start, young garbage for the scavenger before the greeting.
+  banner: { js: WRAP_HEAD },
+  footer: { js: WRAP_TAIL },
   // Smaller to read and hash at every start; names kept (keepNames), so logs and errors read
   // as before.
   minifyWhitespace: true,
