@@ -16,9 +16,21 @@ import { tmpDir } from '../../helpers/daemon';
 
 const withSum = (line: string): string => `${line}\nsha256:${createHash('sha256').update(line).digest('hex')}\n`;
 
+/** Every journal a test opens, closed after it: its log's FileHandle would otherwise be left to
+ *  the garbage collector (with Node's warning). */
+const journals: Journal[] = [];
+const openJournal = (d: string): Journal => {
+  const j = new Journal(d);
+  journals.push(j);
+  return j;
+};
+
 let dir: string;
 beforeEach(() => (dir = tmpDir('hostmemd-journal-')));
-afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+afterEach(() => {
+  journals.splice(0).forEach((j) => j.close());
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 
 const entry = (id: string, seq: number): JournalEntry => ({
   id,
@@ -58,7 +70,7 @@ test.each([
 });
 
 test('load returns entries in creation order, problems per file, and drops half-written temp files', async () => {
-  const j = new Journal(dir);
+  const j = openJournal(dir);
   expect(j.load()).toEqual({ entries: [], problems: [] });
   await j.put(entry('b', j.allocSeq()));
   await j.put(entry('a', j.allocSeq()));
@@ -69,7 +81,7 @@ test('load returns entries in creation order, problems per file, and drops half-
   fs.writeFileSync(path.join(j.dir, 'c.json'), 'garbage');
   fs.writeFileSync(path.join(j.dir, 'x.json.tmp'), 'half');
   fs.copyFileSync(path.join(j.dir, 'a.json'), path.join(j.dir, 'z.json')); // names another id
-  const again = new Journal(dir);
+  const again = openJournal(dir);
   const { entries, problems } = again.load();
   again.close();
   expect(entries.map((e) => e.id)).toEqual(['b', 'a']);
@@ -89,16 +101,16 @@ test('load returns entries in creation order, problems per file, and drops half-
 });
 
 test('put and remove of one id land in the order they were asked, even when not awaited', async () => {
-  const j = new Journal(dir);
+  const j = openJournal(dir);
   const ops = [j.put(entry('m', 1)), j.remove('m'), j.put(entry('m', 2)), j.remove('m'), j.put(entry('m', 3))];
   await Promise.all(ops);
-  expect(new Journal(dir).load().entries.map((e) => e.seq)).toEqual([3]);
+  expect(openJournal(dir).load().entries.map((e) => e.seq)).toEqual([3]);
   await Promise.all([j.put(entry('n', 4)), j.remove('n')]);
-  expect(new Journal(dir).load().entries.map((e) => e.id)).toEqual(['m']);
+  expect(openJournal(dir).load().entries.map((e) => e.id)).toEqual(['m']);
 });
 
 test('files are private to the daemon (0600 entries, 0700 directory)', async () => {
-  const j = new Journal(dir);
+  const j = openJournal(dir);
   await j.put(entry('m', 1));
   await j.settle();
   expect(fs.statSync(j.dir).mode & 0o777).toBe(0o700);
@@ -144,10 +156,10 @@ describe('forged or odd entries', () => {
   ];
 
   test('load reports each, returns only the valid entry, and returns at once', async () => {
-    const j = new Journal(dir);
+    const j = openJournal(dir);
     await plant(j);
     const t0 = performance.now();
-    const { entries, problems } = new Journal(dir).load();
+    const { entries, problems } = openJournal(dir).load();
     expect(performance.now() - t0).toBeLessThan(500);
     expect(entries.map((e) => e.id)).toEqual(['good']);
     expect(problems).toHaveLength(FORGED.length);
@@ -159,7 +171,7 @@ describe('forged or odd entries', () => {
   });
 
   test('restore moves each aside, acts on none, and leaves what they point at alone', async () => {
-    const j = new Journal(dir);
+    const j = openJournal(dir);
     const { fifo, elsewhere } = await plant(j);
     const elsewhereText = fs.readFileSync(elsewhere, 'utf8');
     const added: Record<string, unknown>[] = [];
@@ -172,7 +184,7 @@ describe('forged or odd entries', () => {
     } as unknown as ObjectManager;
     const validator = { validate: (_c: string, args: Record<string, JsonValue>) => ({ ok: true as const, value: args }) };
     const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
-    const restoring = new Journal(dir);
+    const restoring = openJournal(dir);
     const oj = new ObjectJournal(restoring, new FdRegistry(), quiet);
     const t0 = performance.now();
     expect(await oj.restore(objects, validator, new Set())).toBe(1);
@@ -197,11 +209,11 @@ describe('forged or odd entries', () => {
     expect(fs.lstatSync(fifo).isFIFO()).toBe(true);
     expect(fs.readFileSync(elsewhere, 'utf8')).toBe(elsewhereText);
     // The next start sees only the valid entry.
-    expect(new Journal(dir).load()).toEqual({ entries: [expect.objectContaining({ id: 'good' })], problems: [] });
+    expect(openJournal(dir).load()).toEqual({ entries: [expect.objectContaining({ id: 'good' })], problems: [] });
   });
 
   test('a rejected/ that is a symlink is moved aside, never followed', async () => {
-    const j = new Journal(dir);
+    const j = openJournal(dir);
     fs.symlinkSync(outside, j.rejectedDir);
     fs.writeFileSync(path.join(j.dir, 'bad.json'), 'garbage');
     const to = j.reject(path.join(j.dir, 'bad.json'));
@@ -211,7 +223,7 @@ describe('forged or odd entries', () => {
   });
 
   test('a leftover temp file that is a directory is reported, not fatal', () => {
-    const j = new Journal(dir);
+    const j = openJournal(dir);
     fs.mkdirSync(path.join(j.dir, 'x.json.tmp'));
     const { entries, problems } = j.load();
     expect(entries).toEqual([]);
@@ -219,7 +231,7 @@ describe('forged or odd entries', () => {
   });
 
   test('update refuses an entry swapped for a symlink after start', async () => {
-    const j = new Journal(dir);
+    const j = openJournal(dir);
     await j.put(entry('m', 1));
     await j.settle();
     const elsewhere = path.join(outside, 'm.json');
@@ -236,7 +248,7 @@ describe('forged or odd entries', () => {
 describe('group commit', () => {
   const opened: Journal[] = [];
   const journal = (): Journal => {
-    const j = new Journal(dir);
+    const j = openJournal(dir);
     opened.push(j);
     return j;
   };
@@ -258,7 +270,7 @@ describe('group commit', () => {
     // replays them from the log.
     for (const id of ids) expect(fs.existsSync(j.fileFor(id))).toBe(false);
     expect(fs.statSync(j.logFile).size).toBeGreaterThan(0);
-    expect(new Journal(dir).load({ keepTemp: true }).entries.map((e) => e.id)).toEqual(['first', ...ids]);
+    expect(openJournal(dir).load({ keepTemp: true }).entries.map((e) => e.id)).toEqual(['first', ...ids]);
     await j.settle();
     // The checkpoint wrote each file (temp file, then rename), then emptied the log.
     expect(synced.filter((x) => x === 'object-add:applied').length).toBe(17);
