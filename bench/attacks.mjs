@@ -200,11 +200,27 @@ const ATTACKS = {
     let replies = 0;
     const closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: String(reason) })));
     ws.on('error', () => undefined);
-    ws.on('message', () => replies++);
+    // Counted from the start: the greeting can come with the upgrade's reply and be emitted
+    // before a listener attached after 'open' would be (that wait never ended once).
+    const waiters = [];
+    ws.on('message', () => {
+      replies++;
+      for (const w of waiters.splice(0)) w();
+    });
+    const atLeast = async (count) => {
+      const deadline = Date.now() + 10000;
+      while (replies < count) {
+        if (Date.now() > deadline) throw new Error(`ws-frame: ${replies} messages, ${count} expected within 10 s`);
+        await new Promise((r) => {
+          waiters.push(r);
+          setTimeout(r, 100);
+        });
+      }
+    };
     await new Promise((r) => ws.once('open', r));
-    await new Promise((r) => ws.once('message', r));
+    await atLeast(1); // the greeting
     ws.send('{"execute":"qmp_capabilities"}');
-    await new Promise((r) => ws.once('message', r));
+    await atLeast(2);
     const reqs = n(2_330_000);
     ws.send('{"execute":"query-version"}'.repeat(reqs));
     const how = await Promise.race([closed, new Promise((r) => setTimeout(() => r(undefined), 120000))]);
