@@ -190,6 +190,11 @@ export class QmpSession implements SessionControl {
   private inReceive = false;
   /** A flush is queued for the end of the current cascade (flushSoon). */
   private flushQueued = false;
+  /** Output is being gathered for one write: while input is fed (receive), or until the
+   *  queued flush (flushSoon). */
+  private get batching(): boolean {
+    return this.inReceive || this.flushQueued;
+  }
   private readonly parser: JsonStreamParser;
   private readonly ctx: CommandContext;
   // Besides the protocol state (negotiating, command mode, closed), a session can be:
@@ -555,7 +560,7 @@ export class QmpSession implements SessionControl {
   /** Delivers an already encoded event line; dropped while negotiating (§1.3). */
   deliverEvent(line: string): void {
     if (this.state !== SessionState.Command) return;
-    if (!this.inReceive) this.flushSoon();
+    this.flushSoon();
     this.send(line);
   }
 
@@ -670,7 +675,7 @@ export class QmpSession implements SessionControl {
 
   /** Writes the replies of the oldest running requests that have one, in order. */
   private answerRunning(): void {
-    if (!this.inReceive) this.flushSoon();
+    this.flushSoon();
     const done: string[] = [];
     while (this.running.length > 0 && this.running[0].reply) {
       const r = this.running.shift()!;
@@ -702,7 +707,7 @@ export class QmpSession implements SessionControl {
       void r.then((reply) => {
         this.monitor.endCommand();
         this.oobRunning--;
-        if (!this.inReceive) this.flushSoon();
+        this.flushSoon();
         this.writeReply(reply);
         this.endIfDone();
       });
@@ -739,7 +744,7 @@ export class QmpSession implements SessionControl {
     if (reply.hasId && encodingIsLarge(reply.id)) {
       this.out.push({ pieces: encodeReplyPieces(reply, this.idParts.get(reply)) });
       this.outSpecial++;
-      if (!this.inReceive && !this.flushQueued) this.flush();
+      if (!this.batching) this.flush();
       return;
     }
     const chunks = reply.result instanceof PreEncoded && !reply.error ? reply.result.chunks : undefined;
@@ -781,17 +786,18 @@ export class QmpSession implements SessionControl {
 
   private send(line: string): void {
     this.out.push(line);
-    if (!this.inReceive && !this.flushQueued) this.flush();
+    if (!this.batching) this.flush();
   }
 
   /** Writes what is batched once the current cascade of promise reactions is over: a batch of
    *  journaled changes is answered together, and each change sends an event to every session;
    *  this makes all of it one write per connection, where each reply and each event would
    *  otherwise be a write of its own (16 clients adding at once: 16 writes, not 272). Events
-   *  and asynchronous replies queue it; send() then only batches. process.nextTick runs after
-   *  the microtasks queued meanwhile, before any I/O or timer. */
+   *  and asynchronous replies queue it (nothing to queue while input is fed: receive() writes
+   *  at its end); send() then only batches. process.nextTick runs after the microtasks queued
+   *  meanwhile, before any I/O or timer. */
   private flushSoon(): void {
-    if (this.flushQueued) return;
+    if (this.batching) return;
     this.flushQueued = true;
     process.nextTick(() => {
       this.flushQueued = false;
