@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn, ChildProcess } from 'node:child_process';
 import { spawnDaemon, Child } from '../helpers/daemon';
-import { fdCount, mapsCount } from '../helpers/proc';
+import { fdCount, mapsCount, markedAnonMapsCount } from '../helpers/proc';
 import { RawQmpClient } from '../helpers/qmp-client';
 
 /** Backend bytes and objects the fuzzed daemon may hold: sizes above are refused by its caps,
@@ -181,23 +181,8 @@ function fileMappings(pid: number, stateDir: string): number {
     .filter((l) => /\/memfd:|\/dev\/shm\/|\[kvm-gmem\]/.test(l) || l.includes(stateDir)).length;
 }
 
-/** Anonymous mappings whose VmFlags (/proc/PID/smaps) carry `mg` (MADV_MERGEABLE) or `dd`
- *  (MADV_DONTDUMP): what hostmemd's backends ask for with merge=on (the default) and dump=off.
- *  V8 and malloc never set them. (Private RAM backends with merge=off and dump=on cannot be
- *  told from heap pages; the fuzzer's other backends and defaults cover the mapping code.) */
-function backendAnonMappings(pid: number): number {
-  let n = 0;
-  let anon = false;
-  for (const line of fs.readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
-    const head = /^[0-9a-f]+-[0-9a-f]+ \S{4} \S+ \S+ \d+\s*(.*)$/.exec(line);
-    if (head) anon = head[1] === '';
-    else if (anon && line.startsWith('VmFlags:') && / (mg|dd)\b/.test(line)) n++;
-  }
-  return n;
-}
-
 export function resources(t: Target): Resources {
-  return { fds: fdCount(t.pid), maps: mapsCount(t.pid), fileMaps: fileMappings(t.pid, t.child.dir), backendAnonMaps: backendAnonMappings(t.pid) };
+  return { fds: fdCount(t.pid), maps: mapsCount(t.pid), fileMaps: fileMappings(t.pid, t.child.dir), backendAnonMaps: markedAnonMapsCount(t.pid) };
 }
 
 /** Waits (up to 5 s: closed connections are reaped asynchronously) until fds, file mappings

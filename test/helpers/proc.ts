@@ -64,17 +64,21 @@ export function fdTargets(pid: number | 'self' = 'self'): string[] {
   return out;
 }
 
+/** Private anonymous mappings marked the way backends mark theirs: VmFlags `mg`
+ *  (MADV_MERGEABLE, merge=on, the default) or `dd` (MADV_DONTDUMP, dump=off). V8 and malloc
+ *  never set them, so a RAM backend left mapped shows here and heap pages do not. (A private
+ *  RAM backend with merge=off and dump=on cannot be told from heap pages.) */
+export function markedAnonMapsCount(pid: number | 'self' = 'self'): number {
+  return smaps(pid).filter((m) => m.path === '' && (m.vmFlags.includes('mg') || m.vmFlags.includes('dd'))).length;
+}
+
 /** Mappings that belong to memory backends: memfd, POSIX shm, guest_memfd, backing files,
- *  shared anonymous memory (`/dev/zero (deleted)`), and private anonymous memory marked the
- *  way backends mark it (VmFlags `mg` for merge=on, the default, or `dd` for dump=off; V8 and
- *  malloc never set them). The whole-process count also moves with the JS heap, which is not
+ *  shared anonymous memory (`/dev/zero (deleted)`), and the marked private anonymous ones
+ *  (markedAnonMapsCount). The whole-process count also moves with the JS heap, which is not
  *  ours: V8 maps and unmaps hundreds of heap pages as it grows and collects. */
 export function backendMapsCount(pid: number | 'self' = 'self'): number {
-  return smaps(pid).filter(
-    (m) =>
-      /\/memfd:|\/dev\/shm\/hostmemd|kvm-gmem|hostmemd_back_mem|hostmemd-test|^\/dev\/zero/.test(m.path) ||
-      (m.path === '' && (m.vmFlags.includes('mg') || m.vmFlags.includes('dd'))),
-  ).length;
+  const files = smaps(pid).filter((m) => /\/memfd:|\/dev\/shm\/hostmemd|kvm-gmem|hostmemd_back_mem|hostmemd-test|^\/dev\/zero/.test(m.path)).length;
+  return files + markedAnonMapsCount(pid);
 }
 
 /** Start of the one writable, file-backed mapping of exactly `size` bytes in `pid` (a memory
