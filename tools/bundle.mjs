@@ -6,7 +6,7 @@
 // the same; keepNames keeps class and function names as they were (error texts, logs).
 import { build } from 'esbuild';
 import * as path from 'node:path';
-import { createRequire } from 'node:module';
+import Module, { createRequire } from 'node:module';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -39,7 +39,7 @@ module.exports = native ?? require(${JSON.stringify(rel(koffiFile))});
 `,
 );
 const koffiPath = './koffi-native.js';
-const [WRAP_HEAD, WRAP_TAIL] = createRequire(import.meta.url)('node:module').wrapper;
+const [WRAP_HEAD, WRAP_TAIL] = Module.wrapper;
 await build({
   entryPoints: [path.join(ROOT, 'dist', 'daemon', 'main.js')],
   outfile: path.join(ROOT, 'dist', 'daemon', 'main.bundle.js'),
