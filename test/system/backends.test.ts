@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RawQmpClient } from '../helpers/qmp-client';
+import { LOG_NAME } from '../../src/journal/journal';
 import { startWithClient, stopWithClient, InProcess, tmpDir } from '../helpers/daemon';
 import { smaps, findMappings, numaPolicy, fdCount, backendMapsCount as mapsCount, fdTargets } from '../helpers/proc';
 
@@ -26,6 +27,17 @@ afterAll(async () => {
   await stopWithClient({ d, c });
   fs.rmSync(ALLOWED, { recursive: true, force: true });
 });
+
+/** Resolves once the journal's checkpoint has emptied its log. It runs 1 s after the last
+ *  change and opens entry files meanwhile, so the fd counts below start after it (bounded). */
+async function journalCheckpointed(): Promise<void> {
+  const log = path.join(d.dir, LOG_NAME);
+  const deadline = Date.now() + 5000;
+  while (fs.existsSync(log) && fs.statSync(log).size > 0) {
+    if (Date.now() > deadline) throw new Error('the journal did not checkpoint within 5 s');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 async function add(args: Record<string, unknown>): Promise<Record<string, unknown>> {
   return c.execute('object-add', args);
@@ -158,6 +170,7 @@ test('names squatted in /dev/shm (any local user can create them) do not break m
 
 test('hundreds of add/del cycles leak no fd and no mapping', async () => {
   const types = ['memory-backend-memfd', 'memory-backend-ram', 'memory-backend-shm'];
+  await journalCheckpointed();
   const fds = fdCount();
   const maps = mapsCount();
   for (let i = 0; i < 300; i++) {
@@ -170,6 +183,8 @@ test('hundreds of add/del cycles leak no fd and no mapping', async () => {
 });
 
 describe('refusals with QEMU texts leave nothing behind', () => {
+  // Refusals journal nothing: once the earlier tests' checkpoint is over, nothing else opens fds.
+  beforeAll(journalCheckpointed);
   // mem-path names the test's own allowed directory (ALLOWED), or names inside it.
   const cases: [string, Record<string, unknown>, string][] = [
     ['bad id', { 'qom-type': 'memory-backend-ram', id: '1bad', size: 4096 }, "Parameter 'id' expects an identifier"],
