@@ -6,6 +6,11 @@
 // "server-side", not inflated by waiting for a CPU on a loaded machine).
 // Goals (issue 16): first query-memdev after 10,000 adds <= 20 ms server-side, <= 50 ms at a
 // Python client; qom-list /objects likewise.
+// The Python client's floor: the same client run against a plain node server that costs
+// nothing (bench/lib.mjs startEchoServer: every object-add answered at once, query-memdev and
+// qom-list with the very bytes hostmemd sent for them, taken from the daemon before it
+// stopped), each client a fresh python3 process as for the daemons. What it measures is the
+// client's own reading and json.loads of a reply of that size, from a server of no cost.
 // QEMU 7.2 is measured at a smaller size: its object-add slows as objects accumulate (~55 ms
 // each at 3,000 on a 2-core machine, growing linearly, so 10,000 take it a quarter of an hour).
 // Its adding also stops at a time bound; hostmemd is then measured again at the count QEMU
@@ -20,7 +25,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ROOT, benchFlags, haveQemu, startHostmemd, startQemu, fmt, printTable, writeJson } from './lib.mjs';
+import { ROOT, benchFlags, haveQemu, negotiatedClient, startEchoServer, startHostmemd, startQemu, fmt, printTable, writeJson } from './lib.mjs';
 
 const flags = benchFlags();
 const N = Number(process.env.OBJECTS ?? (flags.quick ? 1000 : 10000));
@@ -44,22 +49,54 @@ function measure(server, n, { withCpu = false, addSeconds } = {}) {
   }
 }
 
-async function onHostmemd(n, node = []) {
+/** The client's run on a fresh daemon; with `replies`, the reply lines of query-memdev and
+ *  qom-list /objects as the daemon sends them after the run are put there. */
+async function onHostmemd(n, node = [], replies) {
   const h = await startHostmemd([], { node });
   try {
-    return measure(h, n, { withCpu: true });
+    const r = measure(h, n, { withCpu: true });
+    if (replies && !r.error) {
+      const c = await negotiatedClient(h.sock);
+      for (const [name, req] of [['query-memdev', { execute: 'query-memdev' }], ['qom-list', { execute: 'qom-list', arguments: { path: '/objects' } }]]) {
+        c.send(JSON.stringify(req));
+        for (;;) {
+          const [line] = await c.take(1);
+          if (line.startsWith('{"return"')) {
+            replies[name] = line;
+            break;
+          }
+          if (line.startsWith('{"error"')) throw new Error(`${name}: ${line}`);
+        }
+      }
+      c.close();
+    }
+    return r;
   } finally {
     await h.stop();
   }
 }
 
+/** The client's run against a server of no cost that answers with `replies`. */
+async function onFloor(n, replies) {
+  const e = await startEchoServer({ replies });
+  try {
+    return measure(e, n);
+  } finally {
+    await e.stop();
+  }
+}
+
 let failed = false;
-const ours = await onHostmemd(N, cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir, '--cpu-prof-interval', String(process.env.CPU_PROF_INTERVAL ?? 100)] : []);
+const replies = {};
+const ours = await onHostmemd(N, cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir, '--cpu-prof-interval', String(process.env.CPU_PROF_INTERVAL ?? 100)] : [], replies);
 console.log(`hostmemd, ${N} objects: ${JSON.stringify(ours)}`);
 if (ours.error) {
   console.log(`*** hostmemd: ${ours.error} (after ${ours.added} of ${N} objects) ***`);
   failed = true;
 }
+const floor = ours.error ? undefined : await onFloor(N, replies);
+if (floor) console.log(`floor (a server of no cost, hostmemd's reply bytes), ${N} objects: ${JSON.stringify(floor)}`);
+if (floor?.error) console.log(`*** floor server: ${floor.error} ***`);
 if (cpuProfDir && !ours.error) printProfile(cpuProfDir, ours);
 
 let theirs;
@@ -85,13 +122,14 @@ if (QN > 0 && haveQemu()) {
 
 const ok = (r) => r && !r.error;
 const Q = ok(theirs) ? theirs.added : undefined;
-const head = ['call', `hostmemd read ms (${N})`, 'python ms', 'of which json.loads', 'server CPU ms'];
+const head = ['call', `hostmemd read ms (${N})`, 'python ms', 'of which json.loads', 'server CPU ms', 'floor python ms'];
 if (Q !== undefined) head.push(`hostmemd python ms (${Q})`, `qemu read ms (${Q})`, 'python ms');
 const rows = [head];
 for (const cmd of CALLS) {
   for (const when of WHEN) {
     const o = ok(ours) ? ours[cmd][when] : undefined;
-    const row = [`${cmd} ${when}`, o ? fmt(o.read_ms, 1) : '-', o ? fmt(o.python_ms, 1) : '-', o ? fmt(o.parse_ms, 1) : '-', o ? fmt(o.server_cpu_ms, 1) : '-'];
+    const fl = ok(floor) ? floor[cmd][when] : undefined;
+    const row = [`${cmd} ${when}`, o ? fmt(o.read_ms, 1) : '-', o ? fmt(o.python_ms, 1) : '-', o ? fmt(o.parse_ms, 1) : '-', o ? fmt(o.server_cpu_ms, 1) : '-', fl ? fmt(fl.python_ms, 1) : '-'];
     if (Q !== undefined) {
       const a = ok(oursAtQ) ? oursAtQ[cmd][when] : undefined;
       const t = theirs[cmd][when];
@@ -102,13 +140,13 @@ for (const cmd of CALLS) {
 }
 printTable(rows);
 console.log('goal: first call <= 20 ms server-side, <= 50 ms at the Python client (10,000 objects)');
-console.log("(python ms = reading the reply line + Python's own json.loads of it; json.loads alone is the client's floor)");
+console.log("(python ms = reading the reply line + Python's own json.loads of it; floor python ms = the same client, fresh, against a server of no cost sending hostmemd's reply bytes)");
 
 const res = [];
 for (const cmd of CALLS) {
   const label = cmd === 'qom-list' ? 'qom-list /objects' : cmd;
   if (ok(ours)) {
-    res.push({ name: `first ${label} after ${N} adds, Python client (floor: its json.loads alone)`, unit: 'ms', hostmemd: ours[cmd].first.python_ms, qemu: Q === N ? theirs[cmd].first.python_ms : undefined, floor: ours[cmd].first.parse_ms, better: 'lower' });
+    res.push({ name: `first ${label} after ${N} adds, Python client (floor: the same client against a server of no cost)`, unit: 'ms', hostmemd: ours[cmd].first.python_ms, qemu: Q === N ? theirs[cmd].first.python_ms : undefined, floor: ok(floor) ? floor[cmd].first.python_ms : undefined, better: 'lower' });
     res.push({ name: `first ${label} after ${N} adds, server CPU`, unit: 'ms', hostmemd: ours[cmd].first.server_cpu_ms, better: 'lower' });
   }
   if (Q !== undefined && Q !== N && ok(oursAtQ)) {

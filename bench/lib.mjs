@@ -361,28 +361,49 @@ export function buildFloor(name) {
 
 /** The floor for QMP round trips: a plain node server on a UNIX socket (its own process) that
  *  sends a greeting line and answers every `{"execute"` it reads with a fixed reply line; no
- *  parsing, no dispatch. Same client code as for the daemons. */
-export async function startEchoServer() {
+ *  parsing, no dispatch. Same client code as for the daemons. Options:
+ *  - `replies`: { command: line } answered as they are (the line without CRLF; e.g. a reply a
+ *    daemon sent, so that a client reads the very same bytes from a server that costs nothing);
+ *    the command's name is matched in the request's text, nothing else is looked at;
+ *  - `durable`: each chunk of requests read is first appended to a log opened O_DSYNC in the
+ *    server's temp dir (one durable write, on the state dirs' file system, before the replies):
+ *    the floor for a server that answers only once a change is durable. */
+export async function startEchoServer({ replies = {}, durable = false } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hostmemd-bench-echo-'));
   const sock = path.join(dir, 'echo.sock');
+  const repliesFile = path.join(dir, 'replies.json');
+  fs.writeFileSync(repliesFile, JSON.stringify(replies));
   const script = `
     const net = require('node:net');
-    const REPLY = '{"return": {}}\\r\\n';
+    const fs = require('node:fs');
+    const [sock, repliesFile, logFile] = process.argv.slice(1);
+    const canned = new Map(Object.entries(JSON.parse(fs.readFileSync(repliesFile, 'latin1'))).map(([k, v]) => [k, Buffer.from(v + '\\r\\n', 'latin1')]));
+    const REPLY = Buffer.from('{"return": {}}\\r\\n');
+    const log = logFile ? fs.openSync(logFile, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND | fs.constants.O_DSYNC, 0o600) : undefined;
+    const NAME = /\\{"execute"\\s*:\\s*"([^"]*)"/g;
     net.createServer((c) => {
-      c.setNoDelay?.(true);
       c.write('{"QMP": {"version": {}, "capabilities": []}}\\r\\n');
       let tail = '';
       c.setEncoding('latin1');
       c.on('data', (d) => {
         const s = tail + d;
-        let n = 0, i = 0;
-        while ((i = s.indexOf('{"execute"', i)) >= 0) { n++; i += 10; }
-        tail = s.slice(Math.max(0, s.length - 9));
-        if (n) c.write(REPLY.repeat(n));
+        const out = [];
+        let end = 0;
+        for (const m of s.matchAll(NAME)) {
+          out.push(canned.get(m[1]) ?? REPLY);
+          end = m.index + m[0].length;
+        }
+        // An unfinished request start is kept for the next chunk.
+        const cut = s.lastIndexOf('{', s.length - 1);
+        tail = cut >= end ? s.slice(cut) : '';
+        if (out.length === 0) return;
+        const send = () => c.write(Buffer.concat(out));
+        if (log === undefined) send();
+        else fs.write(log, d, 0, 'latin1', (e) => (e ? c.destroy(e) : send()));
       });
       c.on('error', () => {});
-    }).listen(process.argv[1]);`;
-  const proc = spawn(process.execPath, ['-e', script, sock], { stdio: ['ignore', 'ignore', 'inherit'] });
+    }).listen(sock);`;
+  const proc = spawn(process.execPath, ['-e', script, sock, repliesFile, ...(durable ? [path.join(dir, 'log')] : [])], { stdio: ['ignore', 'ignore', 'inherit'] });
   await waitFor(sock, proc, 'echo server');
   return { name: 'echo', sock, pid: proc.pid, stop: () => stop(proc, dir) };
 }

@@ -15,7 +15,12 @@
 //  - CLIENTS clients concurrently: OBJECTS object-adds in all, shared out, each client
 //    sequential on its own connection (the goal: >= 4x the one-client rate);
 //  - QEMU 7.2, one client, sequential, OBJECTS object-adds (skipped without QEMU): the
-//    CLIENTS-client rate is compared with it.
+//    CLIENTS-client rate is compared with it;
+//  - the durable echo floor: the same sequential object-adds against a plain node server that
+//    does nothing but append each request to an O_DSYNC log on the state fs before its reply
+//    (bench/lib.mjs startEchoServer({ durable: true })): what one round trip plus one durable
+//    write per request allows a server that keeps its event loop free. One client sequential
+//    can reach 1/fdatasync only where both together cost less than one fdatasync.
 // Each figure is the median of REPEATS runs.
 //
 // Run: node bench/object-add.mjs [--json FILE]   (npm run build first)
@@ -26,7 +31,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { haveQemu, negotiatedClient, request, startHostmemd, startQemu, fmt, printTable } from './lib.mjs';
+import { haveQemu, negotiatedClient, request, startEchoServer, startHostmemd, startQemu, fmt, printTable } from './lib.mjs';
 
 const OBJECTS = Number(process.env.OBJECTS ?? 100);
 const CLIENTS = Number(process.env.CLIENTS ?? 16);
@@ -123,7 +128,8 @@ async function warmUp(server) {
   return ms;
 }
 
-const firstAdds = { hostmemd: [], qemu: [] };
+/** The first object-add's ms on each fresh server, by server name. */
+const firstAdds = { hostmemd: [], qemu: [], echo: [] };
 
 /** Runs `fn` on a fresh, warmed-up server REPEATS times; the median. */
 async function repeat(start, fn) {
@@ -131,7 +137,7 @@ async function repeat(start, fn) {
   for (let r = 0; r < REPEATS; r++) {
     const server = await start();
     try {
-      firstAdds[server.name === 'hostmemd' ? 'hostmemd' : 'qemu'].push(await warmUp(server));
+      firstAdds[server.name === 'hostmemd' || server.name === 'echo' ? server.name : 'qemu'].push(await warmUp(server));
       xs.push(await fn(server));
     } finally {
       await server.stop();
@@ -147,11 +153,18 @@ const one = await repeat(() => startHostmemd(), (s) => sequentialRate(s, 1));
 const piped = await repeat(() => startHostmemd(), (s) => pipelinedRate(s));
 const many = await repeat(() => startHostmemd(), (s) => sequentialRate(s, CLIENTS));
 const qemu = haveQemu() ? await repeat(() => startQemu(), (s) => sequentialRate(s, 1)) : undefined;
+const durableEcho = await repeat(async () => {
+  const e = await startEchoServer({ durable: true });
+  if (fs.statSync(path.dirname(e.sock)).dev !== floorDev) throw new Error(`the durable echo server's log ${e.sock} is not on the file system the floor was measured on`);
+  return e;
+}, (s) => sequentialRate(s, 1));
 
 console.log(`object-add with the journal on: ${OBJECTS} objects of 1 MiB (memfd), median of ${REPEATS}, each on a fresh server after one warm-up object-add and ${WARM_MS} ms; state fs floor from ${FLOOR_SYNCS} fdatasyncs`);
 printTable([
   ['case', 'hostmemd /s', 'reference /s', 'ratio', 'goal'],
   ['one client, sequential', fmt(one, 0), `${fmt(floor, 0)} (1/fdatasync)`, fmt(one / floor, 2), '>= 1'],
+  ['one client, sequential, vs durable echo', fmt(one, 0), `${fmt(durableEcho, 0)} (durable echo)`, fmt(one / durableEcho, 2), ''],
+  ['durable echo vs 1/fdatasync', fmt(durableEcho, 0), `${fmt(floor, 0)} (1/fdatasync)`, fmt(durableEcho / floor, 2), ''],
   ['one client, pipelined', fmt(piped, 0), `${fmt(one, 0)} (one client)`, fmt(piped / one, 2), ''],
   [`${CLIENTS} clients`, fmt(many, 0), `${fmt(one, 0)} (one client)`, fmt(many / one, 2), '>= 4'],
   [`${CLIENTS} clients vs QEMU 7.2, one client`, fmt(many, 0), qemu === undefined ? 'QEMU not installed' : fmt(qemu, 0), qemu === undefined ? '-' : fmt(many / qemu, 2), '>= 1'],
@@ -162,6 +175,7 @@ console.log(`first object-add after start (ms, median of ${firstAdds.hostmemd.le
 if (jsonFile) {
   const results = [
     { name: `object-add one client sequential, ${OBJECTS} objects (journal on; floor: 1/fdatasync)`, unit: 'objects/s', hostmemd: one, floor, better: 'higher' },
+    { name: `object-add one client sequential, ${OBJECTS} objects (floor: a durable echo server, one O_DSYNC append per request)`, unit: 'objects/s', hostmemd: one, floor: durableEcho, better: 'higher' },
     { name: `object-add one client pipelined, ${OBJECTS} objects`, unit: 'objects/s', hostmemd: piped, better: 'higher' },
     { name: `object-add ${CLIENTS} clients, ${OBJECTS} objects (QEMU: one client)`, unit: 'objects/s', hostmemd: many, ...(qemu === undefined ? {} : { qemu }), better: 'higher' },
     { name: 'first object-add after start', unit: 'ms', hostmemd: median(firstAdds.hostmemd), ...(firstAdds.qemu.length > 0 ? { qemu: median(firstAdds.qemu) } : {}), better: 'lower' },
