@@ -42,6 +42,14 @@ const JSON_FILE = flag('--json', undefined);
 const WARM_MS = Number(flag('--warm', '5000'));
 const n = (x) => Math.max(1, Math.round(x * SCALE));
 
+/** `p`'s value, or `fallback` once `ms` pass; the timer is cleared either way (a bound left
+ *  pending would keep this process alive for its whole length after the attacks are done). */
+function within(p, ms, fallback) {
+  let timer;
+  const bound = new Promise((r) => (timer = setTimeout(() => r(fallback), ms)));
+  return Promise.race([p, bound]).finally(() => clearTimeout(timer));
+}
+
 /** A daemon child process with its UNIX socket and, with `ws`, the web endpoint. Its stderr
  *  (the log, at the default level) is counted, not shown. */
 async function startDaemon({ ws = false } = {}) {
@@ -223,7 +231,7 @@ const ATTACKS = {
     await atLeast(2);
     const reqs = n(2_330_000);
     ws.send('{"execute":"query-version"}'.repeat(reqs));
-    const how = await Promise.race([closed, new Promise((r) => setTimeout(() => r(undefined), 120000))]);
+    const how = await within(closed, 120000, undefined);
     ws.terminate();
     return { ok: how?.code === 1008, detail: `${reqs} requests in one frame: ${replies} replies, close ${how?.code}` };
   },
@@ -242,7 +250,7 @@ const ATTACKS = {
       if (b.endsWith('\n')) done();
     });
     await write(c.s, Buffer.concat([Buffer.from('{"execute":"query-version","id":"'), Buffer.alloc(chars * 2, Buffer.from('é')), Buffer.from('"}')]));
-    const ok = await Promise.race([replied.then(() => true), new Promise((r) => setTimeout(() => r(false), 120000))]);
+    const ok = await within(replied.then(() => true), 120000, false);
     c.s.destroy();
     return { ok, detail: `${chars} characters, reply ${(got / MiB).toFixed(0)} MiB` };
   },
@@ -302,7 +310,7 @@ const ATTACKS = {
     const reqs = ['{"execute":"qmp_capabilities"}'];
     for (let i = 0; i < count; i++) reqs.push(`{"execute":"query-version","id":${i}}`);
     s.write(reqs.join(''));
-    await Promise.race([all, new Promise((r) => setTimeout(r, 300000))]);
+    await within(all, 300000, undefined);
     s.destroy();
     const secs = (performance.now() - t0) / 1000;
     return { ok: !closed || lines >= count + 2 ? lines >= count + 2 : false, detail: `${lines - 2} of ${count} replies in ${secs.toFixed(1)} s (${(bytes / MiB / secs).toFixed(1)} MiB/s)` };
