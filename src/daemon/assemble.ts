@@ -3,7 +3,7 @@
 // dispatcher, monitor) and wires them through the event bus. Nothing here listens or restores;
 // every resource that must be let go registers its step on the teardown stack as it is made.
 import * as os from 'node:os';
-import { loadSchemaCached } from './schema-cache';
+import { loadPrecompiledValidators, loadSchemaCached } from './schema-cache';
 import { buildCommandTable } from '../qapi/command-table';
 import { buildIntrospection } from '../qapi/introspect';
 import { ArgValidator } from '../qapi/validate';
@@ -90,7 +90,7 @@ export function assemble(ctx: AssemblyContext): Parts {
   // The interface, from qapi/: precomputed by the build (dist/qapi-model.json) when fresh.
   const model = loadSchemaCached(SCHEMA_MAIN);
   const table = buildCommandTable(model, CONFIG_SYMBOLS);
-  const validator = new ArgValidator(model, CONFIG_SYMBOLS, false);
+  const validator = new ArgValidator(model, CONFIG_SYMBOLS, false, undefined, loadPrecompiledValidators());
   const kvm = options.accel === 'kvm' ? KvmAccelerator.open(options.kvmProbeOverride as Partial<KvmProbe>) : KvmAccelerator.disabled('--accel none');
   teardown.add('kvm', () => kvm.close());
   if (kvm.facts.unavailable) logger.warn({ reason: kvm.facts.unavailable }, 'guest_memfd backends unavailable');

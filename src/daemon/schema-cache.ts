@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadSchema } from '../qapi/load';
 import { SchemaModel } from '../qapi/model';
-import { SCHEMA_MAIN } from './config';
+import { Precompiled, standaloneValidators } from '../qapi/standalone';
+import { CONFIG_SYMBOLS, SCHEMA_MAIN } from './config';
 
 /** Bumped when the file's layout changes. */
 const FORMAT = 1;
@@ -28,11 +29,12 @@ interface CacheFile {
 
 const sha1 = (data: Buffer | string): string => crypto.createHash('sha1').update(data).digest('hex');
 
-/** The compiler's own files: a changed compiler may build a different model from the same schema. */
+/** The compiler's own files: a changed compiler may build a different model from the same schema.
+ *  Not the validators the build writes beside them (made from the model, after it). */
 function compilerFiles(): string[] {
   return fs
     .readdirSync(COMPILER_DIR)
-    .filter((f) => /\.(js|ts)$/.test(f) && !f.endsWith('.d.ts'))
+    .filter((f) => /\.(js|ts)$/.test(f) && !f.endsWith('.d.ts') && f !== path.basename(VALIDATORS_FILE))
     .sort()
     .map((f) => path.join(COMPILER_DIR, f));
 }
@@ -84,7 +86,33 @@ export function writeSchemaCache(mainFile: string = SCHEMA_MAIN, cacheFile: stri
   fs.renameSync(tmp, cacheFile);
 }
 
+/** Where the build writes the argument validators it compiles (standalone.ts): beside the
+ *  QAPI compiler in dist/qapi/, so that the bundle takes them in. */
+export const VALIDATORS_FILE = path.resolve(__dirname, '..', 'qapi', 'validators.js');
+
+/** Compiles every command's argument validators for this build's schema into VALIDATORS_FILE. */
+export function writeValidators(file: string = VALIDATORS_FILE): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, standaloneValidators(loadSchemaCached(), CONFIG_SYMBOLS));
+  fs.renameSync(tmp, file);
+}
+
+/** The validators the build compiled, or undefined (not built: run from src/ under ts-jest, or
+ *  HOSTMEMD_NO_PRECOMPILED=1 to compile them at run time as before). Never throws. */
+export function loadPrecompiledValidators(): Precompiled | undefined {
+  if (process.env.HOSTMEMD_NO_PRECOMPILED === '1') return undefined;
+  try {
+    // A literal path: the bundler takes the generated module in (it exists only in dist/).
+    // eslint-disable-next-line @typescript-eslint/no-require-imports, import-x/no-unresolved
+    return require('../qapi/validators') as Precompiled;
+  } catch {
+    return undefined;
+  }
+}
+
 if (require.main === module) {
   writeSchemaCache();
   process.stdout.write(`QAPI schema model written to ${path.relative(process.cwd(), SCHEMA_CACHE)}\n`);
+  writeValidators();
+  process.stdout.write(`argument validators compiled to ${path.relative(process.cwd(), VALIDATORS_FILE)}\n`);
 }

@@ -94,36 +94,65 @@ export function jsonKind(v: unknown): JsonKind | undefined {
   return undefined;
 }
 
+/** Where a validator reports the negative uint64/size values it accepts (their instancePath),
+ *  while `current` is set: ArgValidator sets it around a call, so that it can canonicalise them
+ *  (QEMU stores `size: -1` as 18446744073709551615); ajv itself never modifies the data. A
+ *  module-level hook rather than a closure, so that validators generated ahead of time (at
+ *  build, standalone.ts) report to the same place as those compiled at run time. */
+export const wrapSink: { current: ((instancePath: string) => void) | undefined } = { current: undefined };
+
+/** Called by the validators' code for a wrapped value (see wrapSink). */
+export function wrapped(instancePath: string): void {
+  wrapSink.current?.(instancePath);
+}
+
+/** How the validators' code reaches this module and value.ts when it is written out ahead of
+ *  time: paths from the generated file, which lives beside this one (dist/qapi/). */
+const SELF_MODULE = './json-schema';
+const VALUE_MODULE = '../json/value';
+
 /**
- * Registers the custom keywords on an ajv instance. `onWrap` is told the instancePath of every
- * negative uint64/size value it accepts, so the caller can canonicalise (QEMU stores
- * `size: -1` as 18446744073709551615); ajv itself never modifies the data.
+ * Registers the custom keywords on an ajv instance, as code generators: each keyword's check
+ * is a call of a function of this module (or value.ts) inlined into the validator, which ajv
+ * can also write out as standalone code (the build does, standalone.ts). With `recordWraps`,
+ * qapiInt of uint64/size reports the negative values it accepts through wrapSink.
  */
-export function addQapiKeywords(ajv: Ajv, onWrap?: (instancePath: string) => void): void {
+export function addQapiKeywords(ajv: Ajv, recordWraps = false): void {
+  // Loaded with ajv itself, never at start (validate.ts loads ajv after the greeting).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { _, getProperty, strConcat } = require('ajv/dist/compile/codegen') as typeof import('ajv/dist/compile/codegen');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const N = (require('ajv/dist/compile/names') as typeof import('ajv/dist/compile/names')).default;
+  type Cxt = import('ajv').KeywordCxt;
+  const self = { INT_SPECS, intCheck, jsonKind, wrapped } as const;
+  const value = { isJsonNumber, isJsonObject } as const;
+  const fn = (cxt: Cxt, name: keyof typeof self | keyof typeof value) => {
+    const inSelf = name in self;
+    const ref = inSelf ? self[name as keyof typeof self] : value[name as keyof typeof value];
+    return cxt.gen.scopeValue('func', { ref, code: _`require(${inSelf ? SELF_MODULE : VALUE_MODULE})${getProperty(name)}` });
+  };
   ajv.addKeyword({
     keyword: QAPI_KEYWORDS.int,
     schemaType: 'string',
-    errors: false,
-    compile: (type: string) => {
+    code: (cxt: Cxt) => {
+      const type = cxt.schema as string;
       if (!isIntType(type)) throw new Error(`${QAPI_KEYWORDS.int}: unknown integer type '${type}'`);
-      const spec = INT_SPECS[type];
-      if (!spec.wraps || onWrap === undefined) return (data: unknown) => intCheck(spec, data) !== 0;
-      return (data: unknown, cxt?: { instancePath: string }) => {
-        const r = intCheck(spec, data);
-        if (r === 2 && cxt !== undefined) onWrap(cxt.instancePath);
-        return r !== 0;
-      };
+      const spec = cxt.gen.scopeValue('obj', { ref: INT_SPECS[type], code: _`require(${SELF_MODULE}).INT_SPECS${getProperty(type)}` });
+      const check = _`${fn(cxt, 'intCheck')}(${spec}, ${cxt.data})`;
+      if (!INT_SPECS[type].wraps || !recordWraps) return cxt.fail(_`${check} === 0`);
+      const r = cxt.gen.const('r', check);
+      cxt.gen.if(_`${r} === 2`, () => cxt.gen.code(_`${fn(cxt, 'wrapped')}(${strConcat(N.instancePath, cxt.it.errorPath)})`));
+      cxt.fail(_`${r} === 0`);
     },
   });
-  ajv.addKeyword({ keyword: QAPI_KEYWORDS.number, schemaType: 'boolean', errors: false, compile: () => (data: unknown) => isJsonNumber(data) });
-  ajv.addKeyword({ keyword: QAPI_KEYWORDS.object, schemaType: 'boolean', errors: false, compile: () => (data: unknown) => isJsonObject(data) });
+  ajv.addKeyword({ keyword: QAPI_KEYWORDS.number, schemaType: 'boolean', code: (cxt: Cxt) => cxt.fail(_`!${fn(cxt, 'isJsonNumber')}(${cxt.data})`) });
+  ajv.addKeyword({ keyword: QAPI_KEYWORDS.object, schemaType: 'boolean', code: (cxt: Cxt) => cxt.fail(_`!${fn(cxt, 'isJsonObject')}(${cxt.data})`) });
   ajv.addKeyword({
     keyword: QAPI_KEYWORDS.kind,
     schemaType: 'string',
-    errors: false,
-    compile: (kind: string) => (data: unknown) => jsonKind(data) === kind,
+    code: (cxt: Cxt) => cxt.fail(_`${fn(cxt, 'jsonKind')}(${cxt.data}) !== ${cxt.schema as string}`),
   });
-  ajv.addKeyword({ keyword: QAPI_KEYWORDS.alternate, schemaType: 'string', errors: false, compile: () => () => false });
+  ajv.addKeyword({ keyword: QAPI_KEYWORDS.alternate, schemaType: 'string', code: (cxt: Cxt) => cxt.fail() });
 }
 
 /**

@@ -5,8 +5,9 @@
 import type Ajv from 'ajv';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { JsonObject, JsonValue, MEMBER_ORDER, isJsonNumber, isJsonObject, memberKeys } from '../json/value';
-import { INT_SPECS, JsonSchema, addQapiKeywords, buildArgSchemas, intCheck, isIntType, jsonKind, typeKind } from './json-schema';
+import { INT_SPECS, JsonSchema, addQapiKeywords, buildArgSchemas, intCheck, isIntType, jsonKind, typeKind, wrapSink } from './json-schema';
 import { IfCond, Member, SchemaModel, condHolds } from './model';
+import { Precompiled, ajvOptions, schemaHash } from './standalone';
 
 export type ValidationResult = { ok: true; value: JsonObject } | { ok: false; desc: string };
 
@@ -49,11 +50,6 @@ const MAX_PRUNE_ROUNDS = 64;
 /** Parts of ajv loaded one per warm-up step, in dependency order (~5-15 ms each). */
 const WARM_UP_AJV_MODULES = ['ajv/dist/compile/codegen', 'ajv/dist/compile/validate', 'ajv/dist/core', 'ajv/dist/vocabularies/applicator', 'ajv/dist/vocabularies/validation', 'ajv/dist/vocabularies/draft7'];
 
-/** ajv's code generation without its optimizing passes: object-add's validator compiles in
- *  ~30 ms instead of ~44 (the first object-add after a start, and a restart's restore, wait for
- *  it), and validates as fast (0.13 µs a call either way, measured). */
-const AJV_CODE = { optimize: false } as const;
-
 export class ArgValidator {
   private readonly commands = new Map<string, CompiledCommand>();
   /** instancePaths of negative uint64/size values accepted by the current validation. */
@@ -68,15 +64,28 @@ export class ArgValidator {
     private readonly checkSchemas = true,
     /** LIST_ELEMENTS_FULL_CHECK; tests lower it to check the fail-fast path against QEMU's order. */
     private readonly fullCheckListElements = LIST_ELEMENTS_FULL_CHECK,
+    /** Validators the build compiled (standalone.ts): each is taken for the command whose
+     *  schema hashes as the one it was compiled from; the others compile as usual. */
+    precompiled?: Precompiled,
   ) {
     for (const [name, schema] of buildArgSchemas(model, defined)) {
       const cmd = model.entities.get(name);
       const argType = cmd?.meta === 'command' ? cmd.argType : undefined;
       const c: CompiledCommand = argType === undefined ? { schema } : { schema, argType };
-      if (JSON.stringify(schema).includes('"array"')) c.hasLists = true;
+      const json = JSON.stringify(schema);
+      if (json.includes('"array"')) c.hasLists = true;
+      if (precompiled !== undefined && Object.hasOwn(precompiled.hashes, name) && precompiled.hashes[name] === schemaHash(json)) {
+        c.fn = precompiled.full[name];
+        const quick = Object.hasOwn(precompiled.quick, name) ? precompiled.quick[name] : undefined;
+        if (c.hasLists && quick !== undefined) this.quickFns.set(c, quick);
+        this.precompiledCount++;
+      }
       this.commands.set(name, c);
     }
   }
+
+  /** How many commands got a validator compiled by the build (the rest compile here). */
+  readonly precompiledCount: number = 0;
 
   /** Made on first use: loading ajv takes ~30 ms, which the daemon's start to greeting need
    *  not wait for (see warmUpStep). */
@@ -87,13 +96,8 @@ export class ArgValidator {
       // A synchronous, deferred load: validate() must stay synchronous.
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const AjvClass = (require('ajv') as typeof import('ajv')).default;
-      // allErrors: costs nothing on valid input, and on invalid input the first error in ajv's
-      // order is not QEMU's first (ajv checks `required` before `properties`, for one).
-      // ownProperties: a member named like an Object.prototype property must not look present.
-      const ajv = new AjvClass({ allErrors: true, discriminator: true, ownProperties: true, strictTypes: true, messages: false, validateSchema: this.checkSchemas, code: AJV_CODE });
-      addQapiKeywords(ajv, (path) => {
-        this.wrapped.push(path);
-      });
+      const ajv = new AjvClass(ajvOptions(true, this.checkSchemas));
+      addQapiKeywords(ajv, true);
       this.ajvInstance = ajv;
     }
     return this.ajvInstance;
@@ -114,7 +118,7 @@ export class ArgValidator {
       if (this.quickAjv === undefined) {
         // eslint-disable-next-line @typescript-eslint/no-require-imports
         const AjvClass = (require('ajv') as typeof import('ajv')).default;
-        this.quickAjv = new AjvClass({ allErrors: false, discriminator: true, ownProperties: true, strictTypes: true, messages: false, validateSchema: false, code: AJV_CODE });
+        this.quickAjv = new AjvClass(ajvOptions(false));
         addQapiKeywords(this.quickAjv);
       }
       fn = this.quickAjv.compile(c.schema);
@@ -144,6 +148,8 @@ export class ArgValidator {
   }
 
   private *warmUpSteps(): Generator<void> {
+    const left = [...this.commands.values()].some((c) => c.fn === undefined || (c.hasLists === true && !this.quickFns.has(c)));
+    if (!left) return;
     if (this.ajvInstance === undefined) {
       // ajv's largest modules, one per step (each is cached by require for the next).
       for (const part of WARM_UP_AJV_MODULES) {
@@ -176,13 +182,26 @@ export class ArgValidator {
     const fn = this.compiled(c);
     const checked = c.hasLists === true && countListElements(args, this.fullCheckListElements) > this.fullCheckListElements ? this.pruned(c, args) : args;
     this.wrapped.length = 0;
-    if (fn(checked)) {
+    if (this.check(fn, checked)) {
       if (this.wrapped.length === 0) return { ok: true, value: args };
       return { ok: true, value: unwrapNegatives(args, this.wrapped) };
     }
     const errors = fn.errors ?? [];
     fn.errors = null; // ajv keeps the last errors on the function: do not pin them
     return { ok: false, desc: this.firstError(c.argType, checked, errors) };
+  }
+
+  private readonly onWrap = (instancePath: string): void => void this.wrapped.push(instancePath);
+
+  /** `fn(args)` with the negative uint64/size values it accepts recorded in `wrapped`. */
+  private check(fn: ValidateFunction, args: JsonObject): boolean {
+    const outer = wrapSink.current;
+    wrapSink.current = this.onWrap;
+    try {
+      return fn(args);
+    } finally {
+      wrapSink.current = outer;
+    }
   }
 
   /** `args` with every list cut just after the element where the fail-fast validator stops

@@ -4,8 +4,11 @@
 import fc from 'fast-check';
 import * as fs from 'fs';
 import * as path from 'path';
-import { ArgValidator } from '../../../src/qapi/validate';
+import { ArgValidator, LIST_ELEMENTS_FULL_CHECK } from '../../../src/qapi/validate';
+import * as jsonSchemaModule from '../../../src/qapi/json-schema';
 import { loadSchema } from '../../../src/qapi/load';
+import { Precompiled, standaloneValidators } from '../../../src/qapi/standalone';
+import * as valueModule from '../../../src/json/value';
 import { IfCond, SchemaModel, condHolds } from '../../../src/qapi/model';
 import { JsonFloat, JsonObject, JsonValue, MEMBER_ORDER, memberKeys } from '../../../src/json/value';
 import { ModelBuilder, objectAddModel } from './model-fixtures';
@@ -59,10 +62,26 @@ function richModel(): ModelBuilder {
     .command('hidden', { if: 'CONFIG_NOPE', data: { a: 'int' } });
 }
 
+/** The module the build writes for `m` (standalone.ts), loaded with its requires of
+ *  json-schema and value pointing at these sources. */
+function precompile(m: SchemaModel, defined: ReadonlySet<string>): Precompiled {
+  const exports = {} as Precompiled;
+  const req = (p: string): unknown => {
+    if (p === './json-schema') return jsonSchemaModule;
+    if (p === '../json/value') return valueModule;
+    throw new Error(`the generated validators require '${p}'`);
+  };
+  new Function('exports', 'require', standaloneValidators(m, defined))(exports, req);
+  return exports;
+}
+
 const model = richModel().build();
 const validator = new ArgValidator(model, LINUX);
 /** The same, taking the fail-fast path (large lists) whenever there is a list. */
 const prunedValidator = new ArgValidator(model, LINUX, true, 0);
+/** Both again with the validators compiled ahead of time, as the daemon runs them. */
+const precompiledValidator = new ArgValidator(model, LINUX, true, LIST_ELEMENTS_FULL_CHECK, precompile(model, LINUX));
+const precompiledPruned = new ArgValidator(model, LINUX, true, 0, precompile(model, LINUX));
 
 function check(command: string, args: JsonObject): string | JsonObject {
   const r = validator.validate(command, args);
@@ -304,7 +323,11 @@ describe('the real schema (loadSchema) against replies recorded from QEMU 7.2', 
   // probed over QMP); only types whose QAPI definition hostmemd shares with QEMU.
   const root = path.resolve(__dirname, '../../..');
   const real = loadSchema(path.join(root, 'qapi/schema.json'), (p: string) => fs.readFileSync(p, 'utf8'));
-  const v = new ArgValidator(real, new Set(['CONFIG_LINUX', 'CONFIG_POSIX', 'CONFIG_KVM']));
+  const LINUX_KVM = new Set(['CONFIG_LINUX', 'CONFIG_POSIX', 'CONFIG_KVM']);
+  const v = new ArgValidator(real, LINUX_KVM);
+  /** As the daemon runs: the build's validators, without the meta-schema check. */
+  const vp = new ArgValidator(real, LINUX_KVM, false, undefined, precompile(real, LINUX_KVM));
+  const vpPruned = new ArgValidator(real, LINUX_KVM, false, 0, precompile(real, LINUX_KVM));
   test('every command schema passes ajv\'s meta-schema check (the daemon compiles without it)', () => {
     expect(() => new ArgValidator(real, new Set(['CONFIG_LINUX', 'CONFIG_POSIX', 'CONFIG_KVM']), true).compileAll()).not.toThrow();
   });
@@ -346,12 +369,33 @@ describe('the real schema (loadSchema) against replies recorded from QEMU 7.2', 
     ['query-version', { a: 1 }, "Parameter 'a' is unexpected"],
   ])('%s %j', (command, args, desc) => {
     expect(v.validate(command, args)).toEqual({ ok: false, desc });
+    expect(vp.validate(command, args)).toEqual({ ok: false, desc });
+    // The fail-fast path (a list past the full-check limit) too.
+    expect(vpPruned.validate(command, args)).toEqual({ ok: false, desc });
   });
 
   test('valid object-add arguments pass unchanged, size -1 wraps', () => {
     const args = { 'qom-type': 'memory-backend-memfd', id: 'm', size: 1048576, share: true, 'host-nodes': [0], policy: 'bind' };
-    expect(v.validate('object-add', args)).toEqual({ ok: true, value: args });
-    expect(v.validate('object-add', ram({ size: -1 }))).toEqual({ ok: true, value: ram({ size: 2n ** 64n - 1n }) });
+    for (const x of [v, vp, vpPruned]) {
+      expect(x.validate('object-add', args)).toEqual({ ok: true, value: args });
+      expect(x.validate('object-add', ram({ size: -1 }))).toEqual({ ok: true, value: ram({ size: 2n ** 64n - 1n }) });
+      expect(x.validate('object-add', ram({ size: 1, 'host-nodes': [-1, 2], 'prealloc-threads': 2 }))).toEqual({ ok: false, desc: "Parameter 'null' expects uint16_t" });
+    }
+  });
+
+  test('the build\'s validators serve every command, and nothing is left to compile', () => {
+    expect(vp.precompiledCount).toBe([...real.entities.values()].filter((e) => e.meta === 'command' && condHolds(e.if, LINUX_KVM)).length);
+    expect(vp.precompiledCount).toBeGreaterThan(20);
+    expect(vp.warmUpStep()).toBe(false);
+  });
+
+  test('a validator compiled from another schema is not taken: that command compiles its own', () => {
+    // Built without CONFIG_LINUX, object-add's schema lacks host-nodes and policy.
+    const other = new ArgValidator(real, LINUX_KVM, false, undefined, precompile(real, new Set(['CONFIG_POSIX', 'CONFIG_KVM'])));
+    expect(other.precompiledCount).toBeLessThan(vp.precompiledCount);
+    const args = { 'qom-type': 'memory-backend-memfd', id: 'm', size: 1048576, 'host-nodes': [0], policy: 'bind' };
+    expect(other.validate('object-add', args)).toEqual({ ok: true, value: args });
+    expect(other.validate('object-add', ram({ size: 1, policy: 'x' }))).toEqual(v.validate('object-add', ram({ size: 1, policy: 'x' })));
   });
 });
 
@@ -506,6 +550,9 @@ describe('property: first error in QEMU visit order, canonical values', () => {
         expect(validator.validate(command, args)).toEqual(expected);
         // Large lists are first cut short by a fail-fast pass: same answer for any list size.
         expect(prunedValidator.validate(command, args)).toEqual(expected);
+        // The validators the build compiles answer alike, on both paths.
+        expect(precompiledValidator.validate(command, args)).toEqual(expected);
+        expect(precompiledPruned.validate(command, args)).toEqual(expected);
       }),
       { numRuns: 2500 },
     );
