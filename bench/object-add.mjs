@@ -21,10 +21,13 @@
 //    (bench/lib.mjs startEchoServer({ durable: true })): what one round trip plus one durable
 //    write per request allows a server that keeps its event loop free. One client sequential
 //    can reach 1/fdatasync only where both together cost less than one fdatasync.
+//  - the same one-client and CLIENTS-client rates at STEADY objects (default 1,000; 0 skips):
+//    a fresh daemon runs its first hundreds of adds before V8 has optimised their code, so at
+//    100 objects the ratio measures warm-up as much as concurrency.
 // Each figure is the median of REPEATS runs.
 //
 // Run: node bench/object-add.mjs [--json FILE]   (npm run build first)
-// Env: OBJECTS (default 100), CLIENTS (default 16), REPEATS (default 3), FLOOR_SYNCS (default 200),
+// Env: OBJECTS (default 100), CLIENTS (default 16), REPEATS (default 3), FLOOR_SYNCS (default 200), STEADY (default 1000),
 // WARM_MS (default 1500: the pause after the warm-up object-add; 0 measures right after start).
 // --json FILE writes { "bench": "object-add", "results": [{ name, unit, hostmemd, qemu?, floor?,
 // better }] } (rates in objects/s, higher is better).
@@ -38,6 +41,7 @@ const CLIENTS = Number(process.env.CLIENTS ?? 16);
 const REPEATS = Number(process.env.REPEATS ?? 3);
 const FLOOR_SYNCS = Number(process.env.FLOOR_SYNCS ?? 200);
 const WARM_MS = Number(process.env.WARM_MS ?? 1500);
+const STEADY = Number(process.env.STEADY ?? 1000);
 const SIZE = 1024 * 1024;
 const jsonAt = process.argv.indexOf('--json');
 const jsonFile = jsonAt >= 0 ? process.argv[jsonAt + 1] : undefined;
@@ -79,10 +83,10 @@ async function expectOk(c, id) {
 }
 
 /** Sequential object-adds on `clients` connections at once; objects per second. */
-async function sequentialRate(server, clients) {
+async function sequentialRate(server, clients, objects = OBJECTS) {
   const socks = server.socks ?? [server.sock];
   const cs = await Promise.all(Array.from({ length: clients }, (_, i) => negotiatedClient(socks[i % socks.length])));
-  const per = Array.from({ length: clients }, (_, k) => Math.floor(OBJECTS / clients) + (k < OBJECTS % clients ? 1 : 0));
+  const per = Array.from({ length: clients }, (_, k) => Math.floor(objects / clients) + (k < objects % clients ? 1 : 0));
   const t0 = process.hrtime.bigint();
   await Promise.all(
     cs.map(async (c, k) => {
@@ -91,7 +95,7 @@ async function sequentialRate(server, clients) {
   );
   const s = Number(process.hrtime.bigint() - t0) / 1e9;
   for (const c of cs) c.close();
-  return OBJECTS / s;
+  return objects / s;
 }
 
 /** OBJECTS object-adds sent in one write on one connection; objects per second. */
@@ -153,6 +157,8 @@ const one = await repeat(() => startHostmemd(), (s) => sequentialRate(s, 1));
 const piped = await repeat(() => startHostmemd(), (s) => pipelinedRate(s));
 const many = await repeat(() => startHostmemd(), (s) => sequentialRate(s, CLIENTS));
 const qemu = haveQemu() ? await repeat(() => startQemu(), (s) => sequentialRate(s, 1)) : undefined;
+const oneSteady = STEADY > 0 ? await repeat(() => startHostmemd(), (s) => sequentialRate(s, 1, STEADY)) : undefined;
+const manySteady = STEADY > 0 ? await repeat(() => startHostmemd(), (s) => sequentialRate(s, CLIENTS, STEADY)) : undefined;
 const durableEcho = await repeat(async () => {
   const e = await startEchoServer({ durable: true });
   if (fs.statSync(path.dirname(e.sock)).dev !== floorDev) throw new Error(`the durable echo server's log ${e.sock} is not on the file system the floor was measured on`);
@@ -167,6 +173,7 @@ printTable([
   ['durable echo vs 1/fdatasync', fmt(durableEcho, 0), `${fmt(floor, 0)} (1/fdatasync)`, fmt(durableEcho / floor, 2), ''],
   ['one client, pipelined', fmt(piped, 0), `${fmt(one, 0)} (one client)`, fmt(piped / one, 2), ''],
   [`${CLIENTS} clients`, fmt(many, 0), `${fmt(one, 0)} (one client)`, fmt(many / one, 2), '>= 4'],
+  ...(STEADY > 0 ? [[`${CLIENTS} clients, ${STEADY} objects`, fmt(manySteady, 0), `${fmt(oneSteady, 0)} (one client, ${STEADY})`, fmt(manySteady / oneSteady, 2), '>= 4']] : []),
   [`${CLIENTS} clients vs QEMU 7.2, one client`, fmt(many, 0), qemu === undefined ? 'QEMU not installed' : fmt(qemu, 0), qemu === undefined ? '-' : fmt(many / qemu, 2), '>= 1'],
 ]);
 const firstQemu = firstAdds.qemu.length > 0 ? `, QEMU 7.2 ${fmt(median(firstAdds.qemu), 1)}` : '';
@@ -178,6 +185,12 @@ if (jsonFile) {
     { name: `object-add one client sequential, ${OBJECTS} objects (floor: a durable echo server, one O_DSYNC append per request)`, unit: 'objects/s', hostmemd: one, floor: durableEcho, better: 'higher' },
     { name: `object-add one client pipelined, ${OBJECTS} objects`, unit: 'objects/s', hostmemd: piped, better: 'higher' },
     { name: `object-add ${CLIENTS} clients, ${OBJECTS} objects (QEMU: one client)`, unit: 'objects/s', hostmemd: many, ...(qemu === undefined ? {} : { qemu }), better: 'higher' },
+    ...(STEADY > 0
+      ? [
+          { name: `object-add one client sequential, ${STEADY} objects`, unit: 'objects/s', hostmemd: oneSteady, better: 'higher' },
+          { name: `object-add ${CLIENTS} clients, ${STEADY} objects`, unit: 'objects/s', hostmemd: manySteady, better: 'higher' },
+        ]
+      : []),
     { name: 'first object-add after start', unit: 'ms', hostmemd: median(firstAdds.hostmemd), ...(firstAdds.qemu.length > 0 ? { qemu: median(firstAdds.qemu) } : {}), better: 'lower' },
   ];
   fs.writeFileSync(jsonFile, JSON.stringify({ bench: 'object-add', results }, null, 2) + '\n');
