@@ -4,11 +4,11 @@
 // and the journal share a file system: checked, the run stops if they do not):
 //  - floor: 1 / (one fdatasync on the state fs): sequential appends of an entry-sized record
 //    (400 bytes) to a file in a temp dir beside the state dirs, each followed by fdatasync;
-//  - first object-add after start: a fresh daemon compiles its validators in the background
-//    after its greeting, and a command that comes first compiles its own (object-add's: ~100 ms).
+//  - first object-add after start: the daemon's validators come compiled from the build, but
+//    the rest of the add path is compiled on first use while the start's last parts load.
 //    That one-time cost is shown on its own line (ms, median), not spread over the rates: on
 //    each fresh server one object-add (and its object-del) runs first, then WARM_MS pass
-//    (the background compiles finish) before the timed part. QEMU gets the same warm-up;
+//    (the start is over) before the timed part. QEMU gets the same warm-up;
 //  - one client, sequential: OBJECTS object-adds of 1 MiB memfd backends, each waiting for its
 //    reply (compared with the floor: one durable write per object is the goal);
 //  - one client, pipelined: the same OBJECTS object-adds sent in one write;
