@@ -124,12 +124,17 @@ export function addQapiKeywords(ajv: Ajv, recordWraps = false): void {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const N = (require('ajv/dist/compile/names') as typeof import('ajv/dist/compile/names')).default;
   type Cxt = import('ajv').KeywordCxt;
-  const self = { INT_SPECS, intCheck, jsonKind, wrapped } as const;
-  const value = { isJsonNumber, isJsonObject } as const;
-  const fn = (cxt: Cxt, name: keyof typeof self | keyof typeof value) => {
-    const inSelf = name in self;
-    const ref = inSelf ? self[name as keyof typeof self] : value[name as keyof typeof value];
-    return cxt.gen.scopeValue('func', { ref, code: _`require(${inSelf ? SELF_MODULE : VALUE_MODULE})${getProperty(name)}` });
+  // The functions the checks call, and the module the written-out code requires each from.
+  const helpers = {
+    intCheck: [intCheck, SELF_MODULE],
+    jsonKind: [jsonKind, SELF_MODULE],
+    wrapped: [wrapped, SELF_MODULE],
+    isJsonNumber: [isJsonNumber, VALUE_MODULE],
+    isJsonObject: [isJsonObject, VALUE_MODULE],
+  } as const;
+  const fn = (cxt: Cxt, name: keyof typeof helpers) => {
+    const [ref, from] = helpers[name];
+    return cxt.gen.scopeValue('func', { ref, code: _`require(${from})${getProperty(name)}` });
   };
   ajv.addKeyword({
     keyword: QAPI_KEYWORDS.int,
